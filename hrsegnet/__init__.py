@@ -1,0 +1,46 @@
+"""HrSegNet crack-segmentation networks (B16 / B32 / B48), registered in PaddleSeg.
+
+``import hrsegnet`` adds ``HrSegNetB16``, ``HrSegNetB32`` and ``HrSegNetB48`` to
+PaddleSeg's ``manager.MODELS`` (when PaddleSeg is installed), so a PaddleSeg
+YAML with ``model: {type: HrSegNetB48}`` builds the network.
+"""
+
+from __future__ import annotations
+
+from hrsegnet.model import HrSegNet, SegBlock, SegHead
+
+__all__ = ["HrSegNet", "HrSegNetB16", "HrSegNetB32", "HrSegNetB48", "SegBlock", "SegHead"]
+
+
+class HrSegNetB16(HrSegNet):
+    """HrSegNet with base width 16 (609,942 trainable parameters for 2 classes)."""
+
+    def __init__(self, in_channels: int = 3, base: int = 16, num_classes: int = 2, pretrained: str | None = None) -> None:
+        super().__init__(in_channels=in_channels, base=base, num_classes=num_classes, pretrained=pretrained)
+
+
+class HrSegNetB32(HrSegNet):
+    """HrSegNet with base width 32 (2,432,550 trainable parameters for 2 classes)."""
+
+    def __init__(self, in_channels: int = 3, base: int = 32, num_classes: int = 2, pretrained: str | None = None) -> None:
+        super().__init__(in_channels=in_channels, base=base, num_classes=num_classes, pretrained=pretrained)
+
+
+class HrSegNetB48(HrSegNet):
+    """HrSegNet with base width 48 (5,467,830 trainable parameters for 2 classes)."""
+
+    def __init__(self, in_channels: int = 3, base: int = 48, num_classes: int = 2, pretrained: str | None = None) -> None:
+        super().__init__(in_channels=in_channels, base=base, num_classes=num_classes, pretrained=pretrained)
+
+
+def _register_in_paddleseg() -> None:
+    try:
+        from paddleseg.cvlibs import manager
+    except ImportError:  # PaddleSeg is optional for the networks themselves.
+        return
+    for cls in (HrSegNetB16, HrSegNetB32, HrSegNetB48):
+        if cls.__name__ not in manager.MODELS.components_dict:
+            manager.MODELS.add_component(cls)
+
+
+_register_in_paddleseg()

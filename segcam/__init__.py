@@ -1,0 +1,37 @@
+"""segcam: Seg-Grad-CAM explanations for crack-segmentation networks on PaddlePaddle.
+
+Example:
+    >>> import segcam
+    >>> model = segcam.create_model("hrsegnet_b48")
+    >>> result = segcam.explain(model, segcam.read_image("crack.jpg"), layers=["seg_head"])
+    >>> result.save("out/")
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+try:
+    import paddle  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "segcam needs PaddlePaddle: pip install paddlepaddle==3.3.1 (CPU) or the matching "
+        "paddlepaddle-gpu wheel (see README, 'GPU')"
+    ) from exc
+
+from segcam.engine import explain
+from segcam.images import ImageError, read_image
+from segcam.layers import list_layers, resolve_layers
+from segcam.methods import get_method, list_methods
+from segcam.overlay import heatmap, overlay
+from segcam.result import Explanation, LayerMap
+from segcam.targets import BoxTarget, ImageTarget, MaskTarget, PixelTarget, PredictedTarget, parse_target
+from segcam.weights import WeightsError, load_weights
+from segcam.zoo import ZooModel, create_model, list_models, load_paddleseg
+
+__all__ = [
+    "BoxTarget", "Explanation", "ImageError", "ImageTarget", "LayerMap", "MaskTarget", "PixelTarget",
+    "PredictedTarget", "WeightsError", "ZooModel", "__version__", "create_model", "explain", "get_method",
+    "heatmap", "list_layers", "list_methods", "list_models", "load_paddleseg", "load_weights", "overlay",
+    "parse_target", "read_image", "resolve_layers",
+]

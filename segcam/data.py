@@ -1,0 +1,136 @@
+"""Crack datasets read in place from ``../shared/data`` (never copied into the repo).
+
+A data spec is ``NAME:SPLIT`` (``deepcrack:test``, ``cfd:all``). Masks on disk
+are 0/255; :func:`load_mask` turns them into class ids {0, 1} (crack = 1),
+because PaddleSeg treats 255 as ``ignore_index``.
+
+Sets with no validation split of their own (DeepCrack) hold out every tenth
+training pair (sorted by path) as ``valid``; ``train`` then excludes those
+pairs, so validation never touches the training pairs or the test split.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["DATASETS", "Pair", "data_root", "list_pairs", "load_mask", "parse_data_spec"]
+
+#: Known sets and the licence note the model cards repeat.
+DATASETS: dict[str, str] = {
+    "deepcrack": "DeepCrack (Liu et al., Neurocomputing 338, 2019); non-commercial research and education only",
+    "cfd": "CrackForest (Shi et al., IEEE T-ITS 17(12), 2016); non-commercial research only",
+    "masonry_dais": "Masonry cracks (Dais et al., Automation in Construction 125, 2021); GPL-3.0",
+    "gaps384_crops": "GAPs384 crops (Eisenbach et al., IJCNN 2017); GAPs terms, non-commercial research",
+    "shadowcrack_crops": "ShadowCrack crops; no licence stated by the original authors",
+}
+SPLITS = ("train", "valid", "test", "all")
+_HOLDOUT_EVERY = 10
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One image and its ground-truth mask (absolute paths)."""
+
+    image: Path
+    mask: Path
+
+
+def data_root() -> Path:
+    """Folder holding the data sets.
+
+    ``$SEGCAM_DATA`` wins; otherwise ``../shared/data`` next to the current
+    directory or next to this checkout.
+
+    Raises:
+        FileNotFoundError: If no data folder is found.
+    """
+    env = os.environ.get("SEGCAM_DATA")
+    candidates = [Path(env)] if env else []
+    candidates += [Path.cwd().parent / "shared" / "data", Path(__file__).resolve().parents[2] / "shared" / "data"]
+    for cand in candidates:
+        if cand.is_dir():
+            return cand
+    raise FileNotFoundError(
+        f"no crack data folder found (looked in {', '.join(map(str, candidates))}); "
+        "set SEGCAM_DATA to the folder that holds deepcrack/, cfd/, ..."
+    )
+
+
+def _read_split_file(root: Path, name: str) -> list[Pair]:
+    pairs = []
+    for line in (root / name).read_text().splitlines():
+        if line.strip():
+            img, mask = line.split()
+            pairs.append(Pair(root / img, root / mask))
+    return pairs
+
+
+def list_pairs(name: str, split: str) -> list[Pair]:
+    """Pairs of one set and split, in a stable order.
+
+    Args:
+        name: Data set folder name, e.g. ``deepcrack``.
+        split: ``train``, ``valid``, ``test`` or ``all``.
+
+    Raises:
+        ValueError: Unknown set or split, or a split the set does not define.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; available: {', '.join(DATASETS)}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} for {name}; use one of {', '.join(SPLITS)}")
+    root = data_root() / name
+    if split == "all":
+        with open(root / "manifest.csv", newline="") as fh:
+            return [Pair(root / r["image"], root / r["mask"]) for r in csv.DictReader(fh)]
+    if (root / f"{split}.txt").is_file() and not (split == "train" and not (root / "valid.txt").is_file()):
+        return _read_split_file(root, f"{split}.txt")
+    if split in ("train", "valid") and (root / "train.txt").is_file():
+        train = sorted(_read_split_file(root, "train.txt"), key=lambda p: str(p.image))
+        held = [p for i, p in enumerate(train) if i % _HOLDOUT_EVERY == 0]
+        return held if split == "valid" else [p for p in train if p not in held]
+    have = sorted(p.stem for p in root.glob("*.txt")) or ["all"]
+    raise ValueError(f"data set {name} has no {split!r} split; it has: {', '.join(have)} (use {name}:all)")
+
+
+def parse_data_spec(spec: str) -> list[Pair]:
+    """Resolve ``NAME:SPLIT`` (``deepcrack:test``) into pairs.
+
+    Raises:
+        ValueError: If the spec is malformed or names an unknown set or split.
+    """
+    name, sep, split = spec.partition(":")
+    if not sep:
+        raise ValueError(f"data spec {spec!r} must look like NAME:SPLIT, e.g. deepcrack:test")
+    return list_pairs(name, split)
+
+
+def load_mask(path: str | Path) -> np.ndarray:
+    """Read a ground-truth mask as uint8 class ids {0, 1} (crack = 1).
+
+    Masks stored as 0/255 (the data sets here) or 0/1 are both accepted; any
+    value above 127 counts as crack in a 0/255 mask.
+
+    Raises:
+        FileNotFoundError: If the file is missing.
+        ValueError: If the file is not a single-channel mask.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"mask {path} does not exist")
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("L") if im.mode in ("RGB", "RGBA", "P", "LA") else im)
+    except OSError as exc:
+        raise ValueError(f"mask {path} cannot be read as an image ({exc}); give a PNG mask") from exc
+    if arr.ndim != 2:
+        raise ValueError(f"mask {path} has shape {arr.shape}; expected a single-channel H x W mask")
+    if arr.max(initial=0) <= 1:
+        return arr.astype(np.uint8)
+    return (arr > 127).astype(np.uint8)

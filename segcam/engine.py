@@ -1,0 +1,170 @@
+"""The Seg-Grad-CAM engine: one forward and one backward pass for all layers and images."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import paddle
+
+from segcam.hooks import ActivationCapture
+from segcam.layers import resolve_layers
+from segcam.methods import get_method
+from segcam.methods.base import BaseCAM
+from segcam.result import Explanation, ImageExplanation, LayerMap
+from segcam.images import normalize
+from segcam.targets import PredictedTarget, Target, TargetError
+
+__all__ = ["EmptyTargetWarning", "LayerGradientError", "explain"]
+
+
+class LayerGradientError(ValueError):
+    """A hooked layer that does not reach the logits, so it gets no gradient."""
+
+
+class EmptyTargetWarning(UserWarning):
+    """The target region of an image is empty; its maps are all zero."""
+
+
+def _as_batch(images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        images = [images]
+    arrays = [np.asarray(im) for im in images]
+    if not arrays:
+        raise ValueError("no image given")
+    for i, im in enumerate(arrays):
+        if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
+            raise ValueError(f"image {i} must be H x W x 3 uint8 RGB (use segcam.read_image), "
+                             f"got {im.dtype} array of shape {im.shape}")
+    sizes = {im.shape for im in arrays}
+    if len(sizes) > 1:
+        raise ValueError(f"images in one batch must share one size, got {sorted(sizes)}; explain them one at a time")
+    return np.stack(arrays)
+
+
+def _logits(out: Any) -> paddle.Tensor:
+    if isinstance(out, (list, tuple)):
+        if not out:
+            raise ValueError("the model returned an empty list of logits")
+        out = out[0]
+    if not isinstance(out, paddle.Tensor) or out.ndim != 4:
+        raise ValueError(f"the model must return N x C x H x W logits (or a list whose first item is), got {type(out).__name__}")
+    return out
+
+
+def _resize(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    h, w = size
+    return np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in maps]).astype(np.float32)
+
+
+def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str | Sequence[str] = "seg_head",
+            targets: Target | Sequence[Target] | None = None, method: str | BaseCAM = "seg_grad_cam",
+            names: Sequence[str] | None = None) -> Explanation:
+    """Explain why the model marks pixels as crack, for every requested layer.
+
+    All layers come from ONE forward and ONE backward pass over the whole batch.
+    The model is used as it is: it must already be in eval mode, and neither
+    its mode nor its parameters are changed (hooks are removed in ``finally``).
+
+    Args:
+        model: A :class:`segcam.zoo.ZooModel`, or a ``paddle.nn.Layer`` (mean = std = 0.5 assumed).
+        images: One H x W x 3 uint8 RGB image or a sequence of same-sized ones.
+        layers: Dotted sublayer names or aliases (``seg_head``).
+        targets: One target per image, or one for all; default: predicted crack pixels.
+        method: Method name (see :func:`segcam.list_methods`) or instance.
+        names: Names of the images for output files; default ``image0``, ``image1``...
+
+    Returns:
+        An :class:`segcam.result.Explanation`.
+
+    Raises:
+        ValueError: Model in train mode, bad images, a target count that does not match.
+        segcam.layers.LayerNotFoundError: Unknown layer.
+        LayerGradientError: A layer that does not reach the logits.
+        segcam.targets.TargetError: A target that does not fit an image.
+    """
+    net = getattr(model, "network", model)
+    if net.training:
+        raise ValueError("the model is in train mode; call model.eval() first (segcam never switches modes itself)")
+    batch = _as_batch(images)
+    n = len(batch)
+    if targets is None:
+        targets = [PredictedTarget()] * n
+    elif isinstance(targets, Target):
+        targets = [targets] * n
+    targets = list(targets)
+    if len(targets) != n:
+        raise ValueError(f"got {len(targets)} targets for {n} images; give one target per image (or a single one for all)")
+    names = list(names) if names is not None else [f"image{i}" for i in range(n)]
+    if len(names) != n:
+        raise ValueError(f"got {len(names)} names for {n} images")
+    cam_method = get_method(method)
+    resolved = resolve_layers(model, list(layers) if not isinstance(layers, str) else [layers])
+    by_name = {r.name: r.layer for r in resolved}
+    mean = getattr(model, "mean", (0.5, 0.5, 0.5))
+    std = getattr(model, "std", (0.5, 0.5, 0.5))
+
+    x = paddle.to_tensor(normalize(batch, mean, std))
+    x.stop_gradient = False  # builds the graph even if every parameter is frozen
+    with ActivationCapture(by_name) as cap:
+        logits = _logits(net(x))
+    cap.check_single_calls()
+    size = (batch.shape[1], batch.shape[2])
+    if tuple(logits.shape[2:]) != size:
+        logits = paddle.nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    logits_np = logits.detach().numpy()
+    n_classes = logits_np.shape[1]
+    weight = np.zeros(logits_np.shape, dtype=np.float32)
+    masks = []
+    for i, t in enumerate(targets):
+        if not 0 <= t.category < n_classes:
+            raise TargetError(f"class {t.category} does not exist; the model has classes 0..{n_classes - 1}")
+        m = t.mask(logits_np[i])
+        masks.append(m)
+        weight[i, t.category] = m
+        if not m.any():
+            warnings.warn(f"{names[i]}: the target region ({t.describe()}) is empty, so its maps are all zero; "
+                          "choose another target (e.g. --target image)", EmptyTargetWarning, stacklevel=2)
+
+    acts = [cap.activations[r.name] for r in resolved]
+    if cam_method.uses_gradients:
+        score = (logits * paddle.to_tensor(weight)).sum()
+        grads = paddle.grad([score], acts, allow_unused=True)
+        dead = [r.requested for r, g in zip(resolved, grads) if g is None]
+        if dead:
+            raise LayerGradientError(f"layer(s) {', '.join(dead)} do not reach the logits (no gradient); "
+                                     "pick a layer on the path to the output, e.g. seg_head")
+        grads_np = [g.numpy() for g in grads]
+    else:
+        grads_np = [None] * len(acts)
+
+    per_layer = {}
+    for r, a, g in zip(resolved, acts, grads_np):
+        act = a.detach().numpy()
+        if act.ndim != 4:
+            raise LayerGradientError(f"layer {r.requested!r} outputs shape {list(act.shape)}, not N x K x h x w feature maps")
+        raw = cam_method.cam(act, g)
+        per_layer[r.requested] = (r.name, raw, _resize(raw, size))
+
+    results = []
+    pred = logits_np.argmax(axis=1).astype(np.uint8)
+    for i in range(n):
+        empty = not masks[i].any()
+        maps = {}
+        for key, (real, raw, up) in per_layer.items():
+            raw_i, up_i = (np.zeros_like(raw[i]), np.zeros_like(up[i])) if empty else (raw[i], up[i])
+            top = float(up_i.max())
+            unit = (up_i / top).astype(np.float32) if top > 0 else np.zeros_like(up_i)
+            maps[key] = LayerMap(key, real, raw_i, up_i, unit, top, empty)
+        results.append(ImageExplanation(names[i], batch[i], pred[i], masks[i], targets[i].describe(),
+                                        targets[i].category, maps))
+    zm_meta = {"name": getattr(model, "name", type(net).__name__), "weights": getattr(model, "weights", None),
+               "weights_sha256": getattr(model, "weights_sha256", None),
+               "random_init": getattr(model, "random_init", None), "partial": getattr(model, "partial", False),
+               "mean": list(mean), "std": list(std)}
+    meta = {"model": zm_meta,
+            "layers": [{"requested": r.requested, "name": r.name, "type": type(r.layer).__name__} for r in resolved],
+            "target": sorted({t.describe() for t in targets}), "category": sorted({t.category for t in targets})}
+    return Explanation(tuple(results), tuple(r.requested for r in resolved), cam_method.name, zm_meta["name"], meta)

@@ -1,0 +1,89 @@
+"""Forward hooks that capture layer outputs, always removed (also after an exception)."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import paddle
+
+__all__ = ["ActivationCapture", "LayerOutputError", "count_hooks"]
+
+
+class LayerOutputError(ValueError):
+    """A hooked layer whose output cannot be explained (not one tensor, or run several times)."""
+
+
+class ActivationCapture:
+    """Context manager recording the output tensor of each given layer during a forward.
+
+    Only forward-post hooks are added; the model's mode and parameters are not
+    touched. Hooks are removed in ``__exit__``, whether or not an exception
+    was raised, and the exception is never swallowed.
+
+    Args:
+        layers: Dotted name -> layer.
+
+    Example:
+        >>> with ActivationCapture({"head": net.head}) as cap:
+        ...     logits = net(x)
+        >>> cap.activations["head"].shape
+    """
+
+    def __init__(self, layers: dict[str, paddle.nn.Layer]) -> None:
+        self.layers = dict(layers)
+        self.activations: dict[str, paddle.Tensor] = {}
+        self.calls: dict[str, int] = {}
+        self._handles: list = []
+
+    def _hook(self, name: str):  # noqa: ANN202 - Paddle hook signature
+        def hook(layer: paddle.nn.Layer, inputs: object, output: object) -> None:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if isinstance(output, (list, tuple)) and len(output) == 1:
+                output = output[0]
+            if not isinstance(output, paddle.Tensor):
+                kind = f"{type(output).__name__} of {len(output)}" if isinstance(output, (list, tuple)) else type(output).__name__
+                raise LayerOutputError(
+                    f"layer {name!r} returns a {kind}, not one tensor; pick one of its sublayers (segcam layers --model ...)"
+                )
+            self.activations[name] = output
+
+        return hook
+
+    def __enter__(self) -> "ActivationCapture":
+        try:
+            for name, layer in self.layers.items():
+                self._handles.append(layer.register_forward_post_hook(self._hook(name)))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def remove(self) -> None:
+        """Remove every hook this object added (idempotent)."""
+        while self._handles:
+            self._handles.pop().remove()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.remove()
+
+    def check_single_calls(self) -> None:
+        """Raise if a layer did not run, or ran more than once, in the forward.
+
+        Raises:
+            LayerOutputError: Naming the layer and the number of calls.
+        """
+        for name in self.layers:
+            n = self.calls.get(name, 0)
+            if n == 0:
+                raise LayerOutputError(f"layer {name!r} did not run in the forward pass (it is unused in eval mode); pick another layer")
+            if n > 1:
+                raise LayerOutputError(
+                    f"layer {name!r} runs {n} times per forward (a shared module), so its output is ambiguous; "
+                    "pick a layer that runs once, e.g. its parent block"
+                )
+
+
+def count_hooks(model: paddle.nn.Layer) -> int:
+    """Number of forward pre/post hooks on ``model`` and all its sublayers (for tests and checks)."""
+    layers = [model, *model.sublayers()]
+    return sum(len(getattr(m, "_forward_post_hooks", {})) + len(getattr(m, "_forward_pre_hooks", {})) for m in layers)

@@ -1,0 +1,116 @@
+"""Reading user images robustly and turning them into network input.
+
+Every reader error is a :class:`ImageError` whose message names the file, what
+is wrong and how to fix it, so a batch can record it and go on.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = ["IMAGE_SUFFIXES", "ImageError", "normalize", "read_image", "to_uint8_rgb"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: Smallest side accepted: HrSegNet's lowest branch works at 1/32 of the input.
+MIN_SIDE = 32
+#: Default limit on the longest side (memory for a CAM pass grows with the pixel count).
+MAX_SIDE = 2048
+
+
+class ImageError(ValueError):
+    """An input image that cannot be used; the message says why and how to fix it."""
+
+
+def to_uint8_rgb(im: Image.Image, name: str = "image") -> np.ndarray:
+    """Convert any PIL mode (L, LA, P, RGBA, I;16, I, F, CMYK...) to H x W x 3 uint8 RGB.
+
+    16-bit and 32-bit images are rescaled linearly from their own min..max to
+    0..255 (a 16-bit crack photo rarely uses the full range); alpha is dropped.
+
+    Raises:
+        ImageError: For modes that cannot be converted.
+    """
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        gray = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    try:
+        rgb = im.convert("RGB")
+    except (ValueError, OSError) as exc:
+        raise ImageError(f"{name}: cannot convert PIL mode {im.mode} to RGB ({exc}); save it as an 8-bit RGB PNG") from exc
+    return np.asarray(rgb, dtype=np.uint8).copy()
+
+
+def read_image(path: str | Path, max_side: int = MAX_SIDE, downscale: bool = False) -> np.ndarray:
+    """Read an image file as H x W x 3 uint8 RGB, applying its EXIF orientation.
+
+    Args:
+        path: Image file.
+        max_side: Longest side allowed.
+        downscale: Shrink larger images to ``max_side`` instead of failing.
+
+    Raises:
+        ImageError: Missing, unreadable, corrupt or truncated file, a non-image,
+            or an image smaller than 32 px or larger than ``max_side``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: file not found; check the path")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()  # forces decoding: truncated and corrupt files fail here
+                im = ImageOps.exif_transpose(im)
+                rgb = to_uint8_rgb(im, str(path))
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{path}: not an image file PIL can read; give a JPEG, PNG, BMP or TIFF") from exc
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{path}: image too large to decode safely ({exc}); downscale it first") from exc
+    except PermissionError as exc:
+        raise ImageError(f"{path}: not readable ({exc.strerror}); check the file permissions") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, ImageError):
+            raise
+        raise ImageError(f"{path}: corrupt or truncated image ({exc}); re-export or re-download it") from exc
+    return check_size(rgb, str(path), max_side=max_side, downscale=downscale)
+
+
+def check_size(rgb: np.ndarray, name: str, max_side: int = MAX_SIDE, downscale: bool = False) -> np.ndarray:
+    """Enforce the size limits on an RGB array (see :func:`read_image`)."""
+    h, w = rgb.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise ImageError(
+            f"{name}: image is {w}x{h}, smaller than the networks' {MIN_SIDE}-pixel minimum side "
+            f"(their lowest branch runs at 1/32); upscale or pad it to at least {MIN_SIDE}x{MIN_SIDE}"
+        )
+    if max(h, w) > max_side:
+        if not downscale:
+            raise ImageError(
+                f"{name}: image is {w}x{h}, above the {max_side}-pixel limit on the longest side; "
+                f"pass --downscale to shrink it to {max_side}, or raise --max-side (needs more memory)"
+            )
+        scale = max_side / max(h, w)
+        size = (max(MIN_SIDE, round(w * scale)), max(MIN_SIDE, round(h * scale)))
+        rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
+    return rgb
+
+
+def normalize(rgb: np.ndarray, mean: tuple[float, ...] = (0.5, 0.5, 0.5), std: tuple[float, ...] = (0.5, 0.5, 0.5)) -> np.ndarray:
+    """H x W x 3 (or N x H x W x 3) uint8 RGB -> float32 N x 3 x H x W, ``(x/255 - mean) / std``.
+
+    The defaults are PaddleSeg's ``Normalize`` defaults, used by HrSegNet.
+    """
+    arr = np.asarray(rgb, dtype=np.float32) / 255.0
+    if arr.ndim == 3:
+        arr = arr[None]
+    arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(arr.transpose(0, 3, 1, 2))

@@ -1,0 +1,110 @@
+"""Finding layers by dotted name or alias, and listing a model's layers with output shapes."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+import paddle
+
+__all__ = ["LayerInfo", "LayerNotFoundError", "ResolvedLayer", "list_layers", "resolve_layers"]
+
+
+class LayerNotFoundError(KeyError):
+    """An unknown layer name or alias; the message lists close matches."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class ResolvedLayer:
+    """A requested layer: what the user asked for and the real sublayer."""
+
+    requested: str
+    name: str
+    layer: paddle.nn.Layer
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One row of :func:`list_layers`."""
+
+    name: str
+    aliases: tuple[str, ...]
+    type: str
+    shape: tuple[int, ...] | None
+
+
+def _network(model: Any) -> paddle.nn.Layer:
+    return getattr(model, "network", model)
+
+
+def resolve_layers(model: Any, names: str | list[str], aliases: dict[str, str] | None = None) -> list[ResolvedLayer]:
+    """Map layer names or aliases to sublayers.
+
+    Args:
+        model: A :class:`segcam.zoo.ZooModel` or a ``paddle.nn.Layer``.
+        names: One or more dotted names from ``named_sublayers()`` or aliases.
+        aliases: Alias table; defaults to the ZooModel's.
+
+    Raises:
+        LayerNotFoundError: For an unknown name, listing close matches.
+        ValueError: If no layer is requested.
+    """
+    net = _network(model)
+    aliases = dict(getattr(model, "aliases", {}) if aliases is None else aliases)
+    names = [names] if isinstance(names, str) else list(names)
+    if not names:
+        raise ValueError("no layer requested; give at least one (e.g. seg_head)")
+    table = dict(net.named_sublayers())
+    out = []
+    for req in names:
+        real = aliases.get(req, req)
+        if real not in table:
+            options = list(aliases) + list(table)
+            close = difflib.get_close_matches(req, options, n=5, cutoff=0.5)
+            hint = f"; did you mean: {', '.join(close)}?" if close else ""
+            raise LayerNotFoundError(
+                f"unknown layer {req!r} for {type(net).__name__}{hint} (aliases: {', '.join(aliases) or 'none'}; "
+                "all names: segcam layers --model NAME)"
+            )
+        out.append(ResolvedLayer(req, real, table[real]))
+    return out
+
+
+def list_layers(model: Any, size: tuple[int, int] = (256, 256)) -> list[LayerInfo]:
+    """Every sublayer with its aliases, type and output shape for a 1 x 3 x H x W input.
+
+    Shapes are measured by one forward pass with hooks (no gradients); a layer
+    that returns several tensors, or does not run in eval mode, has shape None.
+    """
+    net = _network(model)
+    aliases = getattr(model, "aliases", {})
+    by_name: dict[str, list[str]] = {}
+    for alias, real in aliases.items():
+        by_name.setdefault(real, []).append(alias)
+    named = list(net.named_sublayers())
+    shapes: dict[str, tuple[int, ...]] = {}
+    handles = []
+
+    def make(name: str):  # noqa: ANN202
+        def hook(layer: paddle.nn.Layer, inputs: object, output: object) -> None:
+            if isinstance(output, paddle.Tensor):
+                shapes.setdefault(name, tuple(output.shape))
+            elif isinstance(output, (list, tuple)) and len(output) == 1 and isinstance(output[0], paddle.Tensor):
+                shapes.setdefault(name, tuple(output[0].shape))
+
+        return hook
+
+    try:
+        for name, layer in named:
+            handles.append(layer.register_forward_post_hook(make(name)))
+        with paddle.no_grad():
+            net(paddle.zeros([1, 3, int(size[0]), int(size[1])]))
+    finally:
+        for h in handles:
+            h.remove()
+    return [LayerInfo(n, tuple(by_name.get(n, ())), type(l).__name__, shapes.get(n)) for n, l in named]
+

@@ -1,0 +1,181 @@
+"""Result objects of an explanation and their on-disk format."""
+
+from __future__ import annotations
+
+import platform
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segcam.io_utils import save_json, save_npy, save_png
+from segcam.overlay import DEFAULT_CMAP, heatmap, overlay
+
+__all__ = ["NORMALIZATIONS", "SCHEMA_VERSION", "Explanation", "ImageExplanation", "LayerMap", "versions"]
+
+SCHEMA_VERSION = 1
+NORMALIZATIONS = {
+    "per_map": "each map divided by its own maximum (0 stays 0); raw un-normalised maps are in the .npy files",
+    "shared": "all maps of an image divided by the largest value among them, so layers are comparable; "
+              "raw un-normalised maps are in the .npy files",
+}
+
+
+def versions() -> dict[str, str]:
+    """Versions recorded in every manifest."""
+    import paddle
+
+    import segcam
+
+    out = {"segcam": segcam.__version__, "paddle": paddle.__version__, "python": platform.python_version(),
+           "numpy": np.__version__}
+    try:
+        import paddleseg
+
+        out["paddleseg"] = paddleseg.__version__
+    except ImportError:
+        pass
+    return out
+
+
+@dataclass(frozen=True)
+class LayerMap:
+    """One layer's map for one image.
+
+    Attributes:
+        layer: The name requested (may be an alias such as ``seg_head``).
+        layer_name: The real dotted sublayer name.
+        raw: Un-normalised map at the layer's resolution (h x w, float32).
+        upsampled: ``raw`` resized bilinearly to the input (H x W, float32).
+        normalized: ``upsampled / max(upsampled)`` in [0, 1]; all zero if the max is 0.
+        raw_max: Maximum of ``upsampled`` (comparable across images and layers).
+        empty_target: True when the target region was empty (the map is all zero).
+    """
+
+    layer: str
+    layer_name: str
+    raw: np.ndarray
+    upsampled: np.ndarray
+    normalized: np.ndarray
+    raw_max: float
+    empty_target: bool = False
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+@dataclass(frozen=True)
+class ImageExplanation:
+    """Everything explained about one image.
+
+    Attributes:
+        name: Image name used for output files (the file stem).
+        image: H x W x 3 uint8 RGB input.
+        prediction: H x W uint8 argmax class map.
+        target_mask: H x W bool region whose logits were summed.
+        target: Description of the target.
+        category: Class explained.
+        maps: Requested layer name -> :class:`LayerMap`.
+    """
+
+    name: str
+    image: np.ndarray
+    prediction: np.ndarray
+    target_mask: np.ndarray
+    target: str
+    category: int
+    maps: dict[str, LayerMap] = field(default_factory=dict)
+
+    @property
+    def empty_target(self) -> bool:
+        """True when the target region has no pixel."""
+        return not bool(self.target_mask.any())
+
+    def normalized(self, layer: str, normalization: str = "per_map") -> np.ndarray:
+        """A layer's map in [0, 1] under ``per_map`` or ``shared`` normalisation.
+
+        Raises:
+            ValueError: Unknown normalisation.
+        """
+        if normalization == "per_map":
+            return self.maps[layer].normalized
+        if normalization == "shared":
+            top = max(m.raw_max for m in self.maps.values())
+            up = self.maps[layer].upsampled
+            return (up / top).astype(np.float32) if top > 0 else np.zeros_like(up)
+        raise ValueError(f"unknown normalization {normalization!r}; use one of {', '.join(NORMALIZATIONS)}")
+
+    def save(self, out_dir: str | Path, cmap: str = DEFAULT_CMAP, alpha: float = 0.5,
+             normalization: str = "per_map") -> dict[str, Any]:
+        """Write the prediction, and per layer an overlay PNG, a heatmap PNG and the raw ``.npy``.
+
+        Files are ``<name>__prediction.png`` and ``<name>__<layer>__{overlay,heatmap}.png`` /
+        ``<name>__<layer>.npy`` (the un-normalised map at input resolution), each written atomically.
+
+        Returns:
+            The image's manifest record (file names relative to ``out_dir``).
+        """
+        out = Path(out_dir)
+        stem = _safe(self.name)
+        pred_file = f"{stem}__prediction.png"
+        save_png(out / pred_file, (self.prediction > 0).astype(np.uint8) * 255)
+        layers: dict[str, Any] = {}
+        for key, m in self.maps.items():
+            unit = self.normalized(key, normalization)
+            base = f"{stem}__{_safe(key)}"
+            save_npy(out / f"{base}.npy", m.upsampled.astype(np.float32))
+            save_png(out / f"{base}__heatmap.png", heatmap(unit, cmap))
+            save_png(out / f"{base}__overlay.png", overlay(self.image, unit, cmap, alpha))
+            layers[key] = {"layer_name": m.layer_name, "overlay": f"{base}__overlay.png",
+                           "heatmap": f"{base}__heatmap.png", "npy": f"{base}.npy",
+                           "raw_max": m.raw_max, "feature_shape": list(m.raw.shape)}
+        return {"name": self.name, "width": int(self.image.shape[1]), "height": int(self.image.shape[0]),
+                "target": self.target, "category": self.category,
+                "target_pixels": int(self.target_mask.sum()), "empty_target": self.empty_target,
+                "prediction": pred_file, "layers": layers}
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The result of :func:`segcam.explain`: one :class:`ImageExplanation` per input image.
+
+    Attributes:
+        images: Per-image results, in input order.
+        layers: Requested layer names.
+        method: CAM method name.
+        model: Model name.
+        meta: Model, weights and target details for the manifest.
+    """
+
+    images: tuple[ImageExplanation, ...]
+    layers: tuple[str, ...]
+    method: str
+    model: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> ImageExplanation:
+        return self.images[i]
+
+    def manifest(self, records: list[dict[str, Any]], cmap: str, alpha: float, normalization: str,
+                 arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The ``manifest.json`` content for saved ``records``."""
+        return {"schema": "segcam.explain", "schema_version": SCHEMA_VERSION, "versions": versions(),
+                "arguments": arguments or {}, "model": self.meta.get("model", {"name": self.model}),
+                "method": self.method, "layers": self.meta.get("layers", list(self.layers)),
+                "target": self.meta.get("target"), "category": self.meta.get("category"),
+                "normalization": {"mode": normalization, "description": NORMALIZATIONS[normalization]},
+                "cmap": cmap, "alpha": alpha, "images": records}
+
+    def save(self, out_dir: str | Path, cmap: str = DEFAULT_CMAP, alpha: float = 0.5,
+             normalization: str = "per_map") -> Path:
+        """Write every image's files and a versioned ``manifest.json``; returns the manifest path."""
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalization {normalization!r}; use one of {', '.join(NORMALIZATIONS)}")
+        records = [im.save(out_dir, cmap, alpha, normalization) for im in self.images]
+        return save_json(Path(out_dir) / "manifest.json", self.manifest(records, cmap, alpha, normalization))

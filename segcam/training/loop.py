@@ -1,0 +1,234 @@
+"""Training loop with checkpoints and resume, and full-frame evaluation."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import paddle
+
+from segcam.config import build_component, load_config
+from segcam.data import Pair, load_mask
+from segcam.images import normalize, read_image
+from segcam.training.metrics import ConfusionMatrix, scores
+
+__all__ = ["evaluate", "predict_mask", "train"]
+
+
+def _optimizer(cfg: dict[str, Any], model: paddle.nn.Layer, iters: int) -> tuple[Any, Any]:
+    sched_cfg = dict(cfg.get("lr_scheduler", {"type": "PolynomialDecay", "learning_rate": 0.01}))
+    kind = sched_cfg.pop("type")
+    if kind != "PolynomialDecay":
+        raise ValueError(f"lr_scheduler type {kind!r} is not supported; use PolynomialDecay")
+    warmup = int(sched_cfg.pop("warmup_iters", 0))
+    warmup_start = float(sched_cfg.pop("warmup_start_lr", 1e-5))
+    lr0 = float(sched_cfg.pop("learning_rate", 0.01))
+    sched = paddle.optimizer.lr.PolynomialDecay(
+        learning_rate=lr0, decay_steps=max(1, iters - warmup), end_lr=float(sched_cfg.pop("end_lr", 0.0)),
+        power=float(sched_cfg.pop("power", 0.9)))
+    if warmup:
+        sched = paddle.optimizer.lr.LinearWarmup(sched, warmup, warmup_start, lr0)
+    opt_cfg = dict(cfg.get("optimizer", {"type": "SGD", "momentum": 0.9, "weight_decay": 5e-4}))
+    kind = opt_cfg.pop("type").lower()
+    wd = opt_cfg.pop("weight_decay", None)
+    reg = paddle.regularizer.L2Decay(float(wd)) if wd else None
+    if kind in ("sgd", "momentum"):
+        opt = paddle.optimizer.Momentum(sched, momentum=float(opt_cfg.pop("momentum", 0.9)),
+                                        parameters=model.parameters(), weight_decay=reg)
+    elif kind in ("adam", "adamw"):
+        cls = paddle.optimizer.AdamW if kind == "adamw" else paddle.optimizer.Adam
+        opt = cls(sched, parameters=model.parameters(), weight_decay=reg if kind == "adam" else (wd or 0.01))
+    else:
+        raise ValueError(f"optimizer type {kind!r} is not supported; use SGD (momentum), Adam or AdamW")
+    return opt, sched
+
+
+def _losses(cfg: dict[str, Any]) -> tuple[list[Any], list[float]]:
+    loss_cfg = cfg.get("loss", {"types": [{"type": "CrossEntropyLoss"}], "coef": [1]})
+    types = [build_component(t) for t in loss_cfg["types"]]
+    coef = [float(c) for c in loss_cfg.get("coef", [1] * len(types))]
+    if len(coef) != len(types):
+        raise ValueError(f"loss has {len(types)} types but {len(coef)} coefficients")
+    return types, coef
+
+
+def _atomic_save_dir(tmp: Path, final: Path) -> None:
+    old = final.with_name(final.name + ".old")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _opt_state_by_structure(model: Any, state: dict[str, Any], to_structured: bool) -> dict[str, Any]:
+    """Rename optimizer accumulators between Paddle's global parameter names and structured names.
+
+    Paddle keys accumulators by generated names (``conv2d_35.w_0_velocity_0``)
+    that depend on how many layers the process built before; structured names
+    (``seg1.h_conv1.0.weight``) make a checkpoint resumable anywhere.
+    """
+    pairs = [(p.name, n) for n, p in model.named_parameters()]
+    if not to_structured:
+        pairs = [(b, a) for a, b in pairs]
+    pairs.sort(key=lambda ab: -len(ab[0]))
+    out = {}
+    for key, value in state.items():
+        for src, dst in pairs:
+            if key.startswith(src + "_"):
+                key = dst + key[len(src):]
+                break
+        out[key] = value
+    return out
+
+
+def _save_checkpoint(save_dir: Path, name: str, model: Any, opt: Any | None, state: dict[str, Any]) -> None:
+    tmp = save_dir / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    paddle.save(model.state_dict(), str(tmp / "model.pdparams"))
+    if opt is not None:
+        paddle.save(_opt_state_by_structure(model, opt.state_dict(), True), str(tmp / "model.pdopt"))
+    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    _atomic_save_dir(tmp, save_dir / name)
+
+
+def train(config: str | Path, save_dir: str | Path, iters: int | None = None, batch_size: int | None = None,
+          resume: bool = True, log_every: int = 10, save_every: int = 100, val_every: int | None = None,
+          seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Train the model of a PaddleSeg YAML; resumes from ``save_dir/last`` when present.
+
+    Writes ``save_dir/train.log`` (one JSON object per line: iter, loss, lr,
+    seconds; and validation mIoU), ``save_dir/last/`` (model, optimizer and
+    state, replaced atomically) and ``save_dir/best_model/`` (best validation mIoU).
+
+    Args:
+        config: PaddleSeg YAML (model, train_dataset, val_dataset, loss, optimizer, lr_scheduler).
+        save_dir: Output folder.
+        iters: Overrides the config's ``iters``.
+        batch_size: Overrides the config's ``batch_size``.
+        resume: Continue from ``save_dir/last`` if it exists.
+        log_every: Iterations between log lines.
+        save_every: Iterations between checkpoints.
+        val_every: Iterations between validations (default: ``save_every``; 0 = never).
+        seed: Random seed for initialisation and data order.
+        progress: Print log lines to stderr.
+
+    Returns:
+        The final state (iteration, last loss, best validation mIoU).
+    """
+    cfg = load_config(config)
+    iters = int(iters or cfg.get("iters", 1000))
+    batch_size = int(batch_size or cfg.get("batch_size", 8))
+    val_every = save_every if val_every is None else val_every
+    save_dir = Path(save_dir)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    paddle.seed(seed)
+    np.random.seed(seed)
+    import random
+
+    random.seed(seed)
+    model = build_component(cfg["model"])
+    train_ds = build_component(cfg["train_dataset"])
+    val_ds = build_component(cfg["val_dataset"]) if cfg.get("val_dataset") and val_every else None
+    losses, coef = _losses(cfg)
+    opt, sched = _optimizer(cfg, model, iters)
+    state: dict[str, Any] = {"iter": 0, "best_miou": -1.0, "best_iter": 0, "seconds": 0.0,
+                             "config": str(config), "iters": iters, "batch_size": batch_size}
+    last = save_dir / "last"
+    if resume and (last / "state.json").is_file():
+        model.set_state_dict(paddle.load(str(last / "model.pdparams")))
+        opt.set_state_dict(_opt_state_by_structure(model, paddle.load(str(last / "model.pdopt")), False))
+        state.update(json.loads((last / "state.json").read_text()))
+        state["iters"] = iters
+        for _ in range(state["iter"]):
+            sched.step()
+        if progress:
+            print(f"resumed from {last} at iteration {state['iter']}", file=sys.stderr)
+    loader = paddle.io.DataLoader(train_ds, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0)
+    log = open(save_dir / "train.log", "a")
+    model.train()
+    t_start = time.time() - state["seconds"]
+    running: list[float] = []
+    it = state["iter"]
+    try:
+        while it < iters:
+            for img, label in loader:
+                if it >= iters:
+                    break
+                logits = model(img)
+                if len(logits) < len(losses):
+                    raise ValueError(f"model returned {len(logits)} outputs but the config has {len(losses)} losses")
+                loss = sum(c * fn(lg, label) for c, fn, lg in zip(coef, losses, logits))
+                loss.backward()
+                opt.step()
+                opt.clear_grad()
+                sched.step()
+                it += 1
+                running.append(float(loss))
+                if it % log_every == 0 or it == iters:
+                    rec = {"iter": it, "loss": float(np.mean(running)), "lr": float(opt.get_lr()),
+                           "seconds": round(time.time() - t_start, 1)}
+                    running.clear()
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+                    if progress:
+                        print(json.dumps(rec), file=sys.stderr)
+                if it % save_every == 0 or it == iters:
+                    state.update(iter=it, seconds=round(time.time() - t_start, 1))
+                    if val_ds is not None and (it % val_every == 0 or it == iters):
+                        res = evaluate(model, val_ds.pairs)
+                        model.train()
+                        rec = {"iter": it, "val_miou": res["miou"], "val_crack_iou": res["crack_iou"]}
+                        log.write(json.dumps(rec) + "\n")
+                        log.flush()
+                        if progress:
+                            print(json.dumps(rec), file=sys.stderr)
+                        if res["miou"] > state["best_miou"]:
+                            state.update(best_miou=res["miou"], best_iter=it)
+                            _save_checkpoint(save_dir, "best_model", model, None, {**state, "val": res})
+                    _save_checkpoint(save_dir, "last", model, opt, state)
+    finally:
+        log.close()
+    return state
+
+
+def predict_mask(model: Any, rgb: np.ndarray) -> np.ndarray:
+    """Argmax class map (H x W, uint8) of one RGB image; the model must be in eval mode."""
+    with paddle.no_grad():
+        logits = model(paddle.to_tensor(normalize(rgb)))[0]
+    return logits.argmax(axis=1)[0].numpy().astype(np.uint8)
+
+
+def evaluate(model: Any, pairs: list[Pair], on_image: Callable[[Pair, dict[str, float]], None] | None = None,
+             progress: bool = False) -> dict[str, Any]:
+    """Full-frame evaluation: pixel confusion accumulated over all pairs.
+
+    Args:
+        model: A segmentation network (set to eval mode here).
+        pairs: Image/mask pairs.
+        on_image: Called with each pair and its own scores (for per-image CSVs).
+        progress: Show a tqdm bar on stderr.
+
+    Returns:
+        ``scores`` of the accumulated matrix plus ``images`` (count).
+    """
+    from tqdm import tqdm
+
+    model.eval()
+    cm = ConfusionMatrix(2)
+    for pair in tqdm(pairs, disable=not progress, file=sys.stderr, desc="evaluate"):
+        rgb = read_image(pair.image, max_side=8192)
+        label = load_mask(pair.mask)
+        pred = predict_mask(model, rgb)
+        one = cm.update(pred, label)
+        if on_image is not None:
+            on_image(pair, scores(one))
+    out: dict[str, Any] = scores(cm.matrix)
+    out["images"] = len(pairs)
+    return out

@@ -1,0 +1,92 @@
+"""Cross-entropy losses written for Paddle 3, registered in PaddleSeg's ``manager.LOSSES``.
+
+PaddleSeg 2.8's ``CrossEntropyLoss`` and ``OhemCrossEntropyLoss`` fail on
+Paddle 3 (int64/float32 type promotion), so these replace them under the same
+names: a PaddleSeg YAML with ``type: OhemCrossEntropyLoss`` reads unchanged.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+__all__ = ["CrossEntropyLoss", "OhemCrossEntropyLoss"]
+
+
+def _pixel_ce(logit: paddle.Tensor, label: paddle.Tensor, ignore_index: int) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """Per-pixel CE (N*H*W) and the float mask of valid pixels."""
+    if label.ndim == 4:
+        label = label.squeeze(1)
+    label = label.astype("int64")
+    valid = label != ignore_index
+    safe = paddle.where(valid, label, paddle.zeros_like(label))
+    ce = F.cross_entropy(logit.transpose([0, 2, 3, 1]), safe.unsqueeze(-1), reduction="none").squeeze(-1)
+    return ce.flatten(), valid.flatten().astype(ce.dtype)
+
+
+class CrossEntropyLoss(nn.Layer):
+    """Mean pixel cross-entropy over non-ignored pixels.
+
+    Args:
+        ignore_index: Label value excluded from the loss (PaddleSeg's 255).
+    """
+
+    def __init__(self, ignore_index: int = 255, **unused: object) -> None:
+        super().__init__()
+        self.ignore_index = ignore_index
+
+    def forward(self, logit: paddle.Tensor, label: paddle.Tensor) -> paddle.Tensor:
+        ce, valid = _pixel_ce(logit, label, self.ignore_index)
+        return (ce * valid).sum() / paddle.clip(valid.sum(), min=1.0)
+
+
+class OhemCrossEntropyLoss(nn.Layer):
+    """Online hard example mining cross-entropy (PaddleSeg semantics).
+
+    Pixels whose true-class probability is below ``max(thresh, p_k)`` are kept,
+    where ``p_k`` is the ``min_kept``-th smallest true-class probability, so at
+    least ``min_kept`` pixels always contribute.
+
+    Args:
+        thresh: Probability threshold (0.7 in PaddleSeg).
+        min_kept: Minimum number of pixels kept per batch.
+        ignore_index: Label value excluded from the loss.
+    """
+
+    def __init__(self, thresh: float = 0.7, min_kept: int = 10000, ignore_index: int = 255, **unused: object) -> None:
+        super().__init__()
+        self.thresh = thresh
+        self.min_kept = min_kept
+        self.ignore_index = ignore_index
+
+    def forward(self, logit: paddle.Tensor, label: paddle.Tensor) -> paddle.Tensor:
+        ce, valid = _pixel_ce(logit, label, self.ignore_index)
+        n_valid = int(valid.sum())
+        if n_valid == 0:
+            return ce.sum() * 0.0
+        with paddle.no_grad():
+            prob = paddle.exp(-ce)  # probability of the true class
+            prob = paddle.where(valid > 0, prob, paddle.ones_like(prob) * 2.0)
+            threshold = self.thresh
+            k = min(self.min_kept, n_valid)
+            if k > 0:
+                kth = float(paddle.sort(prob)[k - 1])
+                threshold = max(threshold, kth)
+            keep = (prob <= threshold).astype(ce.dtype) * valid
+        return (ce * keep).sum() / paddle.clip(keep.sum(), min=1.0)
+
+
+def _register() -> None:
+    try:
+        from paddleseg.cvlibs import manager
+    except ImportError:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PaddleSeg warns when a name is replaced: that is the point here.
+        manager.LOSSES.add_component([CrossEntropyLoss, OhemCrossEntropyLoss])
+
+
+_register()

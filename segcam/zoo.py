@@ -1,0 +1,254 @@
+"""The model zoo: HrSegNet B16/B32/B48 and the paper's seven PaddleSeg baselines.
+
+Every model is found by name (``list_models("hrsegnet_*")``) and declares a few
+stable layer aliases. ``seg_head`` always names the layer whose output is the
+final logit map (before the resize to the input size), so ``--layer seg_head``
+works for every model.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import paddle
+
+from segcam.registry import Registry
+from segcam.weights import LoadReport, load_weights
+
+__all__ = ["ModelSpec", "ZooModel", "create_model", "get_model_spec", "list_models", "load_paddleseg"]
+
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build one zoo model and what its layers are called.
+
+    Attributes:
+        name: Zoo name (``hrsegnet_b48``).
+        build: ``build(num_classes) -> paddle.nn.Layer``.
+        aliases: Stable alias -> real dotted layer name; always has ``seg_head``.
+        paddleseg_type: The class name a PaddleSeg YAML uses.
+        description: One line for ``segcam models``.
+        mean: Normalisation mean (RGB, on [0, 1]).
+        std: Normalisation std.
+    """
+
+    name: str
+    build: Callable[[int], paddle.nn.Layer]
+    aliases: dict[str, str]
+    paddleseg_type: str
+    description: str
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    @property
+    def shipped_weights(self) -> Path | None:
+        """The trained weights shipped with segcam for this model, if any."""
+        path = PRETRAINED_DIR / f"{self.name}.pdparams"
+        return path if path.is_file() else None
+
+
+@dataclass
+class ZooModel:
+    """A built network with what an explanation needs to know about it.
+
+    Attributes:
+        name: Zoo name, or the YAML's model type for ``load_paddleseg`` models.
+        network: The ``paddle.nn.Layer`` in eval mode.
+        aliases: Layer aliases (alias -> dotted name).
+        mean: Normalisation mean.
+        std: Normalisation std.
+        weights: Weights file path, or None for a randomly initialised network.
+        weights_sha256: sha256 of the weights file, or None.
+        partial: True if the weights were only partly loaded.
+    """
+
+    name: str
+    network: paddle.nn.Layer
+    aliases: dict[str, str] = field(default_factory=dict)
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    weights: str | None = None
+    weights_sha256: str | None = None
+    partial: bool = False
+
+    @property
+    def random_init(self) -> bool:
+        """True when no weights were loaded."""
+        return self.weights is None
+
+    def describe_weights(self) -> str:
+        """One line for logs and manifests."""
+        if self.weights is None:
+            return "RANDOMLY INITIALISED (no weights loaded): its explanations show an untrained network"
+        partial = " (PARTIAL load)" if self.partial else ""
+        return f"weights {self.weights} sha256 {self.weights_sha256}{partial}"
+
+    def __call__(self, x: paddle.Tensor) -> Any:
+        return self.network(x)
+
+
+MODELS: Registry[ModelSpec] = Registry("model")
+
+
+def _quiet_paddleseg() -> None:
+    """PaddleSeg prints INFO lines to stdout ("No pretrained model to load"); keep stdout clean."""
+    try:
+        from paddleseg.utils import logger
+    except ImportError:
+        return
+    logger.log_level = min(logger.log_level, 1)
+
+
+def _hrsegnet(base: int) -> Callable[[int], paddle.nn.Layer]:
+    def build(num_classes: int) -> paddle.nn.Layer:
+        from hrsegnet import HrSegNet
+
+        return HrSegNet(base=base, num_classes=num_classes)
+
+    return build
+
+
+def _paddleseg(factory: Callable[[Any, Any], paddle.nn.Layer]) -> Callable[[int], paddle.nn.Layer]:
+    def build(num_classes: int) -> paddle.nn.Layer:
+        if num_classes != 2:
+            raise ValueError(f"the PaddleSeg baselines are configured for num_classes=2, got {num_classes}")
+        import paddleseg.models as psm
+        from paddleseg.models import backbones as bb
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return factory(psm, bb)
+
+    return build
+
+
+_HRSEG_ALIASES = {"seg_head": "head", "seg_head_features": "head.con_bn_relu", "stem": "stage2",
+                  "hr1": "seg1", "hr2": "seg2", "hr3": "seg3", "low3": "seg3.l_conv3"}
+
+for _b in (16, 32, 48):
+    MODELS.register(f"hrsegnet_b{_b}", ModelSpec(
+        f"hrsegnet_b{_b}", _hrsegnet(_b), dict(_HRSEG_ALIASES), f"HrSegNetB{_b}",
+        f"HrSegNet-B{_b} (Li et al. 2023), base width {_b}"))
+
+_BASELINES: dict[str, tuple[Callable[[Any, Any], paddle.nn.Layer], dict[str, str], str, str]] = {
+    "unet": (lambda m, b: m.UNet(num_classes=2, use_deconv=False),
+             {"seg_head": "cls", "encoder": "encode", "decoder": "decode"}, "UNet", "U-Net (no deconv)"),
+    "ddrnet": (lambda m, b: m.DDRNet_23(num_classes=2),
+               {"seg_head": "head", "spp": "spp", "high_res": "layer5_", "low_res": "layer5"},
+               "DDRNet_23", "DDRNet-23"),
+    "deeplabv3p": (lambda m, b: m.DeepLabV3P(
+        num_classes=2, backbone=b.ResNet18_vd(output_stride=8, multi_grid=(1, 2, 4)), backbone_indices=(0, 3),
+        aspp_ratios=(1, 12, 24, 36), aspp_out_channels=256),
+        {"seg_head": "head", "backbone": "backbone", "aspp": "head.aspp"}, "DeepLabV3P",
+        "DeepLabV3+ (ResNet18_vd, output stride 8)"),
+    "ocrnet": (lambda m, b: m.OCRNet(num_classes=2, backbone=b.HRNet_W18(), backbone_indices=[0]),
+               {"seg_head": "head.cls_head", "backbone": "backbone", "ocr": "head.spatial_ocr"},
+               "OCRNet", "OCRNet (HRNet_W18)"),
+    "stdcseg": (lambda m, b: m.STDCSeg(num_classes=2, backbone=b.STDC1()),
+                {"seg_head": "conv_out", "backbone": "cp", "ffm": "ffm"}, "STDCSeg", "STDCSeg (STDC1)"),
+    "bisenetv2": (lambda m, b: m.BiSeNetV2(num_classes=2),
+                  {"seg_head": "head", "detail": "db", "semantic": "sb", "bga": "bga"},
+                  "BiSeNetV2", "BiSeNetV2"),
+    "pspnet": (lambda m, b: m.PSPNet(num_classes=2, backbone=b.ResNet18_vd(output_stride=8),
+                                     backbone_indices=[2, 3], enable_auxiliary_loss=True),
+               {"seg_head": "head.conv", "backbone": "backbone", "ppm": "head.psp_module"},
+               "PSPNet", "PSPNet (ResNet18_vd, output stride 8)"),
+}
+for _name, (_factory, _aliases, _type, _desc) in _BASELINES.items():
+    MODELS.register(_name, ModelSpec(_name, _paddleseg(_factory), _aliases, _type, f"{_desc}, from PaddleSeg"))
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Zoo names, optionally filtered by a shell wildcard (``list_models("hrsegnet_*")``)."""
+    return MODELS.names(pattern)
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` of a zoo name.
+
+    Raises:
+        KeyError: Unknown name (the message lists close matches).
+    """
+    return MODELS.get(name)
+
+
+def _finish(name: str, network: paddle.nn.Layer, aliases: dict[str, str], mean: tuple[float, ...],
+            std: tuple[float, ...], weights: str | Path | None, strict: bool) -> ZooModel:
+    report: LoadReport | None = load_weights(network, weights, strict=strict) if weights is not None else None
+    network.eval()
+    zm = ZooModel(name, network, aliases, mean, std)
+    if report is not None:
+        zm.weights, zm.weights_sha256, zm.partial = report.path, report.sha256, not report.complete
+    else:
+        warnings.warn(f"{name} is RANDOMLY INITIALISED: no weights were loaded, so its explanations "
+                      "show an untrained network; pass weights=... (--weights)", stacklevel=3)
+    return zm
+
+
+def create_model(name: str, weights: str | Path | None = None, strict: bool = True) -> ZooModel:
+    """Build a zoo model in eval mode.
+
+    Args:
+        name: Zoo name, see :func:`list_models`.
+        weights: ``None`` loads the weights shipped with segcam when there are
+            any (else the model stays randomly initialised, with a warning);
+            ``"random"`` forces random initialisation; a path loads that
+            ``.pdparams`` file.
+        strict: Require every key to match (see :func:`segcam.weights.load_weights`).
+
+    Raises:
+        KeyError: Unknown model name.
+        FileNotFoundError: Missing weights file.
+        segcam.weights.WeightsError: Weights that do not match the model.
+
+    Example:
+        >>> model = create_model("hrsegnet_b16", weights="random")
+    """
+    spec = get_model_spec(name)
+    _quiet_paddleseg()
+    paddle.seed(0)  # a random-init model is at least the same random model every time
+    network = spec.build(2)
+    if weights is None:
+        weights = spec.shipped_weights
+    elif str(weights) == "random":
+        weights = None
+    return _finish(spec.name, network, dict(spec.aliases), spec.mean, spec.std, weights, strict)
+
+
+def load_paddleseg(config: str | Path, weights: str | Path | None, strict: bool = True) -> ZooModel:
+    """Build any PaddleSeg model from its YAML and load its ``.pdparams``.
+
+    Normalisation is read from the YAML's ``val_dataset`` ``Normalize``
+    transform (PaddleSeg defaults mean = std = 0.5). Layer aliases come from
+    the zoo when the YAML's model type is a zoo model.
+
+    Raises:
+        FileNotFoundError: Missing config or weights.
+        ValueError: A YAML without a ``model`` section or with an unknown type.
+        segcam.weights.WeightsError: Weights that do not match the model.
+    """
+    from segcam.config import build_component, load_config
+
+    cfg = load_config(config)
+    if "model" not in cfg:
+        raise ValueError(f"config {config} has no 'model' section; it is not a PaddleSeg model config")
+    _quiet_paddleseg()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        network = build_component(cfg["model"])
+    mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+    for t in (cfg.get("val_dataset") or {}).get("transforms", []) or []:
+        if isinstance(t, dict) and t.get("type") == "Normalize":
+            mean = tuple(t.get("mean", mean))
+            std = tuple(t.get("std", std))
+    model_type = cfg["model"]["type"]
+    aliases: dict[str, str] = {}
+    for spec in (MODELS.get(n) for n in MODELS.names()):
+        if spec.paddleseg_type == model_type:
+            aliases = dict(spec.aliases)
+    return _finish(model_type, network, aliases, mean, std, weights, strict)
