@@ -11,6 +11,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import warnings as _warnings
+
+# Paddle warns at import time that ccache (a C++ build cache) is missing: noise for segcam users.
+_warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
+
 try:
     import paddle  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment

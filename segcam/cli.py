@@ -1,0 +1,337 @@
+"""The ``segcam`` command line: explain, layers, models, train, evaluate.
+
+Exit codes: 0 every image done, 1 some image failed (the others are still
+written), 2 usage error (unknown model, layer, method, colormap, bad target...).
+Progress goes to stderr; stdout carries only tables and results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import io
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["main"]
+
+EPILOG = """examples:
+  segcam explain --model hrsegnet_b48 --layer seg_head examples/images/deepcrack_11125-1.jpg
+  segcam explain --model hrsegnet_b16 --layer seg_head --layer seg3 --target mask:masks/ --out runs/cam imgs/
+  segcam layers --model hrsegnet_b48 --size 400 400
+  segcam models
+"""
+
+
+class UsageError(Exception):
+    """Bad arguments: reported with exit code 2."""
+
+
+def _collect_images(inputs: Sequence[str]) -> list[Path]:
+    from segcam.images import IMAGE_SUFFIXES
+
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif any(ch in item for ch in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
+            if not matches:
+                raise UsageError(f"the pattern {item!r} matches no file")
+            found += [p for p in matches if p.is_file()]
+        else:
+            found.append(path)  # missing files are reported per image, the batch goes on
+    if not found:
+        raise UsageError("no input image found; give image files, folders or globs")
+    return found
+
+
+def _load_model(args: argparse.Namespace) -> Any:
+    from segcam.zoo import create_model, load_paddleseg
+
+    with warnings.catch_warnings():
+        # the random-init / partial-load warnings are repeated on stderr by the commands themselves
+        warnings.simplefilter("ignore")
+        return _build_model(args, create_model, load_paddleseg)
+
+
+def _build_model(args: argparse.Namespace, create_model: Any, load_paddleseg: Any) -> Any:
+    if args.config:
+        if args.model:
+            raise UsageError("give either --model or --config, not both")
+        if not args.weights:
+            raise UsageError("--config needs --weights (the .pdparams trained with that config)")
+        return load_paddleseg(args.config, args.weights, strict=not args.allow_partial)
+    return create_model(args.model or "hrsegnet_b48", weights=args.weights, strict=not args.allow_partial)
+
+
+def _mask_for(target_dir: Path, image: Path) -> Path:
+    if target_dir.is_file():
+        return target_dir
+    for suffix in (".png", ".bmp", ".tif", ".jpg"):
+        cand = target_dir / f"{image.stem}{suffix}"
+        if cand.is_file():
+            return cand
+    raise FileNotFoundError(f"no mask named {image.stem}.png in {target_dir}; masks are matched by image stem")
+
+
+def _unique_names(images: list[Path]) -> list[str]:
+    seen: dict[str, int] = {}
+    names = []
+    for p in images:
+        k = seen.get(p.stem, 0)
+        seen[p.stem] = k + 1
+        names.append(p.stem if k == 0 else f"{p.stem}-{k + 1}")
+    return names
+
+
+def _preflight(model: Any, layers: list[str], method: str) -> None:
+    """Catch unknown layers and layers without gradient before touching any image (exit 2)."""
+    import numpy as np
+
+    from segcam.engine import explain
+    from segcam.targets import ImageTarget
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        explain(model, np.zeros((64, 64, 3), np.uint8), layers, ImageTarget(), method)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    import segcam
+    from segcam.data import load_mask
+    from segcam.engine import EmptyTargetWarning, explain
+    from segcam.images import ImageError, read_image
+    from segcam.io_utils import atomic_write, save_json
+    from segcam.overlay import check_cmap
+    from segcam.result import NORMALIZATIONS, Explanation
+    from segcam.targets import MaskTarget, parse_target
+
+    check_cmap(args.cmap)
+    if not 0 <= args.alpha <= 1:
+        raise UsageError(f"--alpha must be in [0, 1], got {args.alpha}")
+    if args.normalization not in NORMALIZATIONS:
+        raise UsageError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}")
+    segcam.get_method(args.method)
+    target = parse_target(args.target, args.category)
+    layers = args.layer or ["seg_head"]
+    out = Path(args.out)
+    if (out / "manifest.json").exists() and not args.overwrite:
+        raise UsageError(f"{out} already holds a segcam run (manifest.json); pass --overwrite or choose another --out")
+    images = _collect_images(args.images)
+    model = _load_model(args)
+    print(f"segcam: model {model.name}: {model.describe_weights()}", file=sys.stderr)
+    _preflight(model, layers, args.method)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, records = [], []
+    meta: dict[str, Any] = {}
+    for path, name in tqdm(list(zip(images, _unique_names(images))), desc="explain", unit="img",
+                           file=sys.stderr, disable=None):
+        t0 = time.time()
+        row = {"image": str(path), "name": name, "status": "ok", "error": "", "width": "", "height": "",
+               "target_pixels": "", "empty_target": "", "seconds": ""}
+        try:
+            rgb = read_image(path, max_side=args.max_side, downscale=args.downscale)
+            row["height"], row["width"] = rgb.shape[:2]
+            tgt = target
+            if isinstance(target, str):
+                mpath = _mask_for(Path(target), path)
+                tgt = MaskTarget(args.category, load_mask(mpath), str(mpath))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", EmptyTargetWarning)
+                res = explain(model, rgb, layers, tgt, args.method, names=[name])
+            for w in caught:
+                print(f"segcam: warning: {w.message}", file=sys.stderr)
+            meta = res.meta
+            rec = res[0].save(out, args.cmap, args.alpha, args.normalization)
+            rec["image"] = str(path)
+            rec["status"] = "ok"
+            records.append(rec)
+            row.update(target_pixels=rec["target_pixels"], empty_target=rec["empty_target"])
+        except (ImageError, FileNotFoundError, ValueError, OSError) as exc:
+            row.update(status="error", error=str(exc))
+            records.append({"image": str(path), "name": name, "status": "error", "error": str(exc)})
+            print(f"segcam: error: {exc}", file=sys.stderr)
+        row["seconds"] = f"{time.time() - t0:.3f}"
+        rows.append(row)
+    summary = Explanation((), tuple(layers), args.method, model.name, meta or {"model": {"name": model.name}})
+    manifest = summary.manifest(records, args.cmap, args.alpha, args.normalization,
+                                arguments={k: v for k, v in vars(args).items() if k != "func"})
+    manifest["model"].update(name=model.name, weights=model.weights, weights_sha256=model.weights_sha256,
+                             random_init=model.random_init, partial=model.partial)
+    manifest["target"] = args.target
+    manifest["category"] = args.category
+    save_json(out / "manifest.json", manifest)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(out / "summary.csv", lambda p: p.write_text(buf.getvalue()))
+    failed = sum(r["status"] != "ok" for r in rows)
+    print(f"segcam: {len(rows) - failed}/{len(rows)} images explained, {failed} failed; outputs in {out}",
+          file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from segcam.zoo import get_model_spec, list_models
+
+    print(f"{'name':<13} {'weights':<10} {'seg_head':<14} description")
+    for name in list_models(args.pattern):
+        spec = get_model_spec(name)
+        shipped = "shipped" if spec.shipped_weights else "random"
+        print(f"{name:<13} {shipped:<10} {spec.aliases['seg_head']:<14} {spec.description}")
+    return 0
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    from segcam.layers import list_layers
+
+    if args.size[0] < 32 or args.size[1] < 32:
+        raise UsageError("--size must be at least 32 32")
+    model = _load_model(args)
+    rows = list_layers(model, tuple(args.size))
+    if args.aliases_only:
+        rows = [r for r in rows if r.aliases]
+    width = max(len(r.name) for r in rows) + 2
+    print(f"{'name':<{width}} {'alias':<20} {'type':<18} output shape (1x3x{args.size[0]}x{args.size[1]} input)")
+    for r in rows:
+        shape = "x".join(map(str, r.shape)) if r.shape else "-"
+        print(f"{r.name:<{width}} {','.join(r.aliases):<20} {r.type:<18} {shape}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from segcam.training.loop import train
+
+    state = train(args.config, args.save_dir, iters=args.iters, batch_size=args.batch_size,
+                  resume=not args.no_resume, log_every=args.log_every, save_every=args.save_every,
+                  val_every=args.val_every, seed=args.seed)
+    print(f"trained to iteration {state['iter']}; best validation mIoU {state['best_miou']:.4f} "
+          f"at {state['best_iter']}; checkpoints in {args.save_dir}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from segcam.data import parse_data_spec
+    from segcam.io_utils import atomic_write
+    from segcam.training.loop import evaluate
+
+    pairs = parse_data_spec(args.data)
+    if args.limit:
+        pairs = pairs[: args.limit]
+    model = _load_model(args)
+    print(f"segcam: model {model.name}: {model.describe_weights()}", file=sys.stderr)
+    per_image: list[dict[str, Any]] = []
+    res = evaluate(model.network, pairs, on_image=lambda p, s: per_image.append({"image": str(p.image), **s}),
+                   progress=True)
+    print(f"{args.data} ({res['images']} images, {model.name}): mIoU {res['miou']:.4f}  crack IoU "
+          f"{res['crack_iou']:.4f}  precision {res['precision']:.4f}  recall {res['recall']:.4f}  F1 {res['f1']:.4f}")
+    if args.csv:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(per_image[0]))
+        writer.writeheader()
+        writer.writerows(per_image)
+        atomic_write(args.csv, lambda p: p.write_text(buf.getvalue()))
+    return 0
+
+
+def _add_model_args(p: argparse.ArgumentParser, default_model: str | None = None) -> None:
+    p.add_argument("--model", default=default_model, help="zoo model name (segcam models); default hrsegnet_b48")
+    p.add_argument("--weights", default=None,
+                   help="a .pdparams file; default: the weights shipped for the model, else random init; 'random' forces random init")
+    p.add_argument("--config", default=None, help="a PaddleSeg YAML (with --weights) instead of --model")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="load weights even if some keys are missing/unexpected (loudly warned; explanations untrustworthy)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of the ``segcam`` command."""
+    import segcam
+
+    parser = argparse.ArgumentParser(prog="segcam", description="Seg-Grad-CAM explanations for crack segmentation.",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"segcam {segcam.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    p = sub.add_parser("explain", help="explain images (files, folders, globs)", formatter_class=fmt)
+    _add_model_args(p)
+    p.add_argument("images", nargs="+", help="image files, folders or glob patterns")
+    p.add_argument("--layer", action="append", help="layer name or alias; repeat for several (default seg_head)")
+    p.add_argument("--method", default="seg_grad_cam", help="CAM method (segcam.list_methods())")
+    p.add_argument("--target", default="pred",
+                   help="pred | image | box:X0,Y0,X1,Y1 | pixel:X,Y | mask:PATH (file or folder of <stem>.png)")
+    p.add_argument("--class", dest="category", type=int, default=1, help="class explained (1 = crack)")
+    p.add_argument("--out", default="segcam_out", help="output folder")
+    p.add_argument("--cmap", default="inferno", help="matplotlib colormap (inferno, viridis, turbo, jet...)")
+    p.add_argument("--alpha", type=float, default=0.5, help="heatmap weight in the overlay")
+    p.add_argument("--normalization", default="per_map", help="per_map | shared (across the layers of an image)")
+    p.add_argument("--max-side", type=int, default=2048, help="largest image side accepted")
+    p.add_argument("--downscale", action="store_true", help="shrink larger images to --max-side instead of failing")
+    p.add_argument("--overwrite", action="store_true", help="write into an --out that already holds a run")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("models", help="list the zoo models", formatter_class=fmt)
+    p.add_argument("pattern", nargs="?", default=None, help="shell wildcard, e.g. 'hrsegnet_*'")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("layers", help="list a model's layers, aliases and output shapes", formatter_class=fmt)
+    _add_model_args(p)
+    p.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"), help="input size")
+    p.add_argument("--aliases-only", action="store_true", help="show only the layers that have an alias")
+    p.set_defaults(func=cmd_layers, weights="random")
+
+    p = sub.add_parser("train", help="train a model from a PaddleSeg YAML (resumes)", formatter_class=fmt)
+    p.add_argument("--config", required=True, help="PaddleSeg YAML, e.g. configs/cpu/hrsegnet_b16_cpu.yml")
+    p.add_argument("--save-dir", required=True, help="checkpoints and train.log go here")
+    p.add_argument("--iters", type=int, default=None, help="override the config's iters")
+    p.add_argument("--batch-size", type=int, default=None, help="override the config's batch_size")
+    p.add_argument("--no-resume", action="store_true", help="start over even if SAVE_DIR/last exists")
+    p.add_argument("--log-every", type=int, default=20)
+    p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--val-every", type=int, default=None, help="default: --save-every; 0 disables")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="mIoU, crack IoU, precision, recall, F1 on a data split", formatter_class=fmt)
+    _add_model_args(p)
+    p.add_argument("--data", required=True, help="NAME:SPLIT, e.g. deepcrack:test, cfd:all")
+    p.add_argument("--csv", default=None, help="write per-image scores here")
+    p.add_argument("--limit", type=int, default=0, help="use only the first N images (0 = all)")
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 some images failed, 2 usage error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from segcam.layers import LayerNotFoundError
+    from segcam.targets import TargetError
+    from segcam.engine import LayerGradientError
+    from segcam.hooks import LayerOutputError
+    from segcam.weights import WeightsError
+
+    try:
+        return args.func(args)
+    except (UsageError, LayerNotFoundError, TargetError, LayerGradientError, LayerOutputError) as exc:
+        print(f"segcam: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyError as exc:  # unknown model / method names
+        print(f"segcam: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    except (WeightsError, FileNotFoundError, ValueError) as exc:
+        print(f"segcam: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Shared fixtures: small random-init models and real example images (no network, CPU only)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples" / "images"
+EXAMPLE_MASKS = ROOT / "examples" / "masks"
+
+
+class ToyNet(nn.Layer):
+    """conv3x3 -> ReLU -> ``feat`` (conv3x3) -> ``cls`` (1x1 conv) logits at input size.
+
+    ``dead`` runs in the forward but does not feed the logits (no gradient).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2D(3, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.feat = nn.Conv2D(4, 5, 3, padding=1)
+        self.cls = nn.Conv2D(5, 2, 1)
+        self.dead = nn.Conv2D(4, 3, 1)
+
+    def forward(self, x: paddle.Tensor) -> list[paddle.Tensor]:
+        h = self.relu(self.conv1(x))
+        self.dead(h)
+        return [self.cls(self.feat(h))]
+
+
+@pytest.fixture(scope="session")
+def toy() -> ToyNet:
+    paddle.seed(3)
+    net = ToyNet()
+    net.eval()
+    return net
+
+
+@pytest.fixture(scope="session")
+def b16():
+    import segcam
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return segcam.create_model("hrsegnet_b16", weights="random")
+
+
+@pytest.fixture(scope="session")
+def crack_rgb() -> np.ndarray:
+    """A real DeepCrack test photo, center-cropped to 128 x 160 to keep tests fast."""
+    import segcam
+
+    img = segcam.read_image(EXAMPLES / "deepcrack_11215-9.jpg")
+    return np.ascontiguousarray(img[100:228, 200:360])
+
+
+@pytest.fixture()
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

@@ -1,0 +1,55 @@
+"""Heatmaps and overlays: colormaps, alpha, RGB/BGR, input checks."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+
+from segcam.overlay import heatmap, overlay
+
+
+def test_heatmap_uses_the_named_colormap() -> None:
+    cam = np.array([[0.0, 0.5, 1.0]])
+    for name in ("inferno", "jet", "turbo"):
+        expected = np.rint(matplotlib.colormaps[name](cam)[..., :3] * 255).astype(np.uint8)
+        np.testing.assert_array_equal(heatmap(cam, name), expected)
+    assert not np.array_equal(heatmap(cam, "inferno"), heatmap(cam, "jet"))
+
+
+def test_alpha_extremes_and_blend() -> None:
+    img = np.full((2, 3, 3), 100, np.uint8)
+    cam = np.full((2, 3), 1.0)
+    np.testing.assert_array_equal(overlay(img, cam, alpha=0.0), img)
+    np.testing.assert_array_equal(overlay(img, cam, alpha=1.0), heatmap(cam))
+    mid = overlay(img, cam, alpha=0.25).astype(float)
+    np.testing.assert_allclose(mid, np.rint(0.75 * 100 + 0.25 * heatmap(cam).astype(float)), atol=0.5)
+
+
+def test_bgr_input_is_flipped_and_float_images_accepted() -> None:
+    rgb = np.zeros((1, 1, 3), np.uint8)
+    rgb[..., 0] = 255  # red
+    cam = np.zeros((1, 1))
+    np.testing.assert_array_equal(overlay(rgb[..., ::-1], cam, alpha=0.0, bgr=True), rgb)
+    np.testing.assert_array_equal(overlay(rgb / 255.0, cam, alpha=0.0), rgb)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"cmap": "infreno"}, "did you mean: inferno"),
+    ({"alpha": 1.5}, "alpha"),
+])
+def test_bad_arguments(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        overlay(np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2)), **kwargs)
+
+
+def test_bad_maps_and_images() -> None:
+    img = np.zeros((2, 2, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        overlay(img, np.full((2, 2), 3.0))
+    with pytest.raises(ValueError, match="NaN"):
+        overlay(img, np.full((2, 2), np.nan))
+    with pytest.raises(ValueError, match="size"):
+        overlay(img, np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="float image"):
+        overlay(np.full((2, 2, 3), 2.0), np.zeros((2, 2)))
