@@ -246,7 +246,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _add_model_args(p: argparse.ArgumentParser, default_model: str | None = None) -> None:
     p.add_argument("--model", default=default_model, help="zoo model name (segcam models); default hrsegnet_b48")
     p.add_argument("--weights", default=None,
-                   help="a .pdparams file; default: the weights shipped for the model, else random init; 'random' forces random init")
+                   help="a .pdparams file; default: the weights shipped for the model, else random init; "
+                        "'random' forces random init")
     p.add_argument("--config", default=None, help="a PaddleSeg YAML (with --weights) instead of --model")
     p.add_argument("--allow-partial", action="store_true",
                    help="load weights even if some keys are missing/unexpected (loudly warned; explanations untrustworthy)")
@@ -314,10 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 some images failed, 2 usage error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from segcam.layers import LayerNotFoundError
-    from segcam.targets import TargetError
     from segcam.engine import LayerGradientError
     from segcam.hooks import LayerOutputError
+    from segcam.layers import LayerNotFoundError
+    from segcam.targets import TargetError
     from segcam.weights import WeightsError
 
     try:

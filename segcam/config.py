@@ -38,10 +38,11 @@ def build_component(spec: dict[str, Any]) -> Any:
     Raises:
         ValueError: If ``spec`` has no ``type`` or the type is not registered.
     """
+    from paddleseg.cvlibs import manager
+
     import hrsegnet  # noqa: F401  (registers HrSegNetB16/B32/B48)
     import segcam.training.dataset  # noqa: F401
     import segcam.training.losses  # noqa: F401
-    from paddleseg.cvlibs import manager
 
     if not isinstance(spec, dict) or "type" not in spec:
         raise ValueError(f"component spec must be a mapping with a 'type' key, got {spec!r}")

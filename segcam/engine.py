@@ -10,11 +10,11 @@ import numpy as np
 import paddle
 
 from segcam.hooks import ActivationCapture
+from segcam.images import normalize
 from segcam.layers import resolve_layers
 from segcam.methods import get_method
 from segcam.methods.base import BaseCAM
 from segcam.result import Explanation, ImageExplanation, LayerMap
-from segcam.images import normalize
 from segcam.targets import PredictedTarget, Target, TargetError
 
 __all__ = ["EmptyTargetWarning", "LayerGradientError", "explain"]

@@ -49,7 +49,7 @@ class ActivationCapture:
 
         return hook
 
-    def __enter__(self) -> "ActivationCapture":
+    def __enter__(self) -> ActivationCapture:
         try:
             for name, layer in self.layers.items():
                 self._handles.append(layer.register_forward_post_hook(self._hook(name)))
@@ -75,7 +75,9 @@ class ActivationCapture:
         for name in self.layers:
             n = self.calls.get(name, 0)
             if n == 0:
-                raise LayerOutputError(f"layer {name!r} did not run in the forward pass (it is unused in eval mode); pick another layer")
+                raise LayerOutputError(
+                    f"layer {name!r} did not run in the forward pass (it is unused in eval mode); pick another layer"
+                )
             if n > 1:
                 raise LayerOutputError(
                     f"layer {name!r} runs {n} times per forward (a shared module), so its output is ambiguous; "

@@ -106,5 +106,5 @@ def list_layers(model: Any, size: tuple[int, int] = (256, 256)) -> list[LayerInf
     finally:
         for h in handles:
             h.remove()
-    return [LayerInfo(n, tuple(by_name.get(n, ())), type(l).__name__, shapes.get(n)) for n, l in named]
+    return [LayerInfo(n, tuple(by_name.get(n, ())), type(layer).__name__, shapes.get(n)) for n, layer in named]
 

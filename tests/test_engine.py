@@ -24,7 +24,7 @@ def _region_score(net, rgb: np.ndarray, mask: np.ndarray, category: int, layer, 
     """Sum of class logits over ``mask``; optionally add ``delta`` to ``layer``'s output."""
     handle = None
     if delta is not None:
-        handle = layer.register_forward_post_hook(lambda l, i, o: o + paddle.to_tensor(delta))
+        handle = layer.register_forward_post_hook(lambda layer, i, o: o + paddle.to_tensor(delta))
     try:
         with paddle.no_grad():
             logits = net(paddle.to_tensor(normalize(rgb)))[0].numpy()[0, category]
@@ -41,7 +41,7 @@ def test_matches_finite_differences(toy, rng) -> None:
     res = segcam.explain(toy, rgb, "feat", MaskTarget(1, mask, "box"))
     with paddle.no_grad():
         act = {}
-        h = toy.feat.register_forward_post_hook(lambda l, i, o: act.__setitem__("a", o.numpy()))
+        h = toy.feat.register_forward_post_hook(lambda layer, i, o: act.__setitem__("a", o.numpy()))
         toy(paddle.to_tensor(normalize(rgb)))
         h.remove()
     a = act["a"].astype(np.float64)
@@ -68,7 +68,7 @@ def test_closed_form_for_layer_feeding_a_1x1_conv(toy, rng) -> None:
         res = segcam.explain(toy, rgb, "feat", MaskTarget(category, mask))
         with paddle.no_grad():
             act = {}
-            h = toy.feat.register_forward_post_hook(lambda l, i, o: act.__setitem__("a", o.numpy()))
+            h = toy.feat.register_forward_post_hook(lambda layer, i, o: act.__setitem__("a", o.numpy()))
             toy(paddle.to_tensor(normalize(rgb)))
             h.remove()
         w = toy.cls.weight.numpy()[category, :, 0, 0]

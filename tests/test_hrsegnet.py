@@ -56,9 +56,9 @@ def test_intermediate_shapes_at_400() -> None:
     model = HrSegNetB16()
     model.eval()
     shapes = {}
-    hooks = [getattr(model, n).register_forward_post_hook(lambda l, i, o, n=n: shapes.__setitem__(n, tuple(o.shape)))
+    hooks = [getattr(model, n).register_forward_post_hook(lambda layer, i, o, n=n: shapes.__setitem__(n, tuple(o.shape)))
              for n in ["stage1", "stage2", "seg3"]]
-    hooks.append(model.seg3.l_conv1.register_forward_post_hook(lambda l, i, o: shapes.__setitem__("low", tuple(o.shape))))
+    hooks.append(model.seg3.l_conv1.register_forward_post_hook(lambda layer, i, o: shapes.__setitem__("low", tuple(o.shape))))
     with paddle.no_grad():
         model(paddle.zeros([1, 3, 400, 400]))
     for h in hooks:

@@ -6,10 +6,10 @@ import os
 
 import numpy as np
 import pytest
+from conftest import EXAMPLES
 from PIL import Image
 
 from segcam.images import ImageError, normalize, read_image
-from conftest import EXAMPLES
 
 PHOTO = EXAMPLES / "deepcrack_11215-9.jpg"
 

@@ -10,8 +10,7 @@ __all__ = ["BaseCAM"]
 
 
 class BaseCAM:
-    """A CAM method. Subclasses override :meth:`weights` (channel weights) or,
-    for element-wise methods, :meth:`cam`.
+    """A CAM method: subclasses override :meth:`weights` or, if element-wise, :meth:`cam`.
 
     Activations ``A`` and gradients ``G`` are N x K x h x w arrays: the hooked
     layer's output and the gradient of the target score (the summed class

@@ -1,0 +1,186 @@
+"""The segcam CLI end to end on examples/, exit codes and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import EXAMPLE_MASKS, EXAMPLES, ROOT
+from PIL import Image
+
+from segcam.cli import main
+
+
+def _rows(out: Path) -> list[dict]:
+    with open(out / "summary.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_readme_command_exactly_as_written(tmp_path, monkeypatch, capsys) -> None:
+    """`segcam explain --model hrsegnet_b48 --layer seg_head img.jpg` (writes to ./segcam_out)."""
+    img = tmp_path / "img.jpg"
+    shutil.copy(EXAMPLES / "deepcrack_IMG_6472-1.jpg", img)
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", "--model", "hrsegnet_b48", "--layer", "seg_head", "img.jpg"]) == 0
+    out = tmp_path / "segcam_out"
+    for name in ("img__seg_head__overlay.png", "img__seg_head__heatmap.png", "img__seg_head.npy",
+                 "img__prediction.png", "manifest.json", "summary.csv"):
+        assert (out / name).is_file(), name
+    overlay = np.asarray(Image.open(out / "img__seg_head__overlay.png"))
+    assert overlay.shape == (384, 544, 3)
+    assert "hrsegnet_b48" in capsys.readouterr().err
+
+
+def test_folder_glob_layers_mask_target_and_manifest(tmp_path) -> None:
+    out = tmp_path / "run"
+    code = main(["explain", "--model", "hrsegnet_b16", "--weights", "random", "--layer", "seg_head", "--layer", "seg3",
+                 "--layer", "stage1", "--target", f"mask:{EXAMPLE_MASKS}", "--cmap", "turbo", "--alpha", "0.3",
+                 "--out", str(out), str(EXAMPLES / "deepcrack_*.jpg"), str(EXAMPLES / "cfd_001.jpg")])
+    assert code == 0
+    rows = _rows(out)
+    assert [r["status"] for r in rows] == ["ok"] * 4
+    gt = (np.asarray(Image.open(EXAMPLE_MASKS / "cfd_001.png")) > 127).sum()
+    assert int(rows[-1]["target_pixels"]) == gt
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["schema_version"] == 1
+    assert set(manifest["versions"]) >= {"segcam", "paddle", "python"}
+    assert manifest["model"]["name"] == "hrsegnet_b16" and manifest["model"]["random_init"] is True
+    assert manifest["model"]["weights_sha256"] is None
+    assert [lay["name"] for lay in manifest["layers"]] == ["head", "seg3", "stage1"]
+    assert manifest["cmap"] == "turbo" and manifest["alpha"] == 0.3
+    assert manifest["normalization"]["mode"] == "per_map"
+    assert manifest["arguments"]["target"].startswith("mask:")
+    for rec in manifest["images"]:
+        for files in rec["layers"].values():
+            assert (out / files["overlay"]).is_file() and (out / files["npy"]).is_file()
+    assert not list(out.glob(".*tmp*"))
+
+
+def test_weights_sha_in_manifest(tmp_path) -> None:
+    import paddle
+
+    import segcam
+
+    net = segcam.create_model("hrsegnet_b16", weights="random").network
+    wpath = tmp_path / "b16.pdparams"
+    paddle.save(net.state_dict(), str(wpath))
+    out = tmp_path / "run"
+    assert main(["explain", "--model", "hrsegnet_b16", "--weights", str(wpath), "--out", str(out),
+                 str(EXAMPLES / "cfd_001.jpg")]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["weights_sha256"] == segcam.weights.sha256_file(wpath)
+    assert manifest["model"]["random_init"] is False
+
+
+def _bad_inputs(folder: Path) -> None:
+    shutil.copy(EXAMPLES / "cfd_001.jpg", folder / "good.jpg")
+    (folder / "text.png").write_text("not an image")
+    (folder / "truncated.jpg").write_bytes((EXAMPLES / "deepcrack_11215-9.jpg").read_bytes()[:15000])
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 20)
+    Image.new("RGB", (16, 16)).save(folder / "tiny.png")
+    Image.new("RGB", (2100, 40), (80, 80, 80)).save(folder / "huge.png")
+    Image.open(EXAMPLES / "cfd_001.jpg").convert("L").save(folder / "gray.png")
+    Image.open(EXAMPLES / "cfd_001.jpg").convert("RGBA").save(folder / "rgba.png")
+    Image.open(EXAMPLES / "cfd_001.jpg").convert("P").save(folder / "palette.png")
+    arr16 = (np.asarray(Image.open(EXAMPLES / "cfd_001.jpg").convert("L")).astype(np.uint16) * 200)
+    Image.fromarray(arr16).save(folder / "sixteen.png")
+
+
+def test_batch_goes_on_past_bad_items(tmp_path, capsys) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    _bad_inputs(src)
+    out = tmp_path / "run"
+    code = main(["explain", "--model", "hrsegnet_b16", "--weights", "random", "--out", str(out), str(src),
+                 str(tmp_path / "missing.jpg")])
+    assert code == 1
+    rows = {r["name"]: r for r in _rows(out)}
+    for ok in ("good", "gray", "rgba", "palette", "sixteen"):
+        assert rows[ok]["status"] == "ok", rows[ok]
+        assert (out / f"{ok}__seg_head__overlay.png").is_file()
+    expected = {"text": "not an image", "truncated": "truncated", "corrupt": "", "tiny": "32",
+                "huge": "--downscale", "missing": "not found"}
+    for name, needle in expected.items():
+        assert rows[name]["status"] == "error", name
+        assert needle in rows[name]["error"] and "\n" not in rows[name]["error"]
+        assert not list(out.glob(f"{name}__*")), f"half-written output for {name}"
+    err = capsys.readouterr().err
+    assert "text.png" in err and "5/11 images explained, 6 failed" in err.splitlines()[-1]
+    assert not list(out.glob(".*tmp*"))
+
+
+def test_downscale_flag(tmp_path) -> None:
+    img = tmp_path / "huge.png"
+    Image.new("RGB", (2100, 64), (80, 80, 80)).save(img)
+    out = tmp_path / "run"
+    assert main(["explain", "--model", "hrsegnet_b16", "--weights", "random", "--downscale", "--max-side", "256",
+                 "--target", "image", "--out", str(out), str(img)]) == 0
+    assert _rows(out)[0]["width"] == "256"
+
+
+def test_empty_target_warns_and_writes_zero_map(tmp_path, capsys) -> None:
+    mask = tmp_path / "empty.png"
+    Image.new("L", (480, 320), 0).save(mask)
+    out = tmp_path / "run"
+    assert main(["explain", "--model", "hrsegnet_b16", "--weights", "random", "--target", f"mask:{mask}",
+                 "--out", str(out), str(EXAMPLES / "cfd_001.jpg")]) == 0
+    assert "empty" in capsys.readouterr().err
+    row = _rows(out)[0]
+    assert row["empty_target"] == "True" and row["target_pixels"] == "0"
+    assert not np.load(out / "cfd_001__seg_head.npy").any()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--model", "hrsegnet_b84"], "did you mean: hrsegnet_b48"),
+    (["--layer", "seg_haed"], "did you mean: seg_head"),
+    (["--layer", "aux_head1"], "did not run"),
+    (["--model", "pspnet", "--layer", "head.auxlayer"], "no gradient"),
+    (["--target", "box:1,2,3"], "cannot parse target"),
+    (["--target", "mask:/no/such/dir"], "does not exist"),
+    (["--cmap", "infreno"], "did you mean: inferno"),
+    (["--method", "gradcam"], "unknown method"),
+    (["--alpha", "2"], "--alpha"),
+    (["--config", "x.yml"], "--model or --config"),
+])
+def test_usage_errors_exit_2(argv: list[str], needle: str, tmp_path, capsys) -> None:
+    base = ["explain", "--weights", "random", "--out", str(tmp_path / "o")]
+    if "--model" not in argv:
+        base += ["--model", "hrsegnet_b16"]
+    code = main(base + argv + [str(EXAMPLES / "cfd_001.jpg")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert needle in err
+    assert len([ln for ln in err.splitlines() if ln.startswith("segcam: error")]) == 1
+
+
+def test_refuses_to_overwrite_a_run(tmp_path) -> None:
+    args = ["explain", "--model", "hrsegnet_b16", "--weights", "random", "--out", str(tmp_path), str(EXAMPLES / "cfd_001.jpg")]
+    assert main(args) == 0
+    assert main(args) == 2
+    assert main(args + ["--overwrite"]) == 0
+
+
+def test_models_and_layers_commands(capsys) -> None:
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("hrsegnet_b48", "unet", "pspnet", "ocrnet"))
+    assert main(["layers", "--model", "hrsegnet_b16", "--size", "64", "64"]) == 0
+    out = capsys.readouterr().out
+    head = [ln for ln in out.splitlines() if ln.startswith("head ")][0]
+    assert "seg_head" in head and "SegHead" in head and "1x2x32x32" in head
+    assert main(["layers", "--model", "unet", "--aliases-only"]) == 0
+    assert "cls" in capsys.readouterr().out
+    assert main(["layers", "--model", "nope"]) == 2
+
+
+def test_python_dash_m_works() -> None:
+    proc = subprocess.run([sys.executable, "-m", "segcam", "models", "hrsegnet_*"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("hrsegnet_b") == 3 and proc.stderr.strip() == ""
