@@ -21,13 +21,15 @@ class CrackDataset(paddle.io.Dataset):
         split: Split used for names given without one.
         transforms: A list of PaddleSeg transform objects or ``{type: ...}`` dicts.
         mode: ``train`` (label transformed with the image) or ``val``.
+        limit: Use only the first N pairs (0 = all), e.g. for smoke runs.
         num_classes: Kept for PaddleSeg compatibility (2).
         ignore_index: Kept for PaddleSeg compatibility (255).
         **unused: Other PaddleSeg keys (``dataset_root``...) are accepted and ignored.
     """
 
     def __init__(self, datasets: str | list[str] = "deepcrack", split: str = "train", transforms: list | None = None,
-                 mode: str = "train", num_classes: int = 2, ignore_index: int = 255, **unused: Any) -> None:
+                 mode: str = "train", limit: int = 0, num_classes: int = 2, ignore_index: int = 255,
+                 **unused: Any) -> None:
         from paddleseg.transforms import Compose
 
         names = [datasets] if isinstance(datasets, str) else list(datasets)
@@ -35,6 +37,8 @@ class CrackDataset(paddle.io.Dataset):
         for name in names:
             set_name, _, set_split = name.partition(":")
             self.pairs += list_pairs(set_name, set_split or split)
+        if limit:
+            self.pairs = self.pairs[:limit]
         self.transforms = Compose([_build_transform(t) for t in (transforms or [{"type": "Normalize"}])])
         self.mode = mode
         self.num_classes = num_classes

@@ -1,0 +1,137 @@
+"""Training, data and metrics: 0/255 masks, loss going down, resumable checkpoints, known metric answers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import paddle
+import pytest
+from PIL import Image
+
+from segcam.data import data_root, load_mask, parse_data_spec
+from segcam.training.losses import CrossEntropyLoss, OhemCrossEntropyLoss
+from segcam.training.metrics import ConfusionMatrix, scores
+
+
+def test_mask_0_255_becomes_0_1(tmp_path) -> None:
+    raw = np.zeros((6, 5), np.uint8)
+    raw[2:4, 1:3] = 255
+    path = tmp_path / "m.png"
+    Image.fromarray(raw).save(path)
+    mask = load_mask(path)
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 1} and mask.sum() == 4
+    Image.fromarray((raw > 0).astype(np.uint8)).save(path)  # 0/1 masks pass unchanged
+    np.testing.assert_array_equal(load_mask(path), mask)
+
+
+def test_real_dataset_labels_are_class_ids() -> None:
+    from segcam.training.dataset import CrackDataset
+
+    ds = CrackDataset(["deepcrack:test"], mode="val", limit=2)
+    img, label = ds[0]
+    raw = np.asarray(Image.open(ds.pairs[0].mask))
+    assert img.shape == (3, 384, 544) and label.shape[-2:] == (384, 544)
+    assert set(np.unique(label)) == {0, 1}, "crack pixels must be 1, never 255 (PaddleSeg's ignore_index)"
+    assert label.sum() == (raw == 255).sum() > 0
+
+
+def test_splits() -> None:
+    assert len(parse_data_spec("deepcrack:test")) == 237
+    train, valid = parse_data_spec("deepcrack:train"), parse_data_spec("deepcrack:valid")
+    assert len(train) + len(valid) == 300 and not {p.image for p in train} & {p.image for p in valid}
+    assert len(parse_data_spec("cfd:all")) == 118
+    with pytest.raises(ValueError, match="use cfd:all"):
+        parse_data_spec("cfd:test")
+    with pytest.raises(ValueError, match="unknown data set"):
+        parse_data_spec("deepcrak:test")
+    assert data_root().is_dir()
+
+
+def test_metrics_known_answers() -> None:
+    gt = np.zeros((4, 4), np.uint8)
+    gt[:, :2] = 1
+    perfect = scores(ConfusionMatrix().update(gt, gt))
+    assert perfect["miou"] == 1.0 and perfect["f1"] == 1.0 and perfect["crack_iou"] == 1.0
+    empty = scores(ConfusionMatrix().update(np.zeros_like(gt), gt))
+    assert empty["crack_iou"] == 0.0 and empty["recall"] == 0.0 and empty["f1"] == 0.0
+    assert empty["iou_0"] == pytest.approx(0.5) and empty["miou"] == pytest.approx(0.25)
+    half = gt.copy()
+    half[:, 1] = 0  # half of the crack found, no false positive
+    res = scores(ConfusionMatrix().update(half, gt))
+    assert res["precision"] == 1.0 and res["recall"] == 0.5 and res["f1"] == pytest.approx(2 / 3)
+    assert res["crack_iou"] == 0.5 and res["iou_0"] == pytest.approx(8 / 12)
+    cm = ConfusionMatrix()  # accumulated over pixels, not averaged per image
+    cm.update(gt, gt)
+    cm.update(np.zeros_like(gt), gt)
+    assert scores(cm.matrix)["crack_iou"] == 0.5
+    ignore = gt.copy()
+    ignore[0] = 255
+    assert ConfusionMatrix().update(gt, ignore).sum() == 12
+
+
+def test_losses_ignore_255_and_ohem_keeps_hard_pixels() -> None:
+    logit = paddle.to_tensor(np.array([[[[4.0, -4.0]], [[-4.0, 4.0]]]], np.float32))  # 1x2x1x2: confident 0, 1
+    label = paddle.to_tensor(np.array([[[0, 0]]], np.int64))  # second pixel is wrong and hard
+    ce = float(CrossEntropyLoss()(logit, label))
+    assert ce == pytest.approx((np.log1p(np.exp(-8)) + 8 + np.log1p(np.exp(-8))) / 2, rel=1e-4)
+    assert float(CrossEntropyLoss()(logit, paddle.to_tensor(np.array([[[0, 255]]], np.int64)))) < 1e-3
+    ohem = float(OhemCrossEntropyLoss(thresh=0.7, min_kept=1)(logit, label))
+    assert ohem == pytest.approx(8.0, rel=1e-3)  # only the hard pixel is kept
+
+
+def test_losses_registered_in_paddleseg() -> None:
+    from paddleseg.cvlibs import manager
+
+    import segcam.training.losses as ours
+
+    assert manager.LOSSES["OhemCrossEntropyLoss"] is ours.OhemCrossEntropyLoss
+
+
+def _tiny_config(tmp_path) -> str:
+    cfg = tmp_path / "tiny.yml"
+    cfg.write_text("""
+batch_size: 8
+iters: 12
+train_dataset:
+  type: CrackDataset
+  datasets: [deepcrack:train]
+  limit: 8
+  mode: train
+  transforms:
+    - {type: Resize, target_size: [64, 96]}
+    - {type: Normalize}
+val_dataset:
+  type: CrackDataset
+  datasets: [deepcrack:valid]
+  limit: 2
+  mode: val
+optimizer: {type: SGD, momentum: 0.9, weight_decay: 5.0e-4}
+lr_scheduler: {type: PolynomialDecay, learning_rate: 0.01, end_lr: 0, power: 0.9, warmup_iters: 2}
+loss:
+  types:
+    - {type: OhemCrossEntropyLoss, min_kept: 500}
+    - {type: OhemCrossEntropyLoss, min_kept: 500}
+    - {type: OhemCrossEntropyLoss, min_kept: 500}
+  coef: [1, 0.5, 0.5]
+model: {type: HrSegNetB16, num_classes: 2}
+""")
+    return str(cfg)
+
+
+def test_training_lowers_loss_and_resumes(tmp_path) -> None:
+    from segcam.training.loop import train
+
+    cfg, out = _tiny_config(tmp_path), tmp_path / "run"
+    state = train(cfg, out, iters=8, log_every=1, save_every=4, val_every=8, progress=False)
+    assert state["iter"] == 8 and (out / "last" / "model.pdopt").is_file() and (out / "best_model").is_dir()
+    state = train(cfg, out, iters=12, log_every=1, save_every=4, val_every=0, progress=False)  # resumes at 8
+    assert state["iter"] == 12
+    log = [json.loads(ln) for ln in (out / "train.log").read_text().splitlines()]
+    iters = [r["iter"] for r in log if "loss" in r]
+    assert iters == list(range(1, 13)), "resume must continue at iteration 9, not start over"
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+    assert any("val_miou" in r for r in log)
+    assert json.loads((out / "last" / "state.json").read_text())["iter"] == 12
+    assert not list(out.glob(".*.tmp"))
