@@ -90,7 +90,25 @@ def _unique_names(images: list[Path]) -> list[str]:
     return names
 
 
-def _preflight(model: Any, layers: list[str], method: str) -> None:
+def _method_args(items: list[str] | None) -> dict[str, Any]:
+    """``["batch_size=8", "pool=4"]`` -> ``{"batch_size": 8, "pool": 4}`` (ints and floats parsed)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--method-arg must look like KEY=VALUE, got {item!r}")
+        for cast in (int, float):
+            try:
+                out[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = value
+    return out
+
+
+def _preflight(model: Any, layers: list[str], method: str, method_args: dict[str, Any]) -> None:
     """Catch unknown layers and layers without gradient before touching any image (exit 2)."""
     import numpy as np
 
@@ -99,7 +117,7 @@ def _preflight(model: Any, layers: list[str], method: str) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        explain(model, np.zeros((64, 64, 3), np.uint8), layers, ImageTarget(), method)
+        explain(model, np.zeros((64, 64, 3), np.uint8), layers, ImageTarget(), method, **method_args)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -112,14 +130,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from segcam.io_utils import atomic_write, save_json
     from segcam.overlay import check_cmap
     from segcam.result import NORMALIZATIONS, Explanation
-    from segcam.targets import MaskTarget, parse_target
+    from segcam.targets import ErrorRegionTarget, MaskTarget, parse_target
 
     check_cmap(args.cmap)
     if not 0 <= args.alpha <= 1:
         raise UsageError(f"--alpha must be in [0, 1], got {args.alpha}")
     if args.normalization not in NORMALIZATIONS:
         raise UsageError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}")
-    segcam.get_method(args.method)
+    method_args = _method_args(args.method_arg)
+    try:
+        segcam.get_method(args.method, **method_args)
+    except TypeError as exc:
+        raise UsageError(str(exc)) from exc
     target = parse_target(args.target, args.category)
     layers = args.layer or ["seg_head"]
     out = Path(args.out)
@@ -128,7 +150,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     images = _collect_images(args.images)
     model = _load_model(args)
     print(f"segcam: model {model.name}: {model.describe_weights()}", file=sys.stderr)
-    _preflight(model, layers, args.method)
+    _preflight(model, layers, args.method, method_args)
     out.mkdir(parents=True, exist_ok=True)
     rows, records = [], []
     meta: dict[str, Any] = {}
@@ -141,12 +163,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
             rgb = read_image(path, max_side=args.max_side, downscale=args.downscale)
             row["height"], row["width"] = rgb.shape[:2]
             tgt = target
-            if isinstance(target, str):
-                mpath = _mask_for(Path(target), path)
-                tgt = MaskTarget(args.category, load_mask(mpath), str(mpath))
+            if isinstance(target, tuple):
+                kind, where = target
+                mpath = _mask_for(Path(where), path)
+                truth = load_mask(mpath)
+                tgt = (MaskTarget(args.category, truth, str(mpath)) if kind == "mask"
+                       else ErrorRegionTarget(args.category, kind, truth, str(mpath)))
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", EmptyTargetWarning)
-                res = explain(model, rgb, layers, tgt, args.method, names=[name])
+                res = explain(model, rgb, layers, tgt, args.method, names=[name], **method_args)
             for w in caught:
                 print(f"segcam: warning: {w.message}", file=sys.stderr)
             meta = res.meta
@@ -267,9 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("images", nargs="+", help="image files, folders or glob patterns")
     p.add_argument("--layer", action="append", help="layer name or alias; repeat for several (default seg_head)")
-    p.add_argument("--method", default="seg_grad_cam", help="CAM method (segcam.list_methods())")
+    p.add_argument("--method", default="seg_grad_cam", help="CAM method: " + ", ".join(segcam.list_methods()))
+    p.add_argument("--method-arg", action="append", metavar="KEY=VALUE",
+                   help="method option, e.g. batch_size=32 (seg_score_cam, ablation_cam) or pool=4 (seg_xres_cam)")
     p.add_argument("--target", default="pred",
-                   help="pred | image | box:X0,Y0,X1,Y1 | pixel:X,Y | mask:PATH (file or folder of <stem>.png)")
+                   help="pred | image | box:X0,Y0,X1,Y1 | pixel:X,Y | mask:PATH | component[:RANK|:X,Y] | skeleton | "
+                        "border[:W] | tp:PATH | fp:PATH | fn:PATH (PATH: a mask file or a folder of <stem>.png)")
     p.add_argument("--class", dest="category", type=int, default=1, help="class explained (1 = crack)")
     p.add_argument("--out", default="segcam_out", help="output folder")
     p.add_argument("--cmap", default="inferno", help="matplotlib colormap (inferno, viridis, turbo, jet...)")

@@ -17,7 +17,7 @@ from segcam.methods.base import BaseCAM
 from segcam.result import Explanation, ImageExplanation, LayerMap
 from segcam.targets import PredictedTarget, Target, TargetError
 
-__all__ = ["EmptyTargetWarning", "LayerGradientError", "explain"]
+__all__ = ["CamContext", "EmptyTargetWarning", "LayerGradientError", "explain"]
 
 
 class LayerGradientError(ValueError):
@@ -26,6 +26,64 @@ class LayerGradientError(ValueError):
 
 class EmptyTargetWarning(UserWarning):
     """The target region of an image is empty; its maps are all zero."""
+
+
+class CamContext:
+    """What perturbation methods (Score-CAM, Ablation-CAM) may do with the model during one explanation.
+
+    Args:
+        net: The network (eval mode).
+        x: Normalised input batch, N x 3 x H x W float32.
+        weight: N x C x H x W target weights (the class-c plane holds the region mask).
+        layer: The hooked layer of the current map.
+    """
+
+    def __init__(self, net: paddle.nn.Layer, x: np.ndarray, weight: np.ndarray, layer: paddle.nn.Layer | None = None) -> None:
+        self.net = net
+        self.x = x
+        self.weight = weight
+        self.layer = layer
+
+    def _scores(self, i: int, inputs: np.ndarray, mean: bool) -> np.ndarray:
+        with paddle.no_grad():
+            logits = _logits(self.net(paddle.to_tensor(np.ascontiguousarray(inputs, dtype=np.float32))))
+            if tuple(logits.shape[2:]) != self.x.shape[2:]:
+                logits = paddle.nn.functional.interpolate(logits, size=list(self.x.shape[2:]), mode="bilinear")
+        w = self.weight[i]
+        out = (logits.numpy() * w[None]).sum(axis=(1, 2, 3))
+        return out / max(float(w.sum()), 1.0) if mean else out
+
+    def region_scores(self, i: int, inputs: np.ndarray, mean: bool = False) -> np.ndarray:
+        """Target score of image ``i``'s region for each of B inputs (B x 3 x H x W); sum (or mean) of logits."""
+        return self._scores(i, inputs, mean)
+
+    def ablation_scores(self, i: int, channels: list[int]) -> np.ndarray:
+        """Target score of image ``i`` with one channel of ``layer`` zeroed per copy, one copy per channel."""
+        if self.layer is None:
+            raise ValueError("ablation needs the hooked layer")
+        keep = None
+
+        def hook(layer: paddle.nn.Layer, inputs: object, output: paddle.Tensor) -> paddle.Tensor:
+            nonlocal keep
+            if keep is None:
+                k = output.shape[1]
+                arr = np.ones((len(channels), k, 1, 1), np.float32)
+                arr[np.arange(len(channels)), channels] = 0.0
+                keep = paddle.to_tensor(arr)
+            return output * keep
+
+        handle = self.layer.register_forward_post_hook(hook)
+        try:
+            return self._scores(i, np.repeat(self.x[i:i + 1], len(channels), axis=0), mean=False)
+        finally:
+            handle.remove()
+
+    def upsample_unit(self, maps: np.ndarray) -> np.ndarray:
+        """K x h x w maps resized to the input and each min-max scaled to [0, 1]."""
+        up = _resize(maps.astype(np.float32), self.x.shape[2:])
+        lo = up.min(axis=(1, 2), keepdims=True)
+        span = up.max(axis=(1, 2), keepdims=True) - lo
+        return np.divide(up - lo, span, out=np.zeros_like(up), where=span > 0)
 
 
 def _as_batch(images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
@@ -61,7 +119,7 @@ def _resize(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str | Sequence[str] = "seg_head",
             targets: Target | Sequence[Target] | None = None, method: str | BaseCAM = "seg_grad_cam",
-            names: Sequence[str] | None = None) -> Explanation:
+            names: Sequence[str] | None = None, **method_args: Any) -> Explanation:
     """Explain why the model marks pixels as crack, for every requested layer.
 
     All layers come from ONE forward and ONE backward pass over the whole batch.
@@ -75,6 +133,7 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
         targets: One target per image, or one for all; default: predicted crack pixels.
         method: Method name (see :func:`segcam.list_methods`) or instance.
         names: Names of the images for output files; default ``image0``, ``image1``...
+        **method_args: Options of the method (``batch_size`` for Score-/Ablation-CAM, ``pool`` for XRes).
 
     Returns:
         An :class:`segcam.result.Explanation`.
@@ -100,7 +159,7 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
     names = list(names) if names is not None else [f"image{i}" for i in range(n)]
     if len(names) != n:
         raise ValueError(f"got {len(names)} names for {n} images")
-    cam_method = get_method(method)
+    cam_method = get_method(method, **method_args)
     resolved = resolve_layers(model, list(layers) if not isinstance(layers, str) else [layers])
     by_name = {r.name: r.layer for r in resolved}
     mean = getattr(model, "mean", (0.5, 0.5, 0.5))
@@ -129,6 +188,7 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
                           "choose another target (e.g. --target image)", EmptyTargetWarning, stacklevel=2)
 
     acts = [cap.activations[r.name] for r in resolved]
+    x_np = x.numpy()
     if cam_method.uses_gradients:
         score = (logits * paddle.to_tensor(weight)).sum()
         grads = paddle.grad([score], acts, allow_unused=True)
@@ -145,7 +205,7 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
         act = a.detach().numpy()
         if act.ndim != 4:
             raise LayerGradientError(f"layer {r.requested!r} outputs shape {list(act.shape)}, not N x K x h x w feature maps")
-        raw = cam_method.cam(act, g)
+        raw = cam_method.cam(act, g, CamContext(net, x_np, weight, r.layer))
         per_layer[r.requested] = (r.name, raw, _resize(raw, size))
 
     results = []

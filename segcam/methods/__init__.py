@@ -1,6 +1,15 @@
 """CAM methods, one per module, found by name through :func:`get_method`."""
 
-from segcam.methods import seg_grad_cam  # noqa: F401  (registers the method)
+from segcam.methods import (  # noqa: F401  (importing registers each method)
+    ablation_cam,
+    layer_cam,
+    seg_eigen_cam,
+    seg_grad_cam,
+    seg_grad_cam_pp,
+    seg_hires_cam,
+    seg_score_cam,
+    seg_xres_cam,
+)
 from segcam.methods.base import BaseCAM
 from segcam.methods.registry import METHODS, get_method, list_methods, register_method
 

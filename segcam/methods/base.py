@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from segcam.engine import CamContext
 
 __all__ = ["BaseCAM"]
 
@@ -25,8 +28,14 @@ class BaseCAM:
         """Channel weights, N x K."""
         raise NotImplementedError
 
-    def cam(self, activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
-        """Raw map, N x h x w: ``ReLU(sum_k w_k A^k)``."""
+    def cam(self, activations: np.ndarray, grads: np.ndarray | None, ctx: CamContext | None = None) -> np.ndarray:
+        """Raw map, N x h x w: ``ReLU(sum_k w_k A^k)``.
+
+        Args:
+            activations: N x K x h x w layer output.
+            grads: Gradient of the target score w.r.t. it (None for gradient-free methods).
+            ctx: Access to the model for perturbation methods (Score-CAM, Ablation-CAM).
+        """
         w = self.weights(activations, grads)
         return np.maximum(np.einsum("nk,nkhw->nhw", w, activations), 0.0).astype(np.float32)
 

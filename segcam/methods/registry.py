@@ -21,15 +21,22 @@ def register_method(cls: C) -> C:
     return cls
 
 
-def get_method(name: str | BaseCAM) -> BaseCAM:
-    """A method instance by name (or the instance itself).
+def get_method(name: str | BaseCAM, **kwargs: object) -> BaseCAM:
+    """A method instance by name (or the instance itself), built with ``kwargs``.
 
     Raises:
         KeyError: Unknown name (the message lists close matches).
+        TypeError: An option the method does not take.
     """
     if isinstance(name, BaseCAM):
+        if kwargs:
+            raise TypeError("method options go to the constructor when an instance is given")
         return name
-    return METHODS.get(name)()
+    cls = METHODS.get(name)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise TypeError(f"method {name!r} does not take options {sorted(kwargs)} ({exc})") from exc
 
 
 def list_methods(pattern: str | None = None) -> list[str]:
