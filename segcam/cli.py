@@ -268,6 +268,70 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_cam(args: argparse.Namespace) -> int:
+    import segcam
+    from segcam.cam_eval import markdown_table, summarize, evaluate_cam, write_reports
+    from segcam.data import parse_data_spec
+    from segcam.zoo import create_model
+
+    for m in args.methods:
+        segcam.get_method(m)
+    pairs = parse_data_spec(args.data)[: args.limit or None]
+    model = _load_model(args)
+    print(f"segcam: model {model.name}: {model.describe_weights()}", file=sys.stderr)
+    _preflight(model, args.layers, "seg_grad_cam", {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if args.config:
+            random_model = segcam.load_paddleseg(args.config, None)
+        else:
+            import paddle
+
+            paddle.seed(1234)
+            random_model = create_model(model.name, weights="random")
+    rows = evaluate_cam(model, random_model, pairs, args.methods, args.layers, steps=args.steps)
+    meta = {"model": model.name, "weights": model.weights, "weights_sha256": model.weights_sha256, "data": args.data,
+            "images": len(pairs), "methods": args.methods, "layers": args.layers, "steps": args.steps}
+    write_reports(rows, args.out, meta)
+    print(markdown_table(summarize(rows)))
+    print(f"segcam: reports in {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_figure(args: argparse.Namespace) -> int:
+    from segcam.figures import cam_grid
+    from segcam.panels import rows_from_manifest, rows_from_models
+    from segcam.targets import parse_target
+    from segcam.zoo import create_model
+
+    outs = [f"{args.out}.{fmt}" for fmt in (args.formats or ["pdf", "svg", "png"])]
+    if args.manifest:
+        if args.images_in:
+            raise UsageError("give either --manifest or images, not both")
+        rows, titles, data = rows_from_manifest(args.manifest, args.masks, args.select, args.layer)
+        label = {"seg_grad_cam": "Seg-Grad-CAM"}.get(data.get("method"), data.get("method", "CAM"))
+    else:
+        if not args.images_in:
+            raise UsageError("give --manifest RUN/manifest.json, or image files with --model")
+        names = args.model or ["hrsegnet_b48"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            models = [create_model(n, weights=args.weights if len(names) == 1 else None) for n in names]
+        for m in models:
+            print(f"segcam: model {m.name}: {m.describe_weights()}", file=sys.stderr)
+        target = parse_target(args.target)
+        if isinstance(target, tuple):
+            raise UsageError("segcam figure takes pred, image, box, pixel, component, skeleton or border targets")
+        rows, titles = rows_from_models(models, args.images_in, args.layer or ["seg_head"], args.method or ["seg_grad_cam"],
+                                        args.sweep, args.masks, target)
+        label = "CAM" if args.sweep == "method" else (args.method or ["seg_grad_cam"])[0]
+    written = cam_grid(rows, titles, outs, width=args.width, cmap=args.cmap, alpha=args.alpha,
+                       normalization=args.normalization, dpi=args.dpi, colorbar_label=label)
+    for path in written:
+        print(path)
+    return 0
+
+
 def _add_model_args(p: argparse.ArgumentParser, default_model: str | None = None) -> None:
     p.add_argument("--model", default=default_model, help="zoo model name (segcam models); default hrsegnet_b48")
     p.add_argument("--weights", default=None,
@@ -336,6 +400,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", default=None, help="write per-image scores here")
     p.add_argument("--limit", type=int, default=0, help="use only the first N images (0 = all)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("figure", help="publication figure: rows = images, columns = input | GT | prediction | CAMs",
+                       formatter_class=fmt)
+    p.add_argument("images_in", nargs="*", metavar="IMAGES", help="images (when not using --manifest)")
+    p.add_argument("--manifest", default=None, help="manifest.json (or folder) of a segcam explain run")
+    p.add_argument("--select", nargs="+", default=None, help="with --manifest: image names (stems) to show, in order")
+    p.add_argument("--masks", default=None, help="folder of ground-truth masks <image stem>.png (adds a GT column)")
+    p.add_argument("--model", action="append", help="zoo model; repeat with --sweep model")
+    p.add_argument("--weights", default=None, help="weights for a single --model")
+    p.add_argument("--layer", action="append", help="layer; repeat with --sweep layer (default seg_head)")
+    p.add_argument("--method", action="append", help="method; repeat with --sweep method (default seg_grad_cam)")
+    p.add_argument("--sweep", default="layer", choices=["layer", "model", "method"], help="what the CAM columns vary")
+    p.add_argument("--target", default="pred", help="target (see segcam explain)")
+    p.add_argument("--out", default="segcam_figure", help="output path without suffix")
+    p.add_argument("--format", dest="formats", action="append", choices=["pdf", "svg", "png"],
+                   help="repeat for several (default: pdf, svg and png)")
+    p.add_argument("--width", default="double", help="single (90 mm), onehalf (140), double (190) or millimetres")
+    p.add_argument("--dpi", type=int, default=600, help="PNG resolution")
+    p.add_argument("--cmap", default="inferno")
+    p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument("--normalization", default="per_map", choices=["per_map", "shared"])
+    p.set_defaults(func=cmd_figure)
+
+    p = sub.add_parser("evaluate-cam", help="rank CAM methods x layers by faithfulness metrics", formatter_class=fmt)
+    _add_model_args(p)
+    p.add_argument("--data", required=True, help="NAME:SPLIT with ground-truth masks, e.g. deepcrack:test")
+    p.add_argument("--methods", nargs="+", default=["seg_grad_cam", "seg_hires_cam", "layer_cam"])
+    p.add_argument("--layers", nargs="+", default=["seg_head"])
+    p.add_argument("--limit", type=int, default=10, help="first N images of the split (0 = all)")
+    p.add_argument("--steps", type=int, default=10, help="deletion/insertion steps")
+    p.add_argument("--out", default="segcam_cam_eval", help="output folder for CSV, markdown, JSON and plot")
+    p.set_defaults(func=cmd_evaluate_cam)
     return parser
 
 
@@ -344,6 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from segcam.engine import LayerGradientError
+    from segcam.figures import FigureError
     from segcam.hooks import LayerOutputError
     from segcam.layers import LayerNotFoundError
     from segcam.targets import TargetError
@@ -351,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (UsageError, LayerNotFoundError, TargetError, LayerGradientError, LayerOutputError) as exc:
+    except (UsageError, LayerNotFoundError, TargetError, LayerGradientError, LayerOutputError, FigureError) as exc:
         print(f"segcam: error: {exc}", file=sys.stderr)
         return 2
     except KeyError as exc:  # unknown model / method names

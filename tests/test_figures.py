@@ -1,0 +1,133 @@
+"""Publication figures: valid PDF/SVG/PNG, determinism, physical size, one colorbar, bad input."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segcam.cli import main
+from segcam.figures import FigureError, FigureRow, cam_grid, comparison_scatter, resolve_width
+from conftest import EXAMPLE_MASKS, EXAMPLES
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _rows(n: int = 2, maps: int = 3) -> list[FigureRow]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        img = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        truth = np.zeros((48, 64), np.uint8)
+        truth[20:24] = 1
+        rows.append(FigureRow(f"img{i}", img, [rng.random((48, 64)) * (k + 1) for k in range(maps)], truth, truth))
+    return rows
+
+
+def _pdf_size_mm(data: bytes) -> tuple[float, float]:
+    box = re.search(rb"/MediaBox \[\s*([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*\]", data)
+    return (float(box.group(3)) - float(box.group(1))) / 72 * 25.4, (float(box.group(4)) - float(box.group(2))) / 72 * 25.4
+
+
+def test_pdf_svg_png_are_valid(tmp_path) -> None:
+    outs = cam_grid(_rows(), ["a", "b", "c"], [tmp_path / "f.pdf", tmp_path / "f.svg", tmp_path / "f.png"],
+                    width="double", dpi=200)
+    pdf = outs[0].read_bytes()
+    assert pdf.startswith(b"%PDF-") and len(re.findall(rb"/Type\s*/Page\b", pdf)) == 1
+    assert b"/FontFile2" in pdf and b"/Type3" not in pdf  # TrueType embedded, no Type 3 fonts
+    root = ET.parse(outs[1]).getroot()
+    panels = [g for g in root.iter(f"{SVG}g") if (g.get("id") or "").startswith("panel-")]
+    assert len(panels) == 2 * (1 + 2 + 3)  # rows x (input, GT, prediction, 3 maps)
+    assert all(g.find(f".//{SVG}image") is not None for g in panels)
+    assert len([g for g in root.iter(f"{SVG}g") if g.get("id") == "colorbar"]) == 1
+    texts = ["".join(t.itertext()) for t in root.iter(f"{SVG}text")]
+    assert "Ground truth" in texts and "(a)" in texts, "SVG text must stay text"
+    assert sum("Seg-Grad-CAM" in t for t in texts) == 1, "exactly one colorbar label"
+    png = Image.open(outs[2])
+    assert abs(png.size[0] - 190 / 25.4 * 200) <= 2
+
+
+@pytest.mark.parametrize("width, mm", [("single", 90.0), ("double", 190.0), (120, 120.0)])
+def test_physical_size_matches_request(tmp_path, width, mm) -> None:
+    maps = 1 if width == "single" else 3
+    (pdf,) = cam_grid(_rows(maps=maps), [str(i) for i in range(maps)], tmp_path / "f.pdf", width=width)
+    w_mm, _ = _pdf_size_mm(pdf.read_bytes())
+    assert abs(w_mm - mm) <= 0.5
+    root = ET.parse(cam_grid(_rows(maps=maps), [str(i) for i in range(maps)], tmp_path / "f.svg", width=width)[0]).getroot()
+    assert abs(float(root.get("width").removesuffix("pt")) / 72 * 25.4 - mm) <= 0.5
+
+
+def test_deterministic_bytes(tmp_path) -> None:
+    for suffix in ("pdf", "svg"):
+        a = cam_grid(_rows(), ["a", "b", "c"], tmp_path / f"a.{suffix}")[0].read_bytes()
+        b = cam_grid(_rows(), ["a", "b", "c"], tmp_path / f"b.{suffix}")[0].read_bytes()
+        assert a == b, suffix
+
+
+def test_shared_normalisation_changes_the_panels(tmp_path) -> None:
+    per = cam_grid(_rows(1), ["a", "b", "c"], tmp_path / "p.png", dpi=100)[0]
+    shared = cam_grid(_rows(1), ["a", "b", "c"], tmp_path / "s.png", dpi=100, normalization="shared")[0]
+    assert np.asarray(Image.open(per)).tobytes() != np.asarray(Image.open(shared)).tobytes()
+
+
+def test_bad_requests(tmp_path) -> None:
+    with pytest.raises(FigureError, match="columns"):
+        cam_grid(_rows(maps=8), [str(i) for i in range(8)], tmp_path / "f.pdf", width="single")
+    assert not (tmp_path / "f.pdf").exists()
+    rows = _rows(1)
+    rows[0].truth = np.zeros((10, 10))
+    with pytest.raises(FigureError, match="image's size"):
+        cam_grid(rows, ["a", "b", "c"], tmp_path / "f.pdf")
+    with pytest.raises(FigureError, match="3 maps for 2 columns"):
+        cam_grid(_rows(1), ["a", "b"], tmp_path / "f.pdf")
+    with pytest.raises(FigureError, match="format"):
+        cam_grid(_rows(1), ["a", "b", "c"], tmp_path / "f.jpg")
+    with pytest.raises(FigureError):
+        resolve_width("triple")
+    with pytest.raises(FigureError, match="7 pt"):
+        cam_grid(_rows(1), ["a", "b", "c"], tmp_path / "f.pdf", font_pt=5)
+
+
+def test_scatter_same_style(tmp_path) -> None:
+    pts = [{"name": "hrsegnet_b16", "miou": 0.78, "latency_ms": 120, "params": 0.6},
+           {"name": "bisenetv2", "miou": 0.75, "latency_ms": 450, "params": 2.5}]
+    pdf, svg = comparison_scatter(pts, [tmp_path / "s.pdf", tmp_path / "s.svg"])
+    assert pdf.read_bytes().startswith(b"%PDF-") and b"/FontFile2" in pdf.read_bytes()
+    texts = ["".join(t.itertext()) for t in ET.parse(svg).getroot().iter(f"{SVG}text")]
+    assert "hrsegnet_b16" in texts and "bisenetv2" in texts
+
+
+def test_cli_figure_from_manifest_and_from_model(tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["explain", "--model", "hrsegnet_b16", "--weights", "random", "--layer", "seg1", "--layer", "seg_head",
+                 "--out", str(run), str(EXAMPLES / "deepcrack_11215-9.jpg"), str(EXAMPLES / "cfd_001.jpg")]) == 0
+    out = tmp_path / "fig"
+    assert main(["figure", "--manifest", str(run), "--masks", str(EXAMPLE_MASKS), "--out", str(out),
+                 "--format", "svg", "--format", "pdf"]) == 0
+    root = ET.parse(f"{out}.svg").getroot()
+    assert len([g for g in root.iter(f"{SVG}g") if (g.get("id") or "").startswith("panel-")]) == 2 * 5
+    assert main(["figure", "--model", "hrsegnet_b16", "--weights", "random", "--sweep", "method",
+                 "--method", "seg_grad_cam", "--method", "layer_cam", "--layer", "seg2", "--out", str(tmp_path / "m"),
+                 "--format", "svg", str(EXAMPLES / "cfd_001.jpg")]) == 0
+    texts = ["".join(t.itertext()) for t in ET.parse(tmp_path / "m.svg").getroot().iter(f"{SVG}text")]
+    assert "layer_cam" in texts and "seg_grad_cam" in texts
+
+
+def test_cli_figure_bad_input(tmp_path, capsys) -> None:
+    assert main(["figure", "--manifest", str(tmp_path / "none.json")]) == 2
+    bad = tmp_path / "manifest.json"
+    bad.write_text('{"schema": "segcam.explain", "schema_version": 99, "images": []}')
+    assert main(["figure", "--manifest", str(bad)]) == 2
+    assert "version 99" in capsys.readouterr().err
+    run = tmp_path / "run"
+    assert main(["explain", "--model", "hrsegnet_b16", "--weights", "random", "--out", str(run),
+                 str(EXAMPLES / "cfd_001.jpg")]) == 0
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.new("L", (10, 10)).save(masks / "cfd_001.png")
+    assert main(["figure", "--manifest", str(run), "--masks", str(masks), "--out", str(tmp_path / "x")]) == 2
+    assert "image's size" in capsys.readouterr().err
+    assert not list(tmp_path.glob("x.*"))
