@@ -270,7 +270,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_evaluate_cam(args: argparse.Namespace) -> int:
     import segcam
-    from segcam.cam_eval import markdown_table, summarize, evaluate_cam, write_reports
+    from segcam.cam_eval import evaluate_cam, markdown_table, summarize, write_reports
     from segcam.data import parse_data_spec
     from segcam.zoo import create_model
 

@@ -38,7 +38,7 @@ class FigureError(ValueError):
 
 
 def paper_rc(font_pt: float = FONT_PT) -> dict[str, Any]:
-    """rcParams for paper figures (used inside ``matplotlib.rc_context``)."""
+    """RcParams for paper figures (used inside ``matplotlib.rc_context``)."""
     if font_pt < 7:
         raise FigureError(f"font size {font_pt} pt is below the 7 pt minimum journals ask for")
     return {

@@ -7,11 +7,11 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+from conftest import EXAMPLE_MASKS, EXAMPLES
 from PIL import Image
 
 from segcam.cli import main
 from segcam.figures import FigureError, FigureRow, cam_grid, comparison_scatter, resolve_width
-from conftest import EXAMPLE_MASKS, EXAMPLES
 
 SVG = "{http://www.w3.org/2000/svg}"
 
