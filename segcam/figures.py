@@ -235,6 +235,13 @@ def comparison_scatter(points: Sequence[dict[str, Any]], out: str | Path | Seque
         points: Dicts with ``name`` and the ``x`` and ``y`` keys (and optionally ``params`` in millions,
             which sets the marker area).
         out: One path or several.
+        x: Key of the horizontal value.
+        y: Key of the vertical value.
+        width: Journal column or millimetres.
+        xlabel: Horizontal axis label.
+        ylabel: Vertical axis label.
+        dpi: PNG resolution.
+        font_pt: Font size (>= 7 pt).
     """
     import matplotlib
 

@@ -10,8 +10,7 @@ from segcam.methods.registry import register_method
 
 @register_method
 class SegScoreCAM(BaseCAM):
-    r"""Gradient-free: each channel's upsampled, [0, 1]-scaled map masks the input, and the rise in
-    the target score weighs the channel.
+    r"""Gradient-free: each channel's [0, 1]-scaled map masks the input; the score rise weighs it.
 
     .. math::
         H_k = \mathrm{norm}(\mathrm{Up}(A^k)),\quad s_k = f(x \odot H_k) - f(x_b),\quad
