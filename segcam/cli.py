@@ -332,6 +332,20 @@ def cmd_figure(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_app(args: argparse.Namespace) -> int:
+    import subprocess
+
+    try:
+        import streamlit  # noqa: F401
+    except ImportError:
+        raise UsageError("the app needs Streamlit: pip install 'segcam[app]'") from None
+    script = Path(__file__).resolve().parent / "app_ui.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
+           "--server.port", str(args.port), "--browser.gatherUsageStats", "false", *args.streamlit_args]
+    print(f"segcam: serving the app on http://localhost:{args.port}", file=sys.stderr)
+    return subprocess.call(cmd)
+
+
 def _add_model_args(p: argparse.ArgumentParser, default_model: str | None = None) -> None:
     p.add_argument("--model", default=default_model, help="zoo model name (segcam models); default hrsegnet_b48")
     p.add_argument("--weights", default=None,
@@ -422,6 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--normalization", default="per_map", choices=["per_map", "shared"])
     p.set_defaults(func=cmd_figure)
+
+    p = sub.add_parser("app", help="start the Streamlit app (needs the [app] extra)", formatter_class=fmt)
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("streamlit_args", nargs=argparse.REMAINDER, help="extra arguments for streamlit run")
+    p.set_defaults(func=cmd_app)
 
     p = sub.add_parser("evaluate-cam", help="rank CAM methods x layers by faithfulness metrics", formatter_class=fmt)
     _add_model_args(p)

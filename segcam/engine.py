@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import paddle
 
-from segcam.hooks import ActivationCapture
+from segcam.hooks import ActivationCapture, ensure_dygraph
 from segcam.images import normalize
 from segcam.layers import resolve_layers
 from segcam.methods import get_method
@@ -144,6 +144,7 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
         LayerGradientError: A layer that does not reach the logits.
         segcam.targets.TargetError: A target that does not fit an image.
     """
+    ensure_dygraph()
     net = getattr(model, "network", model)
     if net.training:
         raise ValueError("the model is in train mode; call model.eval() first (segcam never switches modes itself)")

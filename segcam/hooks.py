@@ -6,7 +6,17 @@ from types import TracebackType
 
 import paddle
 
-__all__ = ["ActivationCapture", "LayerOutputError", "count_hooks"]
+__all__ = ["ActivationCapture", "LayerOutputError", "count_hooks", "ensure_dygraph"]
+
+
+def ensure_dygraph() -> None:
+    """Switch the current thread to Paddle's dynamic-graph mode.
+
+    Paddle keeps its mode per thread and a new thread (a Streamlit script run, a web worker) starts in
+    static mode, where calling a dygraph model fails with "must be Value, but got EagerParamBase".
+    """
+    if not paddle.in_dynamic_mode():
+        paddle.disable_static()
 
 
 class LayerOutputError(ValueError):

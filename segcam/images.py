@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["IMAGE_SUFFIXES", "ImageError", "normalize", "read_image", "to_uint8_rgb"]
+__all__ = ["IMAGE_SUFFIXES", "ImageError", "normalize", "read_image", "read_image_bytes", "to_uint8_rgb"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 #: Smallest side accepted: HrSegNet's lowest branch works at 1/32 of the input.
@@ -47,6 +47,13 @@ def to_uint8_rgb(im: Image.Image, name: str = "image") -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8).copy()
 
 
+def read_image_bytes(data: bytes, name: str = "upload", max_side: int = MAX_SIDE, downscale: bool = False) -> np.ndarray:
+    """Like :func:`read_image` for in-memory bytes (uploads); ``name`` appears in error messages."""
+    import io
+
+    return _decode(lambda: Image.open(io.BytesIO(data)), name, max_side, downscale)
+
+
 def read_image(path: str | Path, max_side: int = MAX_SIDE, downscale: bool = False) -> np.ndarray:
     """Read an image file as H x W x 3 uint8 RGB, applying its EXIF orientation.
 
@@ -64,13 +71,17 @@ def read_image(path: str | Path, max_side: int = MAX_SIDE, downscale: bool = Fal
         raise ImageError(f"{path}: file not found; check the path")
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image")
+    return _decode(lambda: Image.open(path), str(path), max_side, downscale)
+
+
+def _decode(opener: object, path: str, max_side: int, downscale: bool) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with opener() as im:
                 im.load()  # forces decoding: truncated and corrupt files fail here
                 im = ImageOps.exif_transpose(im)
-                rgb = to_uint8_rgb(im, str(path))
+                rgb = to_uint8_rgb(im, path)
     except UnidentifiedImageError as exc:
         raise ImageError(f"{path}: not an image file PIL can read; give a JPEG, PNG, BMP or TIFF") from exc
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
@@ -81,7 +92,7 @@ def read_image(path: str | Path, max_side: int = MAX_SIDE, downscale: bool = Fal
         if isinstance(exc, ImageError):
             raise
         raise ImageError(f"{path}: corrupt or truncated image ({exc}); re-export or re-download it") from exc
-    return check_size(rgb, str(path), max_side=max_side, downscale=downscale)
+    return check_size(rgb, path, max_side=max_side, downscale=downscale)
 
 
 def check_size(rgb: np.ndarray, name: str, max_side: int = MAX_SIDE, downscale: bool = False) -> np.ndarray:

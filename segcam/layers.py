@@ -8,6 +8,8 @@ from typing import Any
 
 import paddle
 
+from segcam.hooks import ensure_dygraph
+
 __all__ = ["LayerInfo", "LayerNotFoundError", "ResolvedLayer", "list_layers", "resolve_layers"]
 
 
@@ -80,6 +82,7 @@ def list_layers(model: Any, size: tuple[int, int] = (256, 256)) -> list[LayerInf
     Shapes are measured by one forward pass with hooks (no gradients); a layer
     that returns several tensors, or does not run in eval mode, has shape None.
     """
+    ensure_dygraph()
     net = _network(model)
     aliases = getattr(model, "aliases", {})
     by_name: dict[str, list[str]] = {}

@@ -149,6 +149,9 @@ class _Scorer:
         self.original = self._logits(image[None])[0].argmax(axis=0) == category
 
     def _logits(self, images: np.ndarray) -> np.ndarray:
+        from segcam.hooks import ensure_dygraph
+
+        ensure_dygraph()
         out = []
         with paddle.no_grad():
             for j in range(0, len(images), self.batch_size):

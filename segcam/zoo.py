@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import paddle
 
+from segcam.hooks import ensure_dygraph
 from segcam.registry import Registry
 from segcam.weights import LoadReport, load_weights
 
@@ -210,6 +211,7 @@ def create_model(name: str, weights: str | Path | None = None, strict: bool = Tr
         >>> model = create_model("hrsegnet_b16", weights="random")
     """
     spec = get_model_spec(name)
+    ensure_dygraph()
     _quiet_paddleseg()
     paddle.seed(0)  # a random-init model is at least the same random model every time
     network = spec.build(2)
@@ -237,6 +239,7 @@ def load_paddleseg(config: str | Path, weights: str | Path | None, strict: bool 
     cfg = load_config(config)
     if "model" not in cfg:
         raise ValueError(f"config {config} has no 'model' section; it is not a PaddleSeg model config")
+    ensure_dygraph()
     _quiet_paddleseg()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -15,6 +15,7 @@ import paddle
 
 from segcam.config import build_component, load_config
 from segcam.data import Pair, load_mask
+from segcam.hooks import ensure_dygraph
 from segcam.images import normalize, read_image
 from segcam.training.metrics import ConfusionMatrix, scores
 
@@ -200,6 +201,7 @@ def train(config: str | Path, save_dir: str | Path, iters: int | None = None, ba
 
 def predict_mask(model: Any, rgb: np.ndarray) -> np.ndarray:
     """Argmax class map (H x W, uint8) of one RGB image; the model must be in eval mode."""
+    ensure_dygraph()
     with paddle.no_grad():
         logits = model(paddle.to_tensor(normalize(rgb)))[0]
     return logits.argmax(axis=1)[0].numpy().astype(np.uint8)

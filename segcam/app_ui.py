@@ -1,0 +1,327 @@
+"""The segcam Streamlit app: browse, explain and compare crack heatmaps.
+
+Run with ``segcam app`` or ``streamlit run apps/segcam_app.py``. The page is thin: every computation
+goes through :mod:`segcam.app_core` and the segcam API.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from segcam import app_core
+from segcam.images import ImageError, read_image, read_image_bytes
+from segcam.methods import list_methods
+from segcam.overlay import COLORMAPS
+from segcam.targets import BoxTarget, MaskTarget, PixelTarget, PredictedTarget, TargetError
+from segcam.zoo import list_models
+
+LOG = logging.getLogger("segcam.app")
+ERRORS = (ImageError, TargetError, FileNotFoundError, KeyError, ValueError, TypeError, OSError)
+
+
+@st.cache_resource(show_spinner="Loading model...", max_entries=3)
+def cached_model(name: str | None, weights: str | None, config: str | None) -> app_core.AppModel:
+    """One model (and its lock) per (name, weights, config), shared by all sessions."""
+    return app_core.load_model(name, weights, config)
+
+
+@st.cache_resource(show_spinner=False, max_entries=3)
+def cached_layers(_app_model: app_core.AppModel, key: str) -> list[str]:
+    """Layer choices of a model (``key`` identifies it; the model itself is not hashed)."""
+    return app_core.layer_choices(_app_model.model)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_example(path: str) -> np.ndarray:
+    """Decoded example photo."""
+    return read_image(path)
+
+
+def _views(res: Any, layer: str, cmap: str, alpha: float, norm: str) -> app_core.Views:
+    """Rendered views kept per (result, layer, look), so a rerun re-encodes nothing it has shown before."""
+    key = (id(res), layer, cmap, alpha, norm)
+    cache = st.session_state.setdefault("views", {})
+    if key not in cache:
+        if len(cache) > 64:
+            cache.clear()
+        cache[key] = app_core.render(res, layer, cmap, alpha, norm)
+    return cache[key]
+
+
+def _cached_compute(app_model: app_core.AppModel, rgb: np.ndarray, layers: tuple[str, ...], target: Any, method: str) -> Any:
+    """Results kept in the session per (model, image, layers, target, method): re-renders never recompute."""
+    key = (app_model.key, app_core.image_key(rgb), layers, repr(target), method)
+    cache = st.session_state.setdefault("results", {})
+    if key not in cache:
+        if len(cache) > 16:
+            cache.clear()
+            st.session_state.get("views", {}).clear()  # view keys hold ids of the dropped results
+        cache[key] = app_core.compute(app_model, rgb, layers, target, method)
+    return cache[key]
+
+
+def _error(msg: str) -> None:
+    st.error(msg, icon="⚠️")
+
+
+def _model_controls(prefix: str, default: str) -> tuple[str | None, str | None, str | None]:
+    source = st.radio("Model source", ["Zoo", "PaddleSeg YAML"], key=f"{prefix}_source", horizontal=True)
+    if source == "Zoo":
+        models = list_models()
+        name = st.selectbox("Model", models, index=models.index(default), key=f"{prefix}_name")
+        weights = st.text_input("Weights (.pdparams, optional)", key=f"{prefix}_weights",
+                                help="empty: the shipped weights, else random init; 'random' forces random init")
+        return name, weights.strip() or None, None
+    config = st.text_input("Config YAML path", key=f"{prefix}_config")
+    weights = st.text_input("Weights (.pdparams)", key=f"{prefix}_cfg_weights")
+    return None, weights.strip() or None, config.strip() or None
+
+
+def _load(name: str | None, weights: str | None, config: str | None) -> app_core.AppModel | None:
+    if config is not None and not config:
+        return None
+    try:
+        am = cached_model(name, weights, config)
+    except ERRORS as exc:
+        _error(f"Cannot load the model: {exc}")
+        return None
+    except Exception as exc:  # never show a traceback
+        LOG.exception("model load failed")
+        _error(f"Cannot load the model ({type(exc).__name__}: {exc})")
+        return None
+    if am.model.random_init:
+        st.warning(f"{am.model.name} is RANDOMLY INITIALISED (no weights): its heatmaps show an untrained network.")
+    return am
+
+
+def _input_image() -> tuple[np.ndarray | None, str]:
+    source = st.radio("Image", ["Example", "Upload"], key="img_source", horizontal=True)
+    if source == "Example":
+        examples = app_core.example_images()
+        if not examples:
+            st.info("No bundled examples found (they live in examples/images of a source checkout).")
+            return None, ""
+        choice = st.selectbox("Example image", [p.name for p in examples], key="example")
+        path = next(p for p in examples if p.name == choice)
+        return cached_example(str(path)), path.stem
+    up = st.file_uploader("Upload an image", type=["png", "jpg", "jpeg", "bmp", "tif", "tiff"], key="upload")
+    if up is None:
+        return None, ""
+    data = up.getvalue()
+    try:
+        rgb = read_image_bytes(data, up.name, max_side=4096, downscale=False)
+    except ImageError as exc:
+        _error(str(exc))
+        return None, ""
+    if max(rgb.shape[:2]) > app_core.APP_MAX_SIDE:
+        h, w = rgb.shape[:2]
+        rgb = read_image_bytes(data, up.name, max_side=app_core.APP_MAX_SIDE, downscale=True)
+        st.info(f"{up.name} is {w}x{h}; downscaled to {rgb.shape[1]}x{rgb.shape[0]} for the app "
+                f"(the CLI handles up to --max-side).")
+    return rgb, Path(up.name).stem
+
+
+def _target(rgb: np.ndarray, category: int) -> Any:
+    kind = st.radio("Target", ["Predicted crack", "Ground-truth mask", "Pixel", "Box"], key="target_kind")
+    h, w = rgb.shape[:2]
+    if kind == "Predicted crack":
+        return PredictedTarget(category)
+    if kind == "Ground-truth mask":
+        up = st.file_uploader("Ground-truth mask (PNG, 0/255 or 0/1)", type=["png", "bmp"], key="gt_upload")
+        if up is None:
+            st.info("Upload a mask to explain the ground-truth region.")
+            return None
+        try:
+            gt = read_image_bytes(up.getvalue(), up.name, max_side=8192)[..., 0] > 127
+        except ImageError as exc:
+            _error(str(exc))
+            return None
+        if gt.shape != (h, w):
+            _error(f"{up.name} is {gt.shape[1]}x{gt.shape[0]} but the image is {w}x{h}; give a mask of the same size")
+            return None
+        return MaskTarget(category, gt, up.name)
+    pick = st.session_state.get("picked")  # set by a click / box selection on the image
+    if kind == "Pixel":
+        c1, c2 = st.columns(2)
+        x = c1.number_input("x", 0, w - 1, int(pick[0]) if pick else w // 2, key="px_x")
+        y = c2.number_input("y", 0, h - 1, int(pick[1]) if pick else h // 2, key="px_y")
+        return PixelTarget(category, int(x), int(y))
+    c1, c2, c3, c4 = st.columns(4)
+    x0 = c1.number_input("x0", 0, w - 1, 0, key="box_x0")
+    y0 = c2.number_input("y0", 0, h - 1, 0, key="box_y0")
+    x1 = c3.number_input("x1", 1, w, w, key="box_x1")
+    y1 = c4.number_input("y1", 1, h, h, key="box_y1")
+    return BoxTarget(category, int(x0), int(y0), int(x1), int(y1))
+
+
+def _picker(rgb: np.ndarray) -> None:
+    """Click a pixel or drag a box on the image (needs plotly); fills the pixel/box inputs."""
+    try:
+        import plotly.express as px
+    except ImportError:
+        return
+    fig = px.imshow(rgb)
+    fig.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, height=260, dragmode="select")
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box"), key="picker")
+    sel = getattr(event, "selection", None) or {}
+    boxes, points = sel.get("box") or [], sel.get("points") or []
+    if boxes:
+        bx, by = sorted(boxes[0]["x"]), sorted(boxes[0]["y"])
+        st.session_state.update(box_x0=int(bx[0]), box_x1=int(bx[1]) + 1, box_y0=int(by[0]), box_y1=int(by[1]) + 1)
+    elif points:
+        st.session_state["picked"] = (int(points[0]["x"]), int(points[0]["y"]))
+
+
+def _downloads(res: Any, layer: str, views: app_core.Views, name: str, cmap: str, alpha: float, norm: str) -> None:
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Overlay PNG", app_core.png_bytes(views.overlay), f"{name}__{layer}__overlay.png", "image/png")
+    c2.download_button("Raw map .npy", app_core.npy_bytes(res.maps[layer].upsampled), f"{name}__{layer}.npy")
+    if c3.button("Figure panel (PDF)", key="make_fig"):
+        import tempfile
+
+        from segcam.figures import FigureRow, cam_grid
+
+        layers = list(res.maps)
+        row = FigureRow(name, res.image, [res.maps[k].upsampled for k in layers], None, res.prediction)
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                (pdf,) = cam_grid([row], layers, Path(tmp) / "panel.pdf", cmap=cmap, alpha=alpha, normalization=norm)
+                st.session_state["figure_pdf"] = pdf.read_bytes()
+            except ValueError as exc:
+                _error(str(exc))
+    if st.session_state.get("figure_pdf"):
+        c3.download_button("Download panel.pdf", st.session_state["figure_pdf"], f"{name}__panel.pdf", "application/pdf")
+
+
+def _browse_run() -> None:
+    folder = st.text_input("Run folder (the --out of segcam explain)", key="run_folder")
+    if not folder:
+        st.info("Give the folder of a segcam explain run to browse its overlays without recomputing.")
+        return
+    try:
+        run = app_core.load_run(folder)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        _error(str(exc))
+        return
+    ok = [r for r in run["images"] if r.get("status", "ok") == "ok"]
+    st.caption(f"{run['model']['name']} · {run['method']} · {len(ok)} images · {run['normalization']['mode']}")
+    if not ok:
+        st.info("This run has no successfully explained image.")
+        return
+    rec = ok[[r["name"] for r in ok].index(st.selectbox("Image", [r["name"] for r in ok], key="run_image"))]
+    cols = st.columns(len(rec["layers"]))
+    for col, (layer, files) in zip(cols, rec["layers"].items()):
+        col.image(str(Path(run["folder"]) / files["overlay"]), caption=f"{layer} (max {files['raw_max']:.3g})",
+                  width="stretch")
+
+
+def main() -> None:
+    """Draw the page."""
+    st.set_page_config(page_title="segcam", layout="wide")
+    st.title("segcam: why is this pixel a crack?")
+    mode = st.sidebar.radio("Mode", ["Explain", "Compare models", "Browse a run"], key="mode")
+    if mode == "Browse a run":
+        _browse_run()
+        return
+    with st.sidebar:
+        st.subheader("Model")
+        name, weights, config = _model_controls("m1", os.environ.get("SEGCAM_APP_MODEL", "hrsegnet_b48"))
+        if mode == "Compare models":
+            st.subheader("Second model")
+            name2, weights2, config2 = _model_controls("m2", "hrsegnet_b16")
+    am = _load(name, weights, config)
+    if am is None:
+        return
+    with st.sidebar:
+        try:
+            choices = cached_layers(am, am.key)
+        except ERRORS as exc:
+            _error(f"Cannot list the layers: {exc}")
+            return
+        default = [c for c in ("seg_head",) if c in choices]
+        layers = st.multiselect("Layers", choices, default=default, key="layers")
+        method = st.selectbox("Method", list_methods(), index=list_methods().index("seg_grad_cam"), key="method")
+        category = int(st.number_input("Class", 0, 9, 1, key="category"))
+        cmap = st.selectbox("Colormap", list(COLORMAPS), key="cmap")
+        alpha = st.slider("Heatmap alpha", 0.0, 1.0, 0.5, 0.05, key="alpha")
+        norm = st.radio("Normalisation", ["per_map", "shared"], key="norm", horizontal=True,
+                        help="shared: every map shown is divided by the same maximum, so they are comparable")
+    try:
+        rgb, img_name = _input_image()
+    except ERRORS as exc:
+        _error(str(exc))
+        return
+    if rgb is None:
+        return
+    if not layers:
+        st.info("Pick at least one layer in the sidebar.")
+        return
+    target = _target(rgb, category)
+    if target is None:
+        return
+    if isinstance(target, (PixelTarget, BoxTarget)):
+        _picker(rgb)
+    try:
+        res = _cached_compute(am, rgb, tuple(layers), target, method)
+    except ERRORS as exc:
+        _error(f"Cannot explain {img_name}: {exc}")
+        return
+    except Exception as exc:  # an unexpected failure must not show a traceback
+        LOG.exception("explain failed")
+        _error(f"Unexpected error while explaining {img_name}: {type(exc).__name__}: {exc}")
+        return
+    if res.empty_target:
+        st.warning("The target region is empty, so every map is zero: choose another target.")
+    if mode == "Compare models":
+        am2 = _load(name2, weights2, config2)
+        if am2 is None:
+            return
+        try:
+            res2 = _cached_compute(am2, rgb, tuple(layers), target, method) if all(
+                lay in cached_layers(am2, am2.key) for lay in layers) else None
+        except ERRORS as exc:
+            _error(f"Cannot explain with the second model: {exc}")
+            return
+        if res2 is None:
+            _error("The second model lacks some selected layers; choose aliases such as seg_head.")
+            return
+        for layer in layers:
+            c1, c2 = st.columns(2)
+            both = [(f"A: {am.model.name}", res), (f"B: {am2.model.name}", res2)]
+            if norm == "shared":
+                top = max(r.maps[layer].raw_max for _, r in both)
+            for col, (mname, r) in zip((c1, c2), both):
+                view = app_core.render(r, layer, cmap, alpha, "per_map")
+                if norm == "shared":
+                    unit = r.maps[layer].upsampled / top if top > 0 else r.maps[layer].upsampled * 0
+                    view = app_core.Views(view.image, view.prediction, view.heatmap,
+                                          app_core.overlay(r.image, unit, cmap, alpha), view.target)
+                col.image(view.overlay, caption=f"{mname} · {layer}", width="stretch")
+        return
+    shown = st.radio("Shown layer", layers, key="shown", horizontal=True)
+    views = _views(res, shown, cmap, alpha, norm)
+    cols = st.columns(4)
+    for col, (title, arr) in zip(cols, [("Image / target", views.target), ("Prediction", views.prediction),
+                                         ("Heatmap", views.heatmap), ("Overlay", views.overlay)]):
+        col.image(arr, caption=title, width="stretch")
+    m = res.maps[shown]
+    st.caption(f"{shown} → {m.layer_name} · feature map {m.raw.shape[1]}x{m.raw.shape[0]} · raw max {m.raw_max:.4g} · "
+               f"{res.target} ({int(res.target_mask.sum())} px) · {method}")
+    if len(layers) > 1:
+        st.subheader("Layer strip")
+        strip = st.columns(len(layers))
+        for col, layer in zip(strip, layers):
+            col.image(_views(res, layer, cmap, alpha, norm).overlay, caption=layer, width="stretch")
+    _downloads(res, shown, views, img_name, cmap, alpha, norm)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""The Streamlit app: AppTest flows and one real-browser check (headless Chromium via Playwright)."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import paddle
+import pytest
+from PIL import Image
+
+pytest.importorskip("streamlit", reason="the app extra is not installed: pip install -e '.[app]'")
+from conftest import EXAMPLES, ROOT  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from segcam.cli import main  # noqa: E402
+
+APP = str(ROOT / "apps" / "segcam_app.py")
+
+
+def _app(**state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["m1_name"] = "hrsegnet_b16"
+    at.session_state["m1_weights"] = "random"
+    for k, v in state.items():
+        at.session_state[k] = v
+    return at.run()
+
+
+def _captions(at: AppTest) -> list[str]:
+    return [img.proto.imgs[0].caption for img in at.get("image")]
+
+
+def _ok(at: AppTest) -> None:
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_example_image_flow() -> None:
+    at = _app()
+    _ok(at)
+    assert _captions(at) == ["Image / target", "Prediction", "Heatmap", "Overlay"]
+    assert any("RANDOMLY INITIALISED" in w.value for w in at.warning)
+    assert len(at.get("download_button")) >= 2
+
+
+def test_changing_layer_alpha_cmap_does_not_recompute() -> None:
+    at = _app()
+    at.multiselect(key="layers").set_value(["seg_head", "seg3", "stage2"]).run()
+    _ok(at)
+    assert len(at.session_state["results"]) == 2  # one entry per layer set
+    results_before = dict(at.session_state["results"])
+    at.radio(key="shown").set_value("seg3").run()
+    at.slider(key="alpha").set_value(0.8).run()
+    at.selectbox(key="cmap").set_value("turbo").run()
+    at.radio(key="norm").set_value("shared").run()
+    _ok(at)
+    assert at.session_state["results"].keys() == results_before.keys()
+    assert all(at.session_state["results"][k] is results_before[k] for k in results_before)
+    assert "Layer strip" in [h.value for h in at.subheader]
+    assert _captions(at)[-3:] == ["seg_head", "seg3", "stage2"]
+
+
+def test_compare_models() -> None:
+    at = _app(m2_weights="random")
+    at.multiselect(key="layers").set_value(["seg_head", "stage2"]).run()
+    at.sidebar.radio(key="mode").set_value("Compare models").run()
+    _ok(at)
+    assert _captions(at) == ["A: hrsegnet_b16 · seg_head", "B: hrsegnet_b16 · seg_head",
+                             "A: hrsegnet_b16 · stage2", "B: hrsegnet_b16 · stage2"]
+
+
+def _upload(at: AppTest, name: str, data: bytes, mime: str = "image/png") -> AppTest:
+    at.radio(key="img_source").set_value("Upload").run()
+    at.file_uploader(key="upload").set_value((name, data, mime)).run()
+    return at
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_bad_upload_shows_a_message_and_the_app_keeps_working() -> None:
+    at = _upload(_app(), "notes.png", b"this is not an image")
+    assert not at.exception
+    assert any("notes.png" in e.value and "not an image" in e.value for e in at.error)
+    at.file_uploader(key="upload").set_value(("gray.png", _png(Image.open(EXAMPLES / "cfd_001.jpg").convert("L")),
+                                              "image/png")).run()
+    _ok(at)
+    assert "Overlay" in _captions(at)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "I;16"])
+def test_rgba_and_16bit_uploads(mode: str) -> None:
+    img = Image.open(EXAMPLES / "cfd_001.jpg").convert("RGBA" if mode == "RGBA" else "L")
+    if mode == "I;16":
+        img = Image.fromarray(np.asarray(img).astype(np.uint16) * 200)
+    at = _upload(_app(), f"up_{mode[:4]}.png", _png(img))
+    _ok(at)
+    assert "Overlay" in _captions(at)
+
+
+def test_huge_upload_is_downscaled_with_a_notice() -> None:
+    at = _upload(_app(), "huge.png", _png(Image.new("RGB", (2000, 300), (90, 90, 90))))
+    _ok(at)
+    assert any("downscaled" in i.value for i in at.info)
+
+
+def test_weights_that_do_not_match_the_model(tmp_path) -> None:
+    import segcam
+
+    path = tmp_path / "b32.pdparams"
+    paddle.save(segcam.create_model("hrsegnet_b32", weights="random").network.state_dict(), str(path))
+    at = _app(m1_weights=str(path))
+    assert not at.exception
+    assert any("does not match" in e.value for e in at.error)
+
+
+def test_browse_an_output_folder(tmp_path) -> None:
+    run = tmp_path / "run"
+    assert main(["explain", "--model", "hrsegnet_b16", "--weights", "random", "--layer", "seg1", "--layer", "seg_head",
+                 "--out", str(run), str(EXAMPLES / "cfd_001.jpg"), str(EXAMPLES / "deepcrack_11215-9.jpg")]) == 0
+    at = _app()
+    at.sidebar.radio(key="mode").set_value("Browse a run").run()
+    at.text_input(key="run_folder").set_value(str(run)).run()
+    _ok(at)
+    assert [c.split(" ")[0] for c in _captions(at)] == ["seg1", "seg_head"]
+    at.selectbox(key="run_image").set_value("deepcrack_11215-9").run()
+    _ok(at)
+    at.text_input(key="run_folder").set_value(str(tmp_path / "nothing")).run()
+    assert not at.exception and any("manifest.json" in e.value for e in at.error)
+
+
+def test_gt_mask_target_and_pixel_target() -> None:
+    at = _app()
+    at.radio(key="target_kind").set_value("Ground-truth mask").run()
+    at.file_uploader(key="gt_upload").set_value(("gt.png", (EXAMPLES.parent / "masks" / "cfd_001.png").read_bytes(),
+                                                  "image/png")).run()
+    _ok(at)
+    assert "mask gt.png" in at.caption[0].value
+    at.radio(key="target_kind").set_value("Pixel").run()
+    _ok(at)
+    at.file_uploader  # the pixel inputs are number inputs filled by clicks on the picker
+    assert "pixel" in at.caption[0].value
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_real_browser_renders_the_overlay(tmp_path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if chromium is None or sync_playwright is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide Debian's chromium and the playwright package (see .ci/run)")
+        pytest.skip("needs Debian's chromium and playwright (installed by .ci/run)")
+    port = _free_port()
+    env = {**os.environ, "SEGCAM_APP_MODEL": "hrsegnet_b16"}
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, "--server.headless", "true",
+                               "--server.port", str(port), "--server.address", "127.0.0.1",
+                               "--browser.gatherUsageStats", "false"], env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                pytest.fail("the Streamlit server did not become healthy within 60 s")
+            time.sleep(0.5)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"])
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(f"http://127.0.0.1:{port}/", timeout=60_000)
+                page.get_by_text("Overlay", exact=True).first.wait_for(timeout=120_000)
+                img = page.locator("img").nth(3)
+                img.wait_for(timeout=60_000)
+                shot = tmp_path / "overlay.png"
+                img.screenshot(path=str(shot))
+                page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+            finally:
+                browser.close()
+        arr = np.asarray(Image.open(shot).convert("RGB")).astype(float)
+        assert arr.shape[0] > 50 and arr.shape[1] > 50
+        assert arr.std() > 10, "the overlay screenshot is blank"
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
