@@ -346,6 +346,83 @@ def cmd_app(args: argparse.Namespace) -> int:
     return subprocess.call(cmd)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from segcam.export import export_model
+    from segcam.images import read_image
+
+    model = _load_model(args)
+    print(f"segcam: model {model.name}: {model.describe_weights()}", file=sys.stderr)
+    h, w = args.size
+    image = None
+    if args.verify_image:
+        image = read_image(args.verify_image, max_side=8192)
+        if image.shape[:2] != (h, w):
+            import cv2
+
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+    rep = export_model(model, args.out, args.format, (h, w), image, overwrite=args.overwrite)
+    print(f"exported {rep.model} as {rep.format} {h}x{w} to {rep.path}: max |exported - dygraph| = "
+          f"{rep.max_abs_diff:.3g} (tolerance {rep.tolerance}), oneDNN {'on' if rep.onednn else 'off'}, {rep.seconds} s")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+    from tqdm import tqdm
+
+    from segcam.export import load_predictor
+    from segcam.images import ImageError, read_image
+    from segcam.io_utils import save_json, save_png
+    from segcam.result import versions
+
+    pred = load_predictor(args.export, threads=args.threads)
+    images = _collect_images(args.images)
+    out = Path(args.out)
+    if (out / "manifest.json").exists() and not args.overwrite:
+        raise UsageError(f"{out} already holds a run (manifest.json); pass --overwrite or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    h, w = pred.size
+    rows = []
+    for path, name in tqdm(list(zip(images, _unique_names(images))), desc="predict", unit="img", file=sys.stderr,
+                           disable=None):
+        t0 = time.time()
+        row = {"image": str(path), "name": name, "status": "ok", "error": "", "width": "", "height": "",
+               "crack_pixels": "", "seconds": ""}
+        try:
+            rgb = read_image(path, max_side=args.max_side, downscale=args.downscale)
+            ih, iw = rgb.shape[:2]
+            row.update(width=iw, height=ih)
+            x = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR) if (ih, iw) != (h, w) else rgb
+            logits = pred.predict_rgb(x)[0]
+            if (ih, iw) != (h, w):
+                logits = np.stack([cv2.resize(c, (iw, ih), interpolation=cv2.INTER_LINEAR) for c in logits])
+            mask = logits.argmax(axis=0) == args.category
+            save_png(out / f"{name}__mask.png", mask.astype(np.uint8) * 255)
+            over = rgb.copy()
+            over[mask] = (0.4 * over[mask] + 0.6 * np.array([255, 40, 40])).astype(np.uint8)
+            save_png(out / f"{name}__overlay.png", over)
+            row["crack_pixels"] = int(mask.sum())
+        except (ImageError, ValueError, OSError) as exc:
+            row.update(status="error", error=str(exc))
+            print(f"segcam: error: {exc}", file=sys.stderr)
+        row["seconds"] = f"{time.time() - t0:.3f}"
+        rows.append(row)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    from segcam.io_utils import atomic_write
+
+    atomic_write(out / "summary.csv", lambda p: p.write_text(buf.getvalue()))
+    save_json(out / "manifest.json", {"schema": "segcam.predict", "schema_version": 1, "versions": versions(),
+                                      "export": pred.meta, "arguments": {k: v for k, v in vars(args).items() if k != "func"},
+                                      "images": rows})
+    failed = sum(r["status"] != "ok" for r in rows)
+    print(f"segcam: {len(rows) - failed}/{len(rows)} images predicted, {failed} failed; outputs in {out}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _add_model_args(p: argparse.ArgumentParser, default_model: str | None = None) -> None:
     p.add_argument("--model", default=default_model, help="zoo model name (segcam models); default hrsegnet_b48")
     p.add_argument("--weights", default=None,
@@ -442,6 +519,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("streamlit_args", nargs=argparse.REMAINDER, help="extra arguments for streamlit run")
     p.set_defaults(func=cmd_app)
 
+    p = sub.add_parser("export", help="export a model for deployment (Paddle Inference or ONNX), verified",
+                       formatter_class=fmt)
+    _add_model_args(p)
+    p.add_argument("--format", default="paddle", help="paddle | onnx")
+    p.add_argument("--size", type=int, nargs=2, default=[400, 400], metavar=("H", "W"), help="fixed input size")
+    p.add_argument("--out", required=True, help="export folder (must not exist unless --overwrite)")
+    p.add_argument("--verify-image", default=None, help="image used to verify the export (default: random)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="crack masks and overlays from an exported model", formatter_class=fmt)
+    p.add_argument("images", nargs="+", help="image files, folders or glob patterns")
+    p.add_argument("--export", required=True, help="folder written by segcam export")
+    p.add_argument("--out", default="segcam_predict", help="output folder")
+    p.add_argument("--class", dest="category", type=int, default=1, help="class drawn as the mask (1 = crack)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads")
+    p.add_argument("--max-side", type=int, default=4096)
+    p.add_argument("--downscale", action="store_true")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
     p = sub.add_parser("evaluate-cam", help="rank CAM methods x layers by faithfulness metrics", formatter_class=fmt)
     _add_model_args(p)
     p.add_argument("--data", required=True, help="NAME:SPLIT with ground-truth masks, e.g. deepcrack:test")
@@ -459,6 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from segcam.engine import LayerGradientError
+    from segcam.export import ExportError
     from segcam.figures import FigureError
     from segcam.hooks import LayerOutputError
     from segcam.layers import LayerNotFoundError
@@ -467,7 +566,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (UsageError, LayerNotFoundError, TargetError, LayerGradientError, LayerOutputError, FigureError) as exc:
+    except (UsageError, LayerNotFoundError, TargetError, LayerGradientError, LayerOutputError, FigureError,
+            ExportError) as exc:
         print(f"segcam: error: {exc}", file=sys.stderr)
         return 2
     except KeyError as exc:  # unknown model / method names

@@ -17,7 +17,7 @@ from segcam.methods.base import BaseCAM
 from segcam.result import Explanation, ImageExplanation, LayerMap
 from segcam.targets import PredictedTarget, Target, TargetError
 
-__all__ = ["CamContext", "EmptyTargetWarning", "LayerGradientError", "explain"]
+__all__ = ["CamContext", "EmptyTargetWarning", "LayerGradientError", "check_input_size", "explain"]
 
 
 class LayerGradientError(ValueError):
@@ -102,6 +102,20 @@ def _as_batch(images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     return np.stack(arrays)
 
 
+def check_input_size(model: Any, size: Sequence[int]) -> None:
+    """Refuse sizes the model cannot run (DDRNet needs multiples of 8), naming sizes that work.
+
+    Raises:
+        ValueError: With the nearest accepted sizes.
+    """
+    k = int(getattr(model, "size_multiple", 1))
+    h, w = int(size[0]), int(size[1])
+    if k > 1 and (h % k or w % k):
+        near = f"{max(k, h // k * k)}x{max(k, w // k * k)} or {-(-h // k) * k}x{-(-w // k) * k}"
+        raise ValueError(f"{getattr(model, 'name', 'this model')} needs input sides that are multiples of {k}, "
+                         f"got {w}x{h} (W x H); resize or pad to H x W = {near}")
+
+
 def _logits(out: Any) -> paddle.Tensor:
     if isinstance(out, (list, tuple)):
         if not out:
@@ -149,6 +163,7 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
     if net.training:
         raise ValueError("the model is in train mode; call model.eval() first (segcam never switches modes itself)")
     batch = _as_batch(images)
+    check_input_size(model, batch.shape[1:3])
     n = len(batch)
     if targets is None:
         targets = [PredictedTarget()] * n

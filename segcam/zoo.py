@@ -36,6 +36,7 @@ class ModelSpec:
         description: One line for ``segcam models``.
         mean: Normalisation mean (RGB, on [0, 1]).
         std: Normalisation std.
+        size_multiple: Input height and width must be multiples of this (DDRNet: 8, measured).
     """
 
     name: str
@@ -45,6 +46,7 @@ class ModelSpec:
     description: str
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    size_multiple: int = 1
 
     @property
     def shipped_weights(self) -> Path | None:
@@ -66,6 +68,7 @@ class ZooModel:
         weights: Weights file path, or None for a randomly initialised network.
         weights_sha256: sha256 of the weights file, or None.
         partial: True if the weights were only partly loaded.
+        size_multiple: Input sides must be multiples of this.
     """
 
     name: str
@@ -76,6 +79,7 @@ class ZooModel:
     weights: str | None = None
     weights_sha256: str | None = None
     partial: bool = False
+    size_multiple: int = 1
 
     @property
     def random_init(self) -> bool:
@@ -161,7 +165,8 @@ _BASELINES: dict[str, tuple[Callable[[Any, Any], paddle.nn.Layer], dict[str, str
                "PSPNet", "PSPNet (ResNet18_vd, output stride 8)"),
 }
 for _name, (_factory, _aliases, _type, _desc) in _BASELINES.items():
-    MODELS.register(_name, ModelSpec(_name, _paddleseg(_factory), _aliases, _type, f"{_desc}, from PaddleSeg"))
+    MODELS.register(_name, ModelSpec(_name, _paddleseg(_factory), _aliases, _type, f"{_desc}, from PaddleSeg",
+                                     size_multiple=8 if _name == "ddrnet" else 1))
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -219,7 +224,9 @@ def create_model(name: str, weights: str | Path | None = None, strict: bool = Tr
         weights = spec.shipped_weights
     elif str(weights) == "random":
         weights = None
-    return _finish(spec.name, network, dict(spec.aliases), spec.mean, spec.std, weights, strict)
+    zm = _finish(spec.name, network, dict(spec.aliases), spec.mean, spec.std, weights, strict)
+    zm.size_multiple = spec.size_multiple
+    return zm
 
 
 def load_paddleseg(config: str | Path, weights: str | Path | None, strict: bool = True) -> ZooModel:

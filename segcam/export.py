@@ -1,0 +1,231 @@
+"""Deployment export: Paddle inference models and ONNX, each verified against dygraph right after writing.
+
+``export_model`` writes into a temporary folder next to the destination, runs the exported model on a
+real image, compares its logits with the dygraph network's and only then renames the folder into place:
+an export that fails verification leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paddle
+
+from segcam.engine import check_input_size
+from segcam.hooks import ensure_dygraph
+from segcam.images import normalize
+
+__all__ = ["FORMATS", "TOLERANCE", "ExportError", "ExportReport", "Predictor", "export_model", "load_predictor"]
+
+FORMATS = ("paddle", "onnx")
+#: Largest |exported - dygraph| logit difference accepted (float32 kernels differ in summation order).
+TOLERANCE = 1e-3
+
+
+class ExportError(ValueError):
+    """An export request that cannot be honoured, or an export that failed verification."""
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What was exported and how well it matches dygraph."""
+
+    model: str
+    format: str
+    size: tuple[int, int]
+    path: str
+    max_abs_diff: float
+    tolerance: float
+    onednn: bool
+    seconds: float
+
+
+class Predictor:
+    """Runs an exported model (Paddle Inference or onnxruntime) on normalised N x 3 x H x W float32 input."""
+
+    def __init__(self, folder: str | Path, threads: int = 2, onednn: bool = True) -> None:
+        folder = Path(folder)
+        meta_file = folder / "segcam_export.json"
+        if not meta_file.is_file():
+            raise ExportError(f"{folder} is not a segcam export (no segcam_export.json); run segcam export first")
+        self.meta = json.loads(meta_file.read_text())
+        self.folder = folder
+        self.format = self.meta["format"]
+        self.size = tuple(self.meta["size"])
+        self.mean, self.std = tuple(self.meta["mean"]), tuple(self.meta["std"])
+        self.onednn = False
+        if self.format == "onnx":
+            try:
+                import onnxruntime as ort
+            except ImportError:
+                raise ExportError("running ONNX exports needs onnxruntime: pip install 'segcam[export]'") from None
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            self.session = ort.InferenceSession(str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+            self.input_name = self.session.get_inputs()[0].name
+        else:
+            self.predictor, self.onednn = _paddle_predictor(folder, threads, onednn)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Logits N x C x H x W for normalised input of the exported size."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if tuple(x.shape[2:]) != self.size:
+            raise ExportError(f"this export takes {self.size[0]}x{self.size[1]} (H x W) input, got {x.shape[2]}x{x.shape[3]}")
+        if self.format == "onnx":
+            return self.session.run(None, {self.input_name: x})[0]
+        p = self.predictor
+        h = p.get_input_handle(p.get_input_names()[0])
+        h.reshape(list(x.shape))
+        h.copy_from_cpu(x)
+        p.run()
+        return p.get_output_handle(p.get_output_names()[0]).copy_to_cpu()
+
+    def predict_rgb(self, rgb: np.ndarray) -> np.ndarray:
+        """Logits for one H x W x 3 uint8 image of the exported size."""
+        return self(normalize(rgb, self.mean, self.std))
+
+
+def _paddle_predictor(folder: Path, threads: int, onednn: bool) -> tuple[Any, bool]:
+    from paddle import inference
+
+    program = folder / "model.json" if (folder / "model.json").is_file() else folder / "model.pdmodel"
+    probe = np.zeros((1, 3, *json.loads((folder / "segcam_export.json").read_text())["size"]), np.float32)
+    for use_onednn in ([True, False] if onednn else [False]):
+        cfg = inference.Config(str(program), str(folder / "model.pdiparams"))
+        cfg.disable_gpu()
+        cfg.disable_glog_info()
+        cfg.set_cpu_math_library_num_threads(threads)
+        if use_onednn:
+            cfg.enable_mkldnn()
+        else:
+            cfg.disable_mkldnn()
+        pred = inference.create_predictor(cfg)
+        try:  # some ops (bilinear resize attributes) are not supported by oneDNN under PIR in Paddle 3.3
+            h = pred.get_input_handle(pred.get_input_names()[0])
+            h.reshape(list(probe.shape))
+            h.copy_from_cpu(probe)
+            pred.run()
+            return pred, use_onednn
+        except (NotImplementedError, RuntimeError, ValueError):
+            if not use_onednn:
+                raise
+    raise ExportError("could not create a Paddle Inference predictor")  # pragma: no cover
+
+
+def load_predictor(folder: str | Path, threads: int = 2, onednn: bool = True) -> Predictor:
+    """Open an export folder written by :func:`export_model`."""
+    return Predictor(folder, threads, onednn)
+
+
+def export_model(model: Any, out_dir: str | Path, fmt: str = "paddle", size: tuple[int, int] = (400, 400),
+                 verify_image: np.ndarray | None = None, overwrite: bool = False) -> ExportReport:
+    """Export a ZooModel for deployment and verify it on ``verify_image``.
+
+    Args:
+        model: A :class:`segcam.zoo.ZooModel` (eval mode).
+        out_dir: Destination folder (created; must not exist unless ``overwrite``).
+        fmt: ``paddle`` (Paddle Inference program + params) or ``onnx``.
+        size: Fixed input H, W.
+        verify_image: H x W x 3 uint8 RGB of ``size`` (default: a fixed random image).
+        overwrite: Replace an existing export.
+
+    Raises:
+        ExportError: Unknown format, bad size, missing export dependencies, existing output, or a
+            verification difference above :data:`TOLERANCE` (nothing is left behind then).
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    h, w = int(size[0]), int(size[1])
+    if min(h, w) < 32:
+        raise ExportError(f"export size {h}x{w} is below 32 px; every zoo model works from 32x32 up (400x400 is the paper's)")
+    try:
+        check_input_size(model, (h, w))
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out} already exists; pass --overwrite or choose another --out")
+    if not out.parent.exists():
+        raise ExportError(f"the parent folder {out.parent} of --out does not exist; create it first")
+    if fmt == "onnx":
+        try:
+            import onnxruntime  # noqa: F401
+            import paddle2onnx  # noqa: F401
+        except ImportError:  # paddle2onnx would otherwise try to pip-install onnxruntime at run time
+            raise ExportError("ONNX export needs paddle2onnx and onnxruntime: pip install 'segcam[export]'") from None
+    ensure_dygraph()
+    net = getattr(model, "network", model)
+    if verify_image is None:
+        verify_image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    if verify_image.shape[:2] != (h, w):
+        raise ExportError(f"verification image is {verify_image.shape[1]}x{verify_image.shape[0]}, export size is {w}x{h}")
+    t0 = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            spec = [paddle.static.InputSpec([1, 3, h, w], "float32", "x")]
+            paddle.jit.save(_MainLogit(net), str(tmp / "model"), input_spec=spec)
+        meta = {"schema": "segcam.export", "schema_version": 1, "model": getattr(model, "name", type(net).__name__),
+                "format": fmt, "size": [h, w], "mean": list(getattr(model, "mean", (0.5,) * 3)),
+                "std": list(getattr(model, "std", (0.5,) * 3)), "weights_sha256": getattr(model, "weights_sha256", None),
+                "tolerance": TOLERANCE}
+        (tmp / "segcam_export.json").write_text(json.dumps(meta, indent=2))
+        if fmt == "onnx":
+            import paddle2onnx
+
+            program = tmp / "model.json" if (tmp / "model.json").is_file() else tmp / "model.pdmodel"
+            with contextlib.redirect_stdout(io.StringIO()):
+                # enable_optimize=False: the Polygraphy folding pass pip-installs onnx_graphsurgeon at run time
+                paddle2onnx.export(str(program), str(tmp / "model.pdiparams"), str(tmp / "model.onnx"),
+                                   opset_version=17, enable_optimize=False)
+            for f in tmp.iterdir():
+                if f.name not in ("model.onnx", "segcam_export.json"):
+                    f.unlink()
+        pred = Predictor(tmp)
+        x = normalize(verify_image, meta["mean"], meta["std"])
+        with paddle.no_grad():
+            ref = net(paddle.to_tensor(x))
+            ref = (ref[0] if isinstance(ref, (list, tuple)) else ref).numpy()
+        diff = float(np.abs(pred(x) - ref).max())
+        if not np.isfinite(diff) or diff > TOLERANCE:
+            raise ExportError(f"export verification failed: max |exported - dygraph| = {diff:.3g} > {TOLERANCE}; "
+                              "nothing was written")
+        report = ExportReport(meta["model"], fmt, (h, w), str(out), diff, TOLERANCE, pred.onednn,
+                              round(time.perf_counter() - t0, 2))
+        meta["verification"] = {"max_abs_diff": diff, "onednn": pred.onednn}
+        (tmp / "segcam_export.json").write_text(json.dumps(meta, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+        return report
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _MainLogit(paddle.nn.Layer):
+    """Wraps a segmentation network so the exported graph returns only the main logit map."""
+
+    def __init__(self, net: paddle.nn.Layer) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        out = self.net(x)
+        return out[0] if isinstance(out, (list, tuple)) else out
+
+
+def report_dict(report: ExportReport) -> dict[str, Any]:
+    """The report as a JSON-ready dict."""
+    return asdict(report)

@@ -1,0 +1,84 @@
+"""Deployment export (Paddle Inference and ONNX) verified against dygraph, and segcam predict."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import paddle
+import pytest
+from conftest import EXAMPLES
+
+import segcam
+from segcam.cli import main
+from segcam.export import ExportError, export_model, load_predictor
+from segcam.images import normalize
+
+
+@pytest.fixture(scope="module")
+def model():
+    paddle.seed(5)
+    return segcam.create_model("hrsegnet_b16", weights="random")
+
+
+@pytest.mark.parametrize("fmt", ["paddle", "onnx"])
+def test_export_reload_and_compare(model, crack_rgb, tmp_path, fmt) -> None:
+    if fmt == "onnx":
+        pytest.importorskip("paddle2onnx", reason="pip install 'segcam[export]'")
+    img = np.ascontiguousarray(crack_rgb[:96, :128])
+    rep = export_model(model, tmp_path / fmt, fmt, (96, 128), img)
+    assert rep.max_abs_diff <= 1e-3
+    pred = load_predictor(tmp_path / fmt)
+    other = np.ascontiguousarray(crack_rgb[32:128, 32:160])  # not the verification image
+    with paddle.no_grad():
+        ref = model.network(paddle.to_tensor(normalize(other)))[0].numpy()
+    np.testing.assert_allclose(pred.predict_rgb(other), ref, atol=1e-3)
+    assert json.loads((tmp_path / fmt / "segcam_export.json").read_text())["verification"]["max_abs_diff"] <= 1e-3
+
+
+def test_bad_export_requests(model, tmp_path) -> None:
+    with pytest.raises(ExportError, match="unknown export format"):
+        export_model(model, tmp_path / "x", "tensorrt", (64, 64))
+    with pytest.raises(ExportError, match="32"):
+        export_model(model, tmp_path / "x", "paddle", (16, 64))
+    ddr = segcam.create_model("ddrnet", weights="random")
+    with pytest.raises(ExportError, match="multiples of 8.*96x96 or 104x104"):
+        export_model(ddr, tmp_path / "x", "paddle", (100, 100))
+    with pytest.raises(ExportError, match="parent folder"):
+        export_model(model, tmp_path / "missing" / "x", "paddle", (64, 64))
+    (tmp_path / "exists").mkdir()
+    with pytest.raises(ExportError, match="already exists"):
+        export_model(model, tmp_path / "exists", "paddle", (64, 64))
+    assert not list(tmp_path.glob(".x.*"))
+
+
+def test_failed_verification_leaves_nothing(model, tmp_path, monkeypatch) -> None:
+    import segcam.export as ex
+
+    monkeypatch.setattr(ex, "TOLERANCE", -1.0)  # any difference (even 0) now fails
+    with pytest.raises(ExportError, match="verification failed"):
+        export_model(model, tmp_path / "out", "paddle", (64, 64))
+    assert not (tmp_path / "out").exists() and not list(tmp_path.iterdir())
+
+
+def test_cli_export_and_predict(tmp_path, capsys) -> None:
+    exp = tmp_path / "exp"
+    assert main(["export", "--model", "hrsegnet_b16", "--weights", "random", "--size", "128", "128", "--out", str(exp),
+                 "--verify-image", str(EXAMPLES / "cfd_001.jpg")]) == 0
+    assert "max |exported - dygraph|" in capsys.readouterr().out
+    assert main(["export", "--model", "hrsegnet_b16", "--weights", "random", "--format", "trt", "--out",
+                 str(tmp_path / "e2")]) == 2
+    out = tmp_path / "pred"
+    (tmp_path / "bad.jpg").write_bytes(b"nope")
+    code = main(["predict", "--export", str(exp), "--out", str(out), str(EXAMPLES / "cfd_001.jpg"),
+                 str(tmp_path / "bad.jpg")])
+    assert code == 1
+    rows = {r["name"]: r for r in csv.DictReader(open(out / "summary.csv"))}
+    assert rows["cfd_001"]["status"] == "ok" and rows["bad"]["status"] == "error"
+    assert (out / "cfd_001__mask.png").is_file() and (out / "cfd_001__overlay.png").is_file()
+    from PIL import Image
+
+    assert Image.open(out / "cfd_001__mask.png").size == (480, 320)
+    assert main(["predict", "--export", str(tmp_path), "--out", str(tmp_path / "p2"),
+                 str(EXAMPLES / "cfd_001.jpg")]) == 2
