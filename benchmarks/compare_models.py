@@ -1,0 +1,94 @@
+"""The paper's comparison redone on our data: params, FLOPs, CPU latency and DeepCrack test mIoU.
+
+Writes ``OUT/comparison.md`` (markdown table), ``OUT/comparison.json`` and the mIoU-versus-latency
+scatter ``OUT/miou_vs_latency.{png,pdf}`` (drawn by segcam.figures, the same style as the CAM panels).
+Models are evaluated with their shipped weights, or with ``--weights NAME=PATH``; a model without
+weights is listed with its cost only (no mIoU, not in the plot). Latency: 1x3x400x400, dygraph,
+``paddle.no_grad``, median of interleaved repeats on this machine's CPU.
+
+Usage: ``python benchmarks/compare_models.py [--models ...] [--weights bisenetv2=runs/b/best_model/model.pdparams]
+[--limit 0] [--out benchmarks/results]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import paddle
+
+import segcam
+from segcam.data import parse_data_spec
+from segcam.figures import comparison_scatter
+from segcam.training.loop import evaluate
+
+
+def _flops(net, size: int) -> float | None:
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(paddle.flops(net, [1, 3, size, size], print_detail=False))
+    except Exception:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="*", default=segcam.list_models())
+    ap.add_argument("--weights", nargs="*", default=[], help="NAME=PATH overrides")
+    ap.add_argument("--data", default="deepcrack:test")
+    ap.add_argument("--limit", type=int, default=0, help="first N test images (0 = all 237)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", default="benchmarks/results")
+    args = ap.parse_args(argv)
+    overrides = dict(w.split("=", 1) for w in args.weights)
+    pairs = parse_data_spec(args.data)[: args.limit or None]
+    x = paddle.to_tensor(np.random.default_rng(0).standard_normal((1, 3, 400, 400)).astype(np.float32))
+    rows = []
+    for name in args.models:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = segcam.create_model(name, weights=overrides.get(name))
+        net = model.network
+        params = sum(int(np.prod(p.shape)) for p in net.parameters() if not p.stop_gradient)
+        with paddle.no_grad():
+            net(x)
+            times = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                net(x)
+                times.append(time.perf_counter() - t0)
+        row = {"name": name, "params": params / 1e6, "gflops": (_flops(net, 400) or 0) / 1e9,
+               "latency_ms": statistics.median(times) * 1000, "weights": model.weights,
+               "weights_sha256": model.weights_sha256}
+        if not model.random_init:
+            res = evaluate(net, pairs, progress=True)
+            row.update(miou=res["miou"], crack_iou=res["crack_iou"], f1=res["f1"], images=res["images"])
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f"| model | params (M) | GFLOPs @400 (paddle.flops) | CPU latency @400 (ms) | {args.data} mIoU | crack IoU | F1 |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        q = (f"{r['miou']:.4f} | {r['crack_iou']:.4f} | {r['f1']:.4f}" if "miou" in r else "not trained | - | -")
+        lines.append(f"| {r['name']} | {r['params']:.2f} | {r['gflops']:.2f} | {r['latency_ms']:.0f} | {q} |")
+    (out / "comparison.md").write_text("\n".join(lines) + "\n")
+    (out / "comparison.json").write_text(json.dumps(rows, indent=2))
+    trained = [r for r in rows if "miou" in r]
+    if trained:
+        comparison_scatter(trained, [out / "miou_vs_latency.png", out / "miou_vs_latency.pdf"], dpi=300)
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
