@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rgb = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
     x = normalize(rgb)
-    print(f"| model | dygraph img/s | Paddle Inference img/s (oneDNN) | onnxruntime img/s | PI / dygraph | ORT / dygraph |")
+    print("| model | dygraph img/s | Paddle Inference img/s (oneDNN) | onnxruntime img/s | PI / dygraph | ORT / dygraph |")
     print("|---|---|---|---|---|---|")
     for name in args.models:
         with warnings.catch_warnings():

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from segcam.methods.base import BaseCAM
+from segcam.methods.base import PerturbationCAM
 from segcam.methods.registry import register_method
 
 
 @register_method
-class AblationCAM(BaseCAM):
+class AblationCAM(PerturbationCAM):
     r"""Gradient-free: zero one channel of the layer at a time and measure the drop of the target score.
 
     .. math:: w_k = \frac{y - y_{\setminus k}}{|y| + \epsilon}, \qquad L = \mathrm{ReLU}\Big(\sum_k w_k A^k\Big)
@@ -21,22 +21,8 @@ class AblationCAM(BaseCAM):
     """
 
     name = "ablation_cam"
-    uses_gradients = False
 
-    def __init__(self, batch_size: int = 16) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.batch_size = batch_size
-
-    def cam(self, activations: np.ndarray, grads: np.ndarray | None, ctx: object = None) -> np.ndarray:
-        if ctx is None:
-            raise ValueError("ablation_cam needs the model: call it through segcam.explain")
-        n, k = activations.shape[:2]
-        out = np.zeros((n, *activations.shape[2:]), np.float32)
-        for i in range(n):
-            y = ctx.region_scores(i, ctx.x[i:i + 1])[0]
-            dropped = np.concatenate([ctx.ablation_scores(i, list(range(j, min(k, j + self.batch_size))))
-                                      for j in range(0, k, self.batch_size)])
-            w = (y - dropped) / (abs(y) + 1e-7)
-            out[i] = np.maximum(np.einsum("k,khw->hw", w, activations[i]), 0.0)
-        return out
+    def image_weights(self, i: int, activations: np.ndarray, ctx: object) -> np.ndarray:
+        y = ctx.region_scores(i, ctx.x[i:i + 1])[0]
+        dropped = np.concatenate([ctx.ablation_scores(i, chans) for chans in self.batches(len(activations))])
+        return (y - dropped) / (abs(y) + 1e-7)

@@ -9,7 +9,7 @@ import numpy as np
 if TYPE_CHECKING:
     from segcam.engine import CamContext
 
-__all__ = ["BaseCAM"]
+__all__ = ["BaseCAM", "PerturbationCAM"]
 
 
 class BaseCAM:
@@ -41,3 +41,37 @@ class BaseCAM:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class PerturbationCAM(BaseCAM):
+    """Gradient-free methods: channel weights from extra forward passes, ``batch_size`` inputs at a time.
+
+    Subclasses override :meth:`image_weights` (the K channel weights of one image).
+
+    Args:
+        batch_size: Perturbed inputs per forward pass (1 = one channel at a time).
+    """
+
+    uses_gradients: ClassVar[bool] = False
+
+    def __init__(self, batch_size: int = 16) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+
+    def image_weights(self, i: int, activations: np.ndarray, ctx: CamContext) -> np.ndarray:
+        """Channel weights (K,) of image ``i`` whose activations are K x h x w."""
+        raise NotImplementedError
+
+    def cam(self, activations: np.ndarray, grads: np.ndarray | None, ctx: CamContext | None = None) -> np.ndarray:
+        if ctx is None:
+            raise ValueError(f"{self.name} needs the model: call it through segcam.explain")
+        out = np.zeros((activations.shape[0], *activations.shape[2:]), np.float32)
+        for i, act in enumerate(activations):
+            w = self.image_weights(i, act, ctx)
+            out[i] = np.maximum(np.einsum("k,khw->hw", w, act), 0.0)
+        return out
+
+    def batches(self, k: int) -> list[list[int]]:
+        """Channel indices split into forward batches."""
+        return [list(range(j, min(k, j + self.batch_size))) for j in range(0, k, self.batch_size)]
