@@ -566,6 +566,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.func(args)
+    except BrokenPipeError:  # `segcam models | head`
+        sys.stderr.close()
+        return 0
     except (UsageError, LayerNotFoundError, TargetError, LayerGradientError, LayerOutputError, FigureError,
             ExportError) as exc:
         print(f"segcam: error: {exc}", file=sys.stderr)

@@ -135,3 +135,20 @@ def test_training_lowers_loss_and_resumes(tmp_path) -> None:
     assert any("val_miou" in r for r in log)
     assert json.loads((out / "last" / "state.json").read_text())["iter"] == 12
     assert not list(out.glob(".*.tmp"))
+
+
+def test_shipped_weights_load_strictly_and_segment_cracks() -> None:
+    import segcam
+    from segcam.training.loop import evaluate
+    from segcam.weights import sha256_file
+    from segcam.zoo import get_model_spec
+
+    shipped = [n for n in segcam.list_models("hrsegnet_*") if get_model_spec(n).shipped_weights]
+    assert "hrsegnet_b16" in shipped
+    for name in shipped:
+        model = segcam.create_model(name)  # default = shipped weights, strict load
+        assert not model.random_init and not model.partial
+        card = json.loads(get_model_spec(name).shipped_weights.with_suffix(".json").read_text())
+        assert card["weights_sha256"] == sha256_file(model.weights)
+        res = evaluate(model.network, parse_data_spec("deepcrack:test")[::40])  # 6 full test frames
+        assert res["miou"] > 0.7 and res["crack_iou"] > 0.4, (name, res)
