@@ -6,7 +6,7 @@ columns: input | ground truth | prediction | Seg-Grad-CAM of stage2, seg1, seg2,
 
     python examples/make_readme_figure.py [--model hrsegnet_b16] [--out docs/figures/seg_grad_cam_layers]
 
-Writes PDF, SVG and PNG. Uses the weights shipped with segcam (falls back to random init with a warning).
+Writes PNG and PDF (add --format svg for SVG). Uses the weights shipped with segcam (falls back to random init with a warning).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="hrsegnet_b16")
     ap.add_argument("--out", default=str(HERE.parent / "docs" / "figures" / "seg_grad_cam_layers"))
+    ap.add_argument("--format", dest="formats", action="append", choices=["pdf", "svg", "png"],
+                    help="repeat for several (default: png and pdf)")
     args = ap.parse_args(argv)
     model = segcam.create_model(args.model)
     print(f"{model.name}: {model.describe_weights()}", file=sys.stderr)
@@ -36,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         r.label = r.label.replace("deepcrack_", "")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    outs = cam_grid(rows, titles, [f"{args.out}.{ext}" for ext in ("pdf", "svg", "png")], width="double", dpi=300,
-                    colorbar_label=f"Seg-Grad-CAM, {model.name}")
+    outs = cam_grid(rows, titles, [f"{args.out}.{ext}" for ext in (args.formats or ["png", "pdf"])], width="double", dpi=200,
+                    colorbar_label=f"Seg-Grad-CAM {model.name}")
     for o in outs:
         print(o)
     return 0

@@ -155,7 +155,7 @@ def cam_grid(rows: Sequence[FigureRow], map_titles: Sequence[str], out: str | Pa
                                   f"{r.image.shape[1]}x{r.image.shape[0]}; give masks of the image's size")
     width_mm = resolve_width(width)
     ncols, nrows = len(titles), len(rows)
-    label_mm, cbar_mm, title_mm = 4.5, 15.0, 4.0
+    label_mm, cbar_mm, title_mm = 4.5, 17.0, 4.0
     panel_w = (width_mm - label_mm - cbar_mm) / ncols
     if panel_w < MIN_PANEL_MM:
         most = int((width_mm - label_mm - cbar_mm) // MIN_PANEL_MM)
@@ -202,7 +202,10 @@ def cam_grid(rows: Sequence[FigureRow], map_titles: Sequence[str], out: str | Pa
                             0.8 * (top_frac - bottom)])
         norm_text = "per map" if normalization == "per_map" else f"shared, max {top:.3g}"
         cbar = fig.colorbar(ScalarMappable(norm=Normalize(0, 1), cmap=cmap), cax=cax)
-        cbar.set_label(f"{colorbar_label} ({norm_text})")
+        label = f"{colorbar_label} ({norm_text})"
+        if len(label) * 1.5 > 0.8 * (height_mm - title_mm):  # ~1.5 mm per 7-pt character: wrap to two lines
+            label = f"{colorbar_label}\n({norm_text})"
+        cbar.set_label(label)
         cbar.ax.set_gid("colorbar")
         cbar.outline.set_linewidth(0.3)
         for path in outs:
