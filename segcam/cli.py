@@ -129,7 +129,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from segcam.images import ImageError, read_image
     from segcam.io_utils import atomic_write, save_json
     from segcam.overlay import check_cmap
-    from segcam.result import NORMALIZATIONS, Explanation
+    from segcam.result import NORMALIZATIONS, build_manifest
     from segcam.targets import ErrorRegionTarget, MaskTarget, parse_target
 
     check_cmap(args.cmap)
@@ -186,13 +186,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
             print(f"segcam: error: {exc}", file=sys.stderr)
         row["seconds"] = f"{time.time() - t0:.3f}"
         rows.append(row)
-    summary = Explanation((), tuple(layers), args.method, model.name, meta or {"model": {"name": model.name}})
-    manifest = summary.manifest(records, args.cmap, args.alpha, args.normalization,
-                                arguments={k: v for k, v in vars(args).items() if k != "func"})
-    manifest["model"].update(name=model.name, weights=model.weights, weights_sha256=model.weights_sha256,
-                             random_init=model.random_init, partial=model.partial)
-    manifest["target"] = args.target
-    manifest["category"] = args.category
+    meta = {**meta, "model": {**meta.get("model", {}), "name": model.name, "weights": model.weights,
+                              "weights_sha256": model.weights_sha256, "random_init": model.random_init,
+                              "partial": model.partial},
+            "target": args.target, "category": args.category}
+    manifest = build_manifest(meta, args.method, records, args.cmap, args.alpha, args.normalization,
+                              arguments={k: v for k, v in vars(args).items() if k != "func"})
     save_json(out / "manifest.json", manifest)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))

@@ -13,7 +13,8 @@ import numpy as np
 from segcam.io_utils import save_json, save_npy, save_png
 from segcam.overlay import DEFAULT_CMAP, heatmap, overlay
 
-__all__ = ["NORMALIZATIONS", "SCHEMA_VERSION", "Explanation", "ImageExplanation", "LayerMap", "versions"]
+__all__ = ["NORMALIZATIONS", "SCHEMA_VERSION", "Explanation", "ImageExplanation", "LayerMap", "build_manifest",
+           "versions"]
 
 SCHEMA_VERSION = 1
 NORMALIZATIONS = {
@@ -38,6 +39,22 @@ def versions() -> dict[str, str]:
     except ImportError:
         pass
     return out
+
+
+def build_manifest(meta: dict[str, Any], method: str, records: list[dict[str, Any]], cmap: str, alpha: float,
+                   normalization: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``manifest.json`` content of a run (``meta`` as in :attr:`Explanation.meta`).
+
+    Raises:
+        ValueError: Unknown normalisation.
+    """
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalization!r}; use one of {', '.join(NORMALIZATIONS)}")
+    return {"schema": "segcam.explain", "schema_version": SCHEMA_VERSION, "versions": versions(),
+            "arguments": arguments or {}, "model": meta.get("model", {}), "method": method,
+            "layers": meta.get("layers", []), "target": meta.get("target"), "category": meta.get("category"),
+            "normalization": {"mode": normalization, "description": NORMALIZATIONS[normalization]},
+            "cmap": cmap, "alpha": alpha, "images": records}
 
 
 @dataclass(frozen=True)
@@ -162,20 +179,11 @@ class Explanation:
     def __getitem__(self, i: int) -> ImageExplanation:
         return self.images[i]
 
-    def manifest(self, records: list[dict[str, Any]], cmap: str, alpha: float, normalization: str,
-                 arguments: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The ``manifest.json`` content for saved ``records``."""
-        return {"schema": "segcam.explain", "schema_version": SCHEMA_VERSION, "versions": versions(),
-                "arguments": arguments or {}, "model": self.meta.get("model", {"name": self.model}),
-                "method": self.method, "layers": self.meta.get("layers", list(self.layers)),
-                "target": self.meta.get("target"), "category": self.meta.get("category"),
-                "normalization": {"mode": normalization, "description": NORMALIZATIONS[normalization]},
-                "cmap": cmap, "alpha": alpha, "images": records}
-
     def save(self, out_dir: str | Path, cmap: str = DEFAULT_CMAP, alpha: float = 0.5,
              normalization: str = "per_map") -> Path:
         """Write every image's files and a versioned ``manifest.json``; returns the manifest path."""
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {normalization!r}; use one of {', '.join(NORMALIZATIONS)}")
         records = [im.save(out_dir, cmap, alpha, normalization) for im in self.images]
-        return save_json(Path(out_dir) / "manifest.json", self.manifest(records, cmap, alpha, normalization))
+        manifest = build_manifest(self.meta, self.method, records, cmap, alpha, normalization)
+        return save_json(Path(out_dir) / "manifest.json", manifest)

@@ -258,7 +258,10 @@ def load_paddleseg(config: str | Path, weights: str | Path | None, strict: bool 
             std = tuple(t.get("std", std))
     model_type = cfg["model"]["type"]
     aliases: dict[str, str] = {}
+    multiple = 1
     for spec in (MODELS.get(n) for n in MODELS.names()):
         if spec.paddleseg_type == model_type:
-            aliases = dict(spec.aliases)
-    return _finish(model_type, network, aliases, mean, std, weights, strict)
+            aliases, multiple = dict(spec.aliases), spec.size_multiple
+    zm = _finish(model_type, network, aliases, mean, std, weights, strict)
+    zm.size_multiple = multiple
+    return zm
