@@ -29,6 +29,14 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return dic
 
 
+def _build_value(v: Any) -> Any:
+    if isinstance(v, dict) and "type" in v:
+        return build_component(v)
+    if isinstance(v, list) and v and all(isinstance(i, dict) and "type" in i for i in v):
+        return [build_component(i) for i in v]
+    return v
+
+
 def build_component(spec: dict[str, Any]) -> Any:
     """Build a ``{type: Name, ...}`` dict with PaddleSeg's registries (nested dicts too).
 
@@ -50,8 +58,7 @@ def build_component(spec: dict[str, Any]) -> Any:
     kind = spec["type"]
     for reg in registries:
         if kind in reg.components_dict:
-            kwargs = {k: build_component(v) if isinstance(v, dict) and "type" in v else v
-                      for k, v in spec.items() if k != "type"}
+            kwargs = {k: _build_value(v) for k, v in spec.items() if k != "type"}
             return reg.components_dict[kind](**kwargs)
     import difflib
 

@@ -13,7 +13,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-__all__ = ["CrossEntropyLoss", "OhemCrossEntropyLoss"]
+__all__ = ["CrossEntropyLoss", "MixedLoss", "OhemCrossEntropyLoss"]
 
 
 def _pixel_ce(logit: paddle.Tensor, label: paddle.Tensor, ignore_index: int) -> tuple[paddle.Tensor, paddle.Tensor]:
@@ -79,6 +79,29 @@ class OhemCrossEntropyLoss(nn.Layer):
         return (ce * keep).sum() / paddle.clip(keep.sum(), min=1.0)
 
 
+class MixedLoss(nn.Layer):
+    """Weighted sum of losses on the same output (PaddleSeg's returns a list, which breaks on Paddle 3).
+
+    Args:
+        losses: Loss layers (or ``{type: ...}`` dicts already built by the config builder).
+        coef: One weight per loss.
+    """
+
+    def __init__(self, losses: list[nn.Layer], coef: list[float]) -> None:
+        super().__init__()
+        if len(losses) != len(coef):
+            raise ValueError(f"MixedLoss got {len(losses)} losses but {len(coef)} coefficients")
+        self.losses = nn.LayerList(losses)
+        self.coef = [float(c) for c in coef]
+
+    def forward(self, logit: paddle.Tensor, label: paddle.Tensor) -> paddle.Tensor:
+        total = None
+        for c, fn in zip(self.coef, self.losses):
+            term = fn(logit, label.astype("int64")) * c
+            total = term if total is None else total + term
+        return total
+
+
 def _register() -> None:
     try:
         from paddleseg.cvlibs import manager
@@ -86,7 +109,7 @@ def _register() -> None:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PaddleSeg warns when a name is replaced: that is the point here.
-        manager.LOSSES.add_component([CrossEntropyLoss, OhemCrossEntropyLoss])
+        manager.LOSSES.add_component([CrossEntropyLoss, OhemCrossEntropyLoss, MixedLoss])
 
 
 _register()
