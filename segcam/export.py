@@ -186,7 +186,7 @@ def export_model(model: Any, out_dir: str | Path, fmt: str = "paddle", size: tup
             import paddle2onnx
 
             program = tmp / "model.json" if (tmp / "model.json").is_file() else tmp / "model.pdmodel"
-            with contextlib.redirect_stdout(io.StringIO()):
+            with contextlib.redirect_stdout(io.StringIO()), _quiet_fd_stdout():
                 # enable_optimize=False: the Polygraphy folding pass pip-installs onnx_graphsurgeon at run time
                 paddle2onnx.export(str(program), str(tmp / "model.pdiparams"), str(tmp / "model.onnx"),
                                    opset_version=17, enable_optimize=False)
@@ -212,6 +212,23 @@ def export_model(model: Any, out_dir: str | Path, fmt: str = "paddle", size: tup
         return report
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _quiet_fd_stdout() -> Any:
+    """Silence file descriptor 1 (paddle2onnx's C++ code prints there, below Python's sys.stdout)."""
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 class _MainLogit(paddle.nn.Layer):
