@@ -146,38 +146,50 @@ def _target(rgb: np.ndarray, category: int) -> Any:
             _error(f"{up.name} is {gt.shape[1]}x{gt.shape[0]} but the image is {w}x{h}; give a mask of the same size")
             return None
         return MaskTarget(category, gt, up.name)
-    pick = st.session_state.get("picked")  # set by a click / box selection on the image
+    defaults = {"px_x": w // 2, "px_y": h // 2, "box_x0": 0, "box_y0": 0, "box_x1": w, "box_y1": h}
+    limits = {"px_x": (0, w - 1), "px_y": (0, h - 1), "box_x0": (0, w - 1), "box_y0": (0, h - 1), "box_x1": (1, w),
+              "box_y1": (1, h)}
+    for key, (lo, hi) in limits.items():  # keep picks valid when the image changes (set before the widgets exist)
+        st.session_state[key] = int(min(max(st.session_state.get(key, defaults[key]), lo), hi))
     if kind == "Pixel":
         c1, c2 = st.columns(2)
-        x = c1.number_input("x", 0, w - 1, int(pick[0]) if pick else w // 2, key="px_x")
-        y = c2.number_input("y", 0, h - 1, int(pick[1]) if pick else h // 2, key="px_y")
+        x = c1.number_input("x", *limits["px_x"], key="px_x")
+        y = c2.number_input("y", *limits["px_y"], key="px_y")
+        _picker(rgb, "Drag a small box around a pixel on the image to pick it (its centre is used)")
         return PixelTarget(category, int(x), int(y))
     c1, c2, c3, c4 = st.columns(4)
-    x0 = c1.number_input("x0", 0, w - 1, 0, key="box_x0")
-    y0 = c2.number_input("y0", 0, h - 1, 0, key="box_y0")
-    x1 = c3.number_input("x1", 1, w, w, key="box_x1")
-    y1 = c4.number_input("y1", 1, h, h, key="box_y1")
+    x0 = c1.number_input("x0", *limits["box_x0"], key="box_x0")
+    y0 = c2.number_input("y0", *limits["box_y0"], key="box_y0")
+    x1 = c3.number_input("x1", *limits["box_x1"], key="box_x1")
+    y1 = c4.number_input("y1", *limits["box_y1"], key="box_y1")
+    _picker(rgb, "Drag a box on the image to pick it")
     return BoxTarget(category, int(x0), int(y0), int(x1), int(y1))
 
 
-def _picker(rgb: np.ndarray) -> None:
-    """Click a pixel or drag a box on the image (needs plotly); fills the pixel/box inputs."""
+def _apply_pick() -> None:
+    """Selection callback of the picker: runs before the next script run, so it may set the inputs' state."""
+    sel = (st.session_state.get("picker") or {}).get("selection") or {}
+    boxes, points = sel.get("box") or [], sel.get("points") or []
+    if boxes:
+        bx, by = sorted(boxes[0]["x"]), sorted(boxes[0]["y"])
+        x0, x1, y0, y1 = int(round(bx[0])), int(round(bx[1])) + 1, int(round(by[0])), int(round(by[1])) + 1
+        st.session_state.update(box_x0=x0, box_x1=x1, box_y0=y0, box_y1=y1, px_x=(x0 + x1) // 2, px_y=(y0 + y1) // 2)
+    elif points:
+        st.session_state.update(px_x=int(round(points[0]["x"])), px_y=int(round(points[0]["y"])))
+
+
+def _picker(rgb: np.ndarray, help_text: str) -> None:
+    """The image as a plotly chart whose click / box selection fills the pixel or box inputs (needs plotly)."""
     try:
         import plotly.express as px
     except ImportError:
         return
+    st.caption(help_text)
     fig = px.imshow(rgb)
-    fig.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, height=260, dragmode="select")
+    fig.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, height=300, dragmode="select", clickmode="event+select")
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
-    event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box"), key="picker")
-    sel = getattr(event, "selection", None) or {}
-    boxes, points = sel.get("box") or [], sel.get("points") or []
-    if boxes:
-        bx, by = sorted(boxes[0]["x"]), sorted(boxes[0]["y"])
-        st.session_state.update(box_x0=int(bx[0]), box_x1=int(bx[1]) + 1, box_y0=int(by[0]), box_y1=int(by[1]) + 1)
-    elif points:
-        st.session_state["picked"] = (int(points[0]["x"]), int(points[0]["y"]))
+    st.plotly_chart(fig, on_select=_apply_pick, selection_mode=("points", "box"), key="picker")
 
 
 def _downloads(res: Any, layer: str, views: app_core.Views, name: str, cmap: str, alpha: float, norm: str) -> None:
@@ -267,8 +279,6 @@ def main() -> None:
     target = _target(rgb, category)
     if target is None:
         return
-    if isinstance(target, (PixelTarget, BoxTarget)):
-        _picker(rgb)
     try:
         res = _cached_compute(am, rgb, tuple(layers), target, method)
     except ERRORS as exc:

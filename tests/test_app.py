@@ -199,6 +199,26 @@ def test_real_browser_renders_the_overlay(tmp_path) -> None:
                 shot = tmp_path / "overlay.png"
                 img.screenshot(path=str(shot))
                 page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+                # drag a box on the image picker: the box inputs must follow
+                page.get_by_text("Box", exact=True).click()
+                plot = page.locator(".js-plotly-plot").first
+                plot.wait_for(timeout=60_000)
+                time.sleep(2)
+                bb = plot.bounding_box()
+                x0, y0 = bb["x"] + bb["width"] * 0.3, bb["y"] + bb["height"] * 0.3
+                page.mouse.move(x0, y0)
+                page.mouse.down()
+                page.mouse.move(x0 + 80, y0 + 60, steps=10)
+                page.mouse.up()
+                box = ["0", "0", "480", "320"]
+                for _ in range(40):
+                    box = [page.locator(f"input[aria-label='{k}']").input_value() for k in ("x0", "y0", "x1", "y1")]
+                    if box != ["0", "0", "480", "320"]:
+                        break
+                    time.sleep(0.5)
+                x0v, y0v, x1v, y1v = map(int, box)
+                assert 0 < x0v < x1v < 480 and 0 < y0v < y1v < 320, box
+                assert page.get_by_text("Traceback").count() == 0
             finally:
                 browser.close()
         arr = np.asarray(Image.open(shot).convert("RGB")).astype(float)
