@@ -227,3 +227,14 @@ def test_real_browser_renders_the_overlay(tmp_path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_segcam_app_command_starts_streamlit_on_the_packaged_page(monkeypatch, capsys) -> None:
+    from pathlib import Path
+
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    assert main(["app", "--port", "8600"]) == 0
+    cmd = calls[0]
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and Path(cmd[4]).name == "app_ui.py" and Path(cmd[4]).is_file()
+    assert "8600" in cmd and "localhost:8600" in capsys.readouterr().err
