@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import sys
 import time
 import warnings
@@ -15,7 +14,7 @@ from segcam import metrics
 from segcam.data import Pair, load_mask
 from segcam.engine import explain
 from segcam.images import read_image
-from segcam.io_utils import atomic_write, save_json
+from segcam.io_utils import atomic_write, save_csv, save_json
 from segcam.targets import PredictedTarget
 
 __all__ = ["METRICS", "evaluate_cam", "summarize", "write_reports"]
@@ -98,16 +97,6 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: sum(r[f"rank_{m}"] for m in METRICS if m != "seconds"))
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
-    import csv
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
 def markdown_table(summary: list[dict[str, Any]]) -> str:
     """The summary as a markdown table (best mean rank first)."""
     cols = list(METRICS)
@@ -125,8 +114,8 @@ def write_reports(rows: list[dict[str, Any]], out_dir: str | Path, meta: dict[st
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(rows)
     files = {
-        "per_image": atomic_write(out / "per_image.csv", lambda p: p.write_text(_csv(rows))),
-        "summary_csv": atomic_write(out / "summary.csv", lambda p: p.write_text(_csv(summary))),
+        "per_image": save_csv(out / "per_image.csv", rows),
+        "summary_csv": save_csv(out / "summary.csv", summary),
         "summary_md": atomic_write(out / "summary.md", lambda p: p.write_text(
             "\n".join(f"- `{k}`: {v[1]}" for k, v in METRICS.items()) + "\n\n" + markdown_table(summary))),
         "summary_json": save_json(out / "summary.json", {**meta, "metrics": {k: v[1] for k, v in METRICS.items()},

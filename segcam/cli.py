@@ -8,9 +8,7 @@ Progress goes to stderr; stdout carries only tables and results.
 from __future__ import annotations
 
 import argparse
-import csv
 import glob
-import io
 import sys
 import time
 import warnings
@@ -127,7 +125,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from segcam.data import load_mask
     from segcam.engine import EmptyTargetWarning, explain
     from segcam.images import ImageError, read_image
-    from segcam.io_utils import atomic_write, save_json
+    from segcam.io_utils import save_csv, save_json
     from segcam.overlay import check_cmap
     from segcam.result import NORMALIZATIONS, build_manifest
     from segcam.targets import ErrorRegionTarget, MaskTarget, parse_target
@@ -193,11 +191,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     manifest = build_manifest(meta, args.method, records, args.cmap, args.alpha, args.normalization,
                               arguments={k: v for k, v in vars(args).items() if k != "func"})
     save_json(out / "manifest.json", manifest)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(out / "summary.csv", lambda p: p.write_text(buf.getvalue()))
+    save_csv(out / "summary.csv", rows)
     failed = sum(r["status"] != "ok" for r in rows)
     print(f"segcam: {len(rows) - failed}/{len(rows)} images explained, {failed} failed; outputs in {out}",
           file=sys.stderr)
@@ -245,7 +239,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from segcam.data import parse_data_spec
-    from segcam.io_utils import atomic_write
+    from segcam.io_utils import save_csv
     from segcam.training.loop import evaluate
 
     pairs = parse_data_spec(args.data)
@@ -259,11 +253,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{args.data} ({res['images']} images, {model.name}): mIoU {res['miou']:.4f}  crack IoU "
           f"{res['crack_iou']:.4f}  precision {res['precision']:.4f}  recall {res['recall']:.4f}  F1 {res['f1']:.4f}")
     if args.csv:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(per_image[0]))
-        writer.writeheader()
-        writer.writerows(per_image)
-        atomic_write(args.csv, lambda p: p.write_text(buf.getvalue()))
+        save_csv(args.csv, per_image)
     return 0
 
 
@@ -372,7 +362,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from segcam.export import load_predictor
     from segcam.images import ImageError, read_image
-    from segcam.io_utils import save_json, save_png
+    from segcam.io_utils import save_csv, save_json, save_png
     from segcam.result import versions
 
     pred = load_predictor(args.export, threads=args.threads)
@@ -407,13 +397,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"segcam: error: {exc}", file=sys.stderr)
         row["seconds"] = f"{time.time() - t0:.3f}"
         rows.append(row)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    from segcam.io_utils import atomic_write
-
-    atomic_write(out / "summary.csv", lambda p: p.write_text(buf.getvalue()))
+    save_csv(out / "summary.csv", rows)
     save_json(out / "manifest.json", {"schema": "segcam.predict", "schema_version": 1, "versions": versions(),
                                       "export": pred.meta, "arguments": {k: v for k, v in vars(args).items() if k != "func"},
                                       "images": rows})

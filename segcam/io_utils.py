@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["atomic_write", "save_json", "save_npy", "save_png"]
+__all__ = ["atomic_write", "save_csv", "save_json", "save_npy", "save_png"]
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -54,3 +54,15 @@ def save_npy(path: str | Path, arr: np.ndarray) -> Path:
 def save_json(path: str | Path, obj: Any) -> Path:
     """Write JSON (indented, UTF-8), atomically."""
     return atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8"))
+
+
+def save_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
+    """Write dict rows as CSV (header from the first row's keys), atomically."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else [])
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write(path, lambda p: p.write_text(buf.getvalue(), encoding="utf-8"))
