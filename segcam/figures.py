@@ -282,9 +282,10 @@ def metric_bars(summary: Sequence[dict[str, Any]], metrics: Sequence[str], out: 
     import matplotlib.pyplot as plt
 
     width_mm = resolve_width(width)
-    labels = [f"{r['method']}\n{r['layer']}" for r in summary]
+    labels = [f"{r['method']} / {r['layer']}" for r in summary]
+    height_mm = 20 + 3.6 * len(summary)  # one 7-pt label line per bar
     with matplotlib.rc_context(paper_rc()):
-        fig, axes = plt.subplots(1, len(metrics), figsize=(width_mm * MM, 60 * MM), layout="constrained",
+        fig, axes = plt.subplots(1, len(metrics), figsize=(width_mm * MM, height_mm * MM), layout="constrained",
                                  squeeze=False)
         for ax, m in zip(axes[0], metrics):
             ax.barh(range(len(summary)), [r[m] for r in summary], color="#3b5b92")
