@@ -231,7 +231,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     state = train(args.config, args.save_dir, iters=args.iters, batch_size=args.batch_size,
                   resume=not args.no_resume, log_every=args.log_every, save_every=args.save_every,
-                  val_every=args.val_every, seed=args.seed)
+                  val_every=args.val_every, seed=args.seed, threads=args.threads, stop_after=args.stop_after)
     print(f"trained to iteration {state['iter']}; best validation mIoU {state['best_miou']:.4f} "
           f"at {state['best_iter']}; checkpoints in {args.save_dir}")
     return 0
@@ -466,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, default=100)
     p.add_argument("--val-every", type=int, default=None, help="default: --save-every; 0 disables")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for Paddle's kernels (Paddle's default: 1)")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="stop after this iteration (checkpointed), keeping the full schedule; run again to resume")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="mIoU, crack IoU, precision, recall, F1 on a data split", formatter_class=fmt)

@@ -123,7 +123,7 @@ def test_training_lowers_loss_and_resumes(tmp_path) -> None:
     from segcam.training.loop import train
 
     cfg, out = _tiny_config(tmp_path), tmp_path / "run"
-    state = train(cfg, out, iters=8, log_every=1, save_every=4, val_every=8, progress=False)
+    state = train(cfg, out, iters=12, log_every=1, save_every=4, val_every=8, progress=False, stop_after=8)
     assert state["iter"] == 8 and (out / "last" / "model.pdopt").is_file() and (out / "best_model").is_dir()
     state = train(cfg, out, iters=12, log_every=1, save_every=4, val_every=0, progress=False)  # resumes at 8
     assert state["iter"] == 12
@@ -135,6 +135,12 @@ def test_training_lowers_loss_and_resumes(tmp_path) -> None:
     assert any("val_miou" in r for r in log)
     assert json.loads((out / "last" / "state.json").read_text())["iter"] == 12
     assert not list(out.glob(".*.tmp"))
+    # the learning-rate schedule continues exactly as in an uninterrupted run
+    straight = tmp_path / "straight"
+    train(cfg, straight, iters=12, log_every=1, save_every=100, val_every=0, progress=False)
+    lr_straight = [json.loads(ln)["lr"] for ln in (straight / "train.log").read_text().splitlines()]
+    lr_resumed = [r["lr"] for r in log if "lr" in r]
+    np.testing.assert_allclose(lr_resumed, lr_straight, rtol=1e-6)
 
 
 def test_shipped_weights_load_strictly_and_segment_cracks() -> None:

@@ -101,7 +101,8 @@ def _save_checkpoint(save_dir: Path, name: str, model: Any, opt: Any | None, sta
 
 def train(config: str | Path, save_dir: str | Path, iters: int | None = None, batch_size: int | None = None,
           resume: bool = True, log_every: int = 10, save_every: int = 100, val_every: int | None = None,
-          seed: int = 0, progress: bool = True) -> dict[str, Any]:
+          seed: int = 0, progress: bool = True, threads: int | None = None,
+          stop_after: int | None = None) -> dict[str, Any]:
     """Train the model of a PaddleSeg YAML; resumes from ``save_dir/last`` when present.
 
     Writes ``save_dir/train.log`` (one JSON object per line: iter, loss, lr,
@@ -119,11 +120,16 @@ def train(config: str | Path, save_dir: str | Path, iters: int | None = None, ba
         val_every: Iterations between validations (default: ``save_every``; 0 = never).
         seed: Random seed for initialisation and data order.
         progress: Print log lines to stderr.
+        threads: CPU threads for Paddle's kernels (its default is one; 2 cores train B48 1.46x faster).
+        stop_after: Stop after this iteration with a checkpoint, keeping the schedule of ``iters``
+            (train a long run in time-boxed chunks; the next call resumes).
 
     Returns:
         The final state (iteration, last loss, best validation mIoU).
     """
     cfg = load_config(config)
+    if threads:
+        paddle.base.core.set_num_threads(int(threads))
     iters = int(iters or cfg.get("iters", 1000))
     batch_size = int(batch_size or cfg.get("batch_size", 8))
     val_every = save_every if val_every is None else val_every
@@ -147,7 +153,8 @@ def train(config: str | Path, save_dir: str | Path, iters: int | None = None, ba
         opt.set_state_dict(_opt_state_by_structure(model, paddle.load(str(last / "model.pdopt")), False))
         state.update(json.loads((last / "state.json").read_text()))
         state["iters"] = iters
-        for _ in range(state["iter"]):
+        # the optimizer state carries the scheduler's position; step only what it lacks (never twice)
+        while sched.last_epoch < state["iter"]:
             sched.step()
         if progress:
             print(f"resumed from {last} at iteration {state['iter']}", file=sys.stderr)
@@ -157,10 +164,11 @@ def train(config: str | Path, save_dir: str | Path, iters: int | None = None, ba
     t_start = time.time() - state["seconds"]
     running: list[float] = []
     it = state["iter"]
+    end = min(iters, stop_after) if stop_after else iters
     try:
-        while it < iters:
+        while it < end:
             for img, label in loader:
-                if it >= iters:
+                if it >= end:
                     break
                 logits = model(img)
                 if len(logits) < len(losses):
@@ -180,7 +188,7 @@ def train(config: str | Path, save_dir: str | Path, iters: int | None = None, ba
                     log.flush()
                     if progress:
                         print(json.dumps(rec), file=sys.stderr)
-                if it % save_every == 0 or it == iters:
+                if it % save_every == 0 or it == end:
                     state.update(iter=it, seconds=round(time.time() - t_start, 1))
                     if val_ds is not None and (it % val_every == 0 or it == iters):
                         res = evaluate(model, val_ds.pairs)
