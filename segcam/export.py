@@ -158,6 +158,11 @@ def export_model(model: Any, out_dir: str | Path, fmt: str = "paddle", size: tup
         raise ExportError(f"{out} already exists; pass --overwrite or choose another --out")
     if not out.parent.exists():
         raise ExportError(f"the parent folder {out.parent} of --out does not exist; create it first")
+    k = int(getattr(model, "onnx_size_multiple", 1))
+    if fmt == "onnx" and k > 1 and (h % k or w % k):
+        raise ExportError(f"{getattr(model, 'name', 'this model')}'s ONNX export is exact only for sides that are "
+                          f"multiples of {k} (its pyramid pooling); got {h}x{w}: use e.g. {max(k, h // k * k)}x"
+                          f"{max(k, w // k * k)} or {-(-h // k) * k}x{-(-w // k) * k}, or --format paddle")
     if fmt == "onnx":
         try:
             import onnxruntime  # noqa: F401

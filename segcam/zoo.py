@@ -37,6 +37,8 @@ class ModelSpec:
         mean: Normalisation mean (RGB, on [0, 1]).
         std: Normalisation std.
         size_multiple: Input height and width must be multiples of this (DDRNet: 8, measured).
+        onnx_size_multiple: ONNX exports need sides that are multiples of this (PSPNet: 48, so the
+            1/8 feature map divides into its 1, 2, 3 and 6 pyramid bins; measured: 384 exact, 400 off by 1.14).
     """
 
     name: str
@@ -47,6 +49,7 @@ class ModelSpec:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     size_multiple: int = 1
+    onnx_size_multiple: int = 1
 
     @property
     def shipped_weights(self) -> Path | None:
@@ -69,6 +72,7 @@ class ZooModel:
         weights_sha256: sha256 of the weights file, or None.
         partial: True if the weights were only partly loaded.
         size_multiple: Input sides must be multiples of this.
+        onnx_size_multiple: ONNX export sides must be multiples of this.
     """
 
     name: str
@@ -80,6 +84,7 @@ class ZooModel:
     weights_sha256: str | None = None
     partial: bool = False
     size_multiple: int = 1
+    onnx_size_multiple: int = 1
 
     @property
     def random_init(self) -> bool:
@@ -166,7 +171,8 @@ _BASELINES: dict[str, tuple[Callable[[Any, Any], paddle.nn.Layer], dict[str, str
 }
 for _name, (_factory, _aliases, _type, _desc) in _BASELINES.items():
     MODELS.register(_name, ModelSpec(_name, _paddleseg(_factory), _aliases, _type, f"{_desc}, from PaddleSeg",
-                                     size_multiple=8 if _name == "ddrnet" else 1))
+                                     size_multiple=8 if _name == "ddrnet" else 1,
+                                     onnx_size_multiple=48 if _name == "pspnet" else 1))
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -225,7 +231,7 @@ def create_model(name: str, weights: str | Path | None = None, strict: bool = Tr
     elif str(weights) == "random":
         weights = None
     zm = _finish(spec.name, network, dict(spec.aliases), spec.mean, spec.std, weights, strict)
-    zm.size_multiple = spec.size_multiple
+    zm.size_multiple, zm.onnx_size_multiple = spec.size_multiple, spec.onnx_size_multiple
     return zm
 
 
@@ -258,10 +264,10 @@ def load_paddleseg(config: str | Path, weights: str | Path | None, strict: bool 
             std = tuple(t.get("std", std))
     model_type = cfg["model"]["type"]
     aliases: dict[str, str] = {}
-    multiple = 1
+    multiple, onnx_multiple = 1, 1
     for spec in (MODELS.get(n) for n in MODELS.names()):
         if spec.paddleseg_type == model_type:
-            aliases, multiple = dict(spec.aliases), spec.size_multiple
+            aliases, multiple, onnx_multiple = dict(spec.aliases), spec.size_multiple, spec.onnx_size_multiple
     zm = _finish(model_type, network, aliases, mean, std, weights, strict)
-    zm.size_multiple = multiple
+    zm.size_multiple, zm.onnx_size_multiple = multiple, onnx_multiple
     return zm

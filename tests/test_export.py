@@ -45,6 +45,9 @@ def test_bad_export_requests(model, tmp_path) -> None:
     ddr = segcam.create_model("ddrnet", weights="random")
     with pytest.raises(ExportError, match="multiples of 8.*96x96 or 104x104"):
         export_model(ddr, tmp_path / "x", "paddle", (100, 100))
+    psp = segcam.create_model("pspnet", weights="random")
+    with pytest.raises(ExportError, match="multiples of 48.*384x384 or 432x432"):
+        export_model(psp, tmp_path / "x", "onnx", (400, 400))
     with pytest.raises(ExportError, match="parent folder"):
         export_model(model, tmp_path / "missing" / "x", "paddle", (64, 64))
     (tmp_path / "exists").mkdir()
