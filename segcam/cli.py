@@ -1,4 +1,4 @@
-"""The ``segcam`` command line: explain, layers, models, train, evaluate.
+"""The ``segcam`` command line: explain, models, layers, figure, evaluate-cam, train, evaluate, export, predict, app.
 
 Exit codes: 0 every image done, 1 some image failed (the others are still
 written), 2 usage error (unknown model, layer, method, colormap, bad target...).
@@ -18,7 +18,7 @@ from typing import Any, Sequence
 __all__ = ["main"]
 
 EPILOG = """examples:
-  segcam explain --model hrsegnet_b48 --layer seg_head examples/images/deepcrack_11125-1.jpg
+  segcam explain --model hrsegnet_b48 --layer seg_head examples/images/deepcrack_IMG_6472-1.jpg
   segcam explain --model hrsegnet_b16 --layer seg_head --layer seg3 --target mask:masks/ --out runs/cam imgs/
   segcam layers --model hrsegnet_b48 --size 400 400
   segcam models
@@ -52,10 +52,13 @@ def _collect_images(inputs: Sequence[str]) -> list[Path]:
 def _load_model(args: argparse.Namespace) -> Any:
     from segcam.zoo import create_model, load_paddleseg
 
-    with warnings.catch_warnings():
-        # the random-init / partial-load warnings are repeated on stderr by the commands themselves
-        warnings.simplefilter("ignore")
-        return _build_model(args, create_model, load_paddleseg)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = _build_model(args, create_model, load_paddleseg)
+    for w in caught:  # the random-init notice is printed by each command; a partial load is shown in full
+        if "PARTIAL LOAD" in str(w.message):
+            print(f"segcam: WARNING: {w.message}", file=sys.stderr)
+    return model
 
 
 def _build_model(args: argparse.Namespace, create_model: Any, load_paddleseg: Any) -> Any:
