@@ -184,3 +184,21 @@ def test_python_dash_m_works() -> None:
                           cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("hrsegnet_b") == 3 and proc.stderr.strip() == ""
+
+
+def test_allow_partial_is_loud_and_strict_is_default(tmp_path, capsys) -> None:
+    import paddle
+
+    import segcam
+
+    net = segcam.create_model("hrsegnet_b16", weights="random").network
+    path = tmp_path / "partial.pdparams"
+    paddle.save({k: v for k, v in net.state_dict().items() if not k.startswith("head.")}, str(path))
+    args = ["explain", "--model", "hrsegnet_b16", "--weights", str(path), "--out", str(tmp_path / "o"),
+            str(EXAMPLES / "cfd_001.jpg")]
+    assert main(args) == 2
+    assert "missing: head." in capsys.readouterr().err
+    assert main(args + ["--allow-partial"]) == 0
+    err = capsys.readouterr().err
+    assert "PARTIAL LOAD" in err and "missing" in err
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["model"]["partial"] is True
