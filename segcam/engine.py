@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Any, Sequence
 
@@ -131,6 +132,34 @@ def _resize(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in maps]).astype(np.float32)
 
 
+def _target_weights(logits: np.ndarray, targets: list[Target], names: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """N x C x H x W weights (the target class plane of each image holds its region mask) and the masks."""
+    n_classes = logits.shape[1]
+    weight = np.zeros(logits.shape, dtype=np.float32)
+    masks = []
+    for i, t in enumerate(targets):
+        if not 0 <= t.category < n_classes:
+            raise TargetError(f"class {t.category} does not exist; the model has classes 0..{n_classes - 1}")
+        m = t.mask(logits[i])
+        masks.append(m)
+        weight[i, t.category] = m
+        if not m.any():
+            warnings.warn(f"{names[i]}: the target region ({t.describe()}) is empty, so its maps are all zero; "
+                          "choose another target (e.g. --target image)", EmptyTargetWarning, stacklevel=3)
+    return weight, masks
+
+
+def _image_maps(per_layer: dict[str, tuple[str, np.ndarray, np.ndarray]], i: int, empty: bool) -> dict[str, LayerMap]:
+    """Image ``i``'s LayerMaps; an empty target gives all-zero maps (flagged), never NaN."""
+    maps = {}
+    for key, (real, raw, up) in per_layer.items():
+        raw_i, up_i = (np.zeros_like(raw[i]), np.zeros_like(up[i])) if empty else (raw[i], up[i])
+        top = float(up_i.max())
+        unit = (up_i / top).astype(np.float32) if top > 0 else np.zeros_like(up_i)
+        maps[key] = LayerMap(key, real, raw_i, up_i, unit, top, empty)
+    return maps
+
+
 def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str | Sequence[str] = "seg_head",
             targets: Target | Sequence[Target] | None = None, method: str | BaseCAM = "seg_grad_cam",
             names: Sequence[str] | None = None, **method_args: Any) -> Explanation:
@@ -182,27 +211,16 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
     std = getattr(model, "std", (0.5, 0.5, 0.5))
 
     x = paddle.to_tensor(normalize(batch, mean, std))
-    x.stop_gradient = False  # builds the graph even if every parameter is frozen
-    with ActivationCapture(by_name) as cap:
+    x.stop_gradient = not cam_method.uses_gradients  # builds the graph even if every parameter is frozen
+    graph = contextlib.nullcontext() if cam_method.uses_gradients else paddle.no_grad()
+    with ActivationCapture(by_name) as cap, graph:
         logits = _logits(net(x))
     cap.check_single_calls()
     size = (batch.shape[1], batch.shape[2])
     if tuple(logits.shape[2:]) != size:
         logits = paddle.nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False)
     logits_np = logits.detach().numpy()
-    n_classes = logits_np.shape[1]
-    weight = np.zeros(logits_np.shape, dtype=np.float32)
-    masks = []
-    for i, t in enumerate(targets):
-        if not 0 <= t.category < n_classes:
-            raise TargetError(f"class {t.category} does not exist; the model has classes 0..{n_classes - 1}")
-        m = t.mask(logits_np[i])
-        masks.append(m)
-        weight[i, t.category] = m
-        if not m.any():
-            warnings.warn(f"{names[i]}: the target region ({t.describe()}) is empty, so its maps are all zero; "
-                          "choose another target (e.g. --target image)", EmptyTargetWarning, stacklevel=2)
-
+    weight, masks = _target_weights(logits_np, targets, names)
     acts = [cap.activations[r.name] for r in resolved]
     x_np = x.numpy()
     if cam_method.uses_gradients:
@@ -224,18 +242,9 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
         raw = cam_method.cam(act, g, CamContext(net, x_np, weight, r.layer))
         per_layer[r.requested] = (r.name, raw, _resize(raw, size))
 
-    results = []
     pred = logits_np.argmax(axis=1).astype(np.uint8)
-    for i in range(n):
-        empty = not masks[i].any()
-        maps = {}
-        for key, (real, raw, up) in per_layer.items():
-            raw_i, up_i = (np.zeros_like(raw[i]), np.zeros_like(up[i])) if empty else (raw[i], up[i])
-            top = float(up_i.max())
-            unit = (up_i / top).astype(np.float32) if top > 0 else np.zeros_like(up_i)
-            maps[key] = LayerMap(key, real, raw_i, up_i, unit, top, empty)
-        results.append(ImageExplanation(names[i], batch[i], pred[i], masks[i], targets[i].describe(),
-                                        targets[i].category, maps))
+    results = [ImageExplanation(names[i], batch[i], pred[i], masks[i], targets[i].describe(), targets[i].category,
+                                _image_maps(per_layer, i, empty=not masks[i].any())) for i in range(n)]
     zm_meta = {"name": getattr(model, "name", type(net).__name__), "weights": getattr(model, "weights", None),
                "weights_sha256": getattr(model, "weights_sha256", None),
                "random_init": getattr(model, "random_init", None), "partial": getattr(model, "partial", False),
