@@ -228,11 +228,18 @@ def _browse_run() -> None:
     if not ok:
         st.info("This run has no successfully explained image.")
         return
-    rec = ok[[r["name"] for r in ok].index(st.selectbox("Image", [r["name"] for r in ok], key="run_image"))]
-    cols = st.columns(len(rec["layers"]))
-    for col, (layer, files) in zip(cols, rec["layers"].items()):
-        col.image(str(Path(run["folder"]) / files["overlay"]), caption=f"{layer} (max {files['raw_max']:.3g})",
-                  width="stretch")
+    names = [r["name"] for r in ok]
+    if st.checkbox("Show every image", key="run_all"):
+        shown = ok
+    else:
+        shown = [ok[names.index(st.selectbox("Image", names, key="run_image"))]]
+    for rec in shown:
+        if len(shown) > 1:
+            st.markdown(f"**{rec['name']}**")
+        cols = st.columns(len(rec["layers"]))
+        for col, (layer, files) in zip(cols, rec["layers"].items()):
+            col.image(str(Path(run["folder"]) / files["overlay"]), caption=f"{layer} (max {files['raw_max']:.3g})",
+                      width="stretch")
 
 
 def main() -> None:

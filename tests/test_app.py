@@ -136,6 +136,9 @@ def test_browse_an_output_folder(tmp_path) -> None:
     assert [c.split(" ")[0] for c in _captions(at)] == ["seg1", "seg_head"]
     at.selectbox(key="run_image").set_value("deepcrack_11215-9").run()
     _ok(at)
+    at.checkbox(key="run_all").check().run()
+    _ok(at)
+    assert len(_captions(at)) == 4  # 2 images x 2 layers
     at.text_input(key="run_folder").set_value(str(tmp_path / "nothing")).run()
     assert not at.exception and any("manifest.json" in e.value for e in at.error)
 
