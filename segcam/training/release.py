@@ -104,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", required=True)
     ap.add_argument("--config", required=True)
     ap.add_argument("--checkpoint", default="best_model")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads for evaluation")
     args = ap.parse_args(argv)
+    if args.threads:
+        paddle.base.core.set_num_threads(args.threads)
     info = release(args.run, args.name, args.config, args.checkpoint)
     print(json.dumps({k: v for k, v in info.items() if k != "metrics"}, indent=1))
     return 0
