@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -246,8 +246,3 @@ class _MainLogit(paddle.nn.Layer):
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         out = self.net(x)
         return out[0] if isinstance(out, (list, tuple)) else out
-
-
-def report_dict(report: ExportReport) -> dict[str, Any]:
-    """The report as a JSON-ready dict."""
-    return asdict(report)
