@@ -45,18 +45,14 @@ class CamContext:
         self.weight = weight
         self.layer = layer
 
-    def _scores(self, i: int, inputs: np.ndarray, mean: bool) -> np.ndarray:
-        with paddle.no_grad():
-            logits = _logits(self.net(paddle.to_tensor(np.ascontiguousarray(inputs, dtype=np.float32))))
-            if tuple(logits.shape[2:]) != self.x.shape[2:]:
-                logits = paddle.nn.functional.interpolate(logits, size=list(self.x.shape[2:]), mode="bilinear")
-        w = self.weight[i]
-        out = (logits.numpy() * w[None]).sum(axis=(1, 2, 3))
-        return out / max(float(w.sum()), 1.0) if mean else out
-
     def region_scores(self, i: int, inputs: np.ndarray, mean: bool = False) -> np.ndarray:
         """Target score of image ``i``'s region for each of B inputs (B x 3 x H x W); sum (or mean) of logits."""
-        return self._scores(i, inputs, mean)
+        with paddle.no_grad():
+            out = self.net(paddle.to_tensor(np.ascontiguousarray(inputs, dtype=np.float32)))
+            logits = _logits(out, tuple(self.x.shape[2:]))
+        w = self.weight[i]
+        scores = (logits.numpy() * w[None]).sum(axis=(1, 2, 3))
+        return scores / max(float(w.sum()), 1.0) if mean else scores
 
     def ablation_scores(self, i: int, channels: list[int]) -> np.ndarray:
         """Target score of image ``i`` with one channel of ``layer`` zeroed per copy, one copy per channel."""
@@ -75,7 +71,7 @@ class CamContext:
 
         handle = self.layer.register_forward_post_hook(hook)
         try:
-            return self._scores(i, np.repeat(self.x[i:i + 1], len(channels), axis=0), mean=False)
+            return self.region_scores(i, np.repeat(self.x[i:i + 1], len(channels), axis=0))
         finally:
             handle.remove()
 
@@ -103,6 +99,11 @@ def _as_batch(images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     return np.stack(arrays)
 
 
+def nearest_sizes(h: int, w: int, k: int) -> str:
+    """The nearest H x W below and above whose sides are multiples of ``k`` (``96x96 or 104x104``)."""
+    return f"{max(k, h // k * k)}x{max(k, w // k * k)} or {-(-h // k) * k}x{-(-w // k) * k}"
+
+
 def check_input_size(model: Any, size: Sequence[int]) -> None:
     """Refuse sizes the model cannot run (DDRNet needs multiples of 8), naming sizes that work.
 
@@ -112,18 +113,20 @@ def check_input_size(model: Any, size: Sequence[int]) -> None:
     k = int(getattr(model, "size_multiple", 1))
     h, w = int(size[0]), int(size[1])
     if k > 1 and (h % k or w % k):
-        near = f"{max(k, h // k * k)}x{max(k, w // k * k)} or {-(-h // k) * k}x{-(-w // k) * k}"
         raise ValueError(f"{getattr(model, 'name', 'this model')} needs input sides that are multiples of {k}, "
-                         f"got {w}x{h} (W x H); resize or pad to H x W = {near}")
+                         f"got {w}x{h} (W x H); resize or pad to H x W = {nearest_sizes(h, w, k)}")
 
 
-def _logits(out: Any) -> paddle.Tensor:
+def _logits(out: Any, size: tuple[int, int] | None = None) -> paddle.Tensor:
+    """The main logit map of a model output (list or tensor), resized bilinearly to ``size`` if given."""
     if isinstance(out, (list, tuple)):
         if not out:
             raise ValueError("the model returned an empty list of logits")
         out = out[0]
     if not isinstance(out, paddle.Tensor) or out.ndim != 4:
         raise ValueError(f"the model must return N x C x H x W logits (or a list whose first item is), got {type(out).__name__}")
+    if size is not None and tuple(out.shape[2:]) != tuple(size):
+        out = paddle.nn.functional.interpolate(out, size=list(size), mode="bilinear", align_corners=False)
     return out
 
 
@@ -213,12 +216,10 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
     x = paddle.to_tensor(normalize(batch, mean, std))
     x.stop_gradient = not cam_method.uses_gradients  # builds the graph even if every parameter is frozen
     graph = contextlib.nullcontext() if cam_method.uses_gradients else paddle.no_grad()
-    with ActivationCapture(by_name) as cap, graph:
-        logits = _logits(net(x))
-    cap.check_single_calls()
     size = (batch.shape[1], batch.shape[2])
-    if tuple(logits.shape[2:]) != size:
-        logits = paddle.nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    with ActivationCapture(by_name) as cap, graph:
+        logits = _logits(net(x), size)
+    cap.check_single_calls()
     logits_np = logits.detach().numpy()
     weight, masks = _target_weights(logits_np, targets, names)
     acts = [cap.activations[r.name] for r in resolved]

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import paddle
 
-from segcam.engine import check_input_size
+from segcam.engine import check_input_size, nearest_sizes
 from segcam.hooks import ensure_dygraph
 from segcam.images import normalize
 
@@ -161,8 +161,8 @@ def export_model(model: Any, out_dir: str | Path, fmt: str = "paddle", size: tup
     k = int(getattr(model, "onnx_size_multiple", 1))
     if fmt == "onnx" and k > 1 and (h % k or w % k):
         raise ExportError(f"{getattr(model, 'name', 'this model')}'s ONNX export is exact only for sides that are "
-                          f"multiples of {k} (its pyramid pooling); got {h}x{w}: use e.g. {max(k, h // k * k)}x"
-                          f"{max(k, w // k * k)} or {-(-h // k) * k}x{-(-w // k) * k}, or --format paddle")
+                          f"multiples of {k} (its pyramid pooling); got {h}x{w}: use e.g. {nearest_sizes(h, w, k)}, "
+                          "or --format paddle")
     if fmt == "onnx":
         try:
             import onnxruntime  # noqa: F401
