@@ -313,15 +313,15 @@ def main() -> None:
         for layer in layers:
             c1, c2 = st.columns(2)
             both = [(f"A: {am.model.name}", res), (f"B: {am2.model.name}", res2)]
-            if norm == "shared":
-                top = max(r.maps[layer].raw_max for _, r in both)
+            # shared: both models' maps of this layer divided by the larger maximum, so they are comparable
+            top = max(r.maps[layer].raw_max for _, r in both)
             for col, (mname, r) in zip((c1, c2), both):
-                view = app_core.render(r, layer, cmap, alpha, "per_map")
                 if norm == "shared":
-                    unit = r.maps[layer].upsampled / top if top > 0 else r.maps[layer].upsampled * 0
-                    view = app_core.Views(view.image, view.prediction, view.heatmap,
-                                          app_core.overlay(r.image, unit, cmap, alpha), view.target)
-                col.image(view.overlay, caption=f"{mname} · {layer}", width="stretch")
+                    up = r.maps[layer].upsampled
+                    unit = up / top if top > 0 else np.zeros_like(up)
+                else:
+                    unit = r.maps[layer].normalized
+                col.image(app_core.overlay(r.image, unit, cmap, alpha), caption=f"{mname} · {layer}", width="stretch")
         return
     shown = st.radio("Shown layer", layers, key="shown", horizontal=True)
     views = _views(res, shown, cmap, alpha, norm)

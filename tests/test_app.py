@@ -75,6 +75,9 @@ def test_compare_models() -> None:
     _ok(at)
     assert _captions(at) == ["A: hrsegnet_b16 · seg_head", "B: hrsegnet_b16 · seg_head",
                              "A: hrsegnet_b16 · stage2", "B: hrsegnet_b16 · stage2"]
+    at.radio(key="norm").set_value("shared").run()
+    _ok(at)
+    assert len(_captions(at)) == 4
 
 
 def _upload(at: AppTest, name: str, data: bytes, mime: str = "image/png") -> AppTest:
