@@ -3,6 +3,12 @@
 ``export_model`` writes into a temporary folder next to the destination, runs the exported model on a
 real image, compares its logits with the dygraph network's and only then renames the folder into place:
 an export that fails verification leaves nothing behind.
+
+The Paddle program is written in the classic ``model.pdmodel`` format, not Paddle 3's PIR ``model.json``:
+Paddle 3.3.1's PIR executor cannot run these graphs with oneDNN (``NotImplementedError:
+ConvertPirAttribute2RuntimeAttribute`` on the bilinear resize attributes), while the classic program runs
+with oneDNN on its old executor and matches dygraph to about 1e-6. Folders holding a ``model.json`` (older
+exports) still load, with oneDNN off when it fails.
 """
 
 from __future__ import annotations
@@ -99,10 +105,12 @@ class Predictor:
 def _paddle_predictor(folder: Path, threads: int, onednn: bool) -> tuple[Any, bool]:
     from paddle import inference
 
-    program = folder / "model.json" if (folder / "model.json").is_file() else folder / "model.pdmodel"
+    program = _program_file(folder)
     probe = np.zeros((1, 3, *json.loads((folder / "segcam_export.json").read_text())["size"]), np.float32)
     for use_onednn in ([True, False] if onednn else [False]):
         cfg = inference.Config(str(program), str(folder / "model.pdiparams"))
+        if program.suffix == ".pdmodel":
+            cfg.enable_new_ir(False)  # a classic program runs on the classic executor (oneDNN works there)
         cfg.disable_gpu()
         cfg.disable_glog_info()
         cfg.set_cpu_math_library_num_threads(threads)
@@ -111,7 +119,7 @@ def _paddle_predictor(folder: Path, threads: int, onednn: bool) -> tuple[Any, bo
         else:
             cfg.disable_mkldnn()
         pred = inference.create_predictor(cfg)
-        try:  # some ops (bilinear resize attributes) are not supported by oneDNN under PIR in Paddle 3.3
+        try:  # PIR programs (model.json) fail with oneDNN in Paddle 3.3.1 (bilinear resize attributes)
             h = pred.get_input_handle(pred.get_input_names()[0])
             h.reshape(list(probe.shape))
             h.copy_from_cpu(probe)
@@ -121,6 +129,31 @@ def _paddle_predictor(folder: Path, threads: int, onednn: bool) -> tuple[Any, bo
             if not use_onednn:
                 raise
     raise ExportError("could not create a Paddle Inference predictor")  # pragma: no cover
+
+
+def _program_file(folder: Path) -> Path:
+    return folder / "model.json" if (folder / "model.json").is_file() else folder / "model.pdmodel"
+
+
+@contextlib.contextmanager
+def _classic_program() -> Any:
+    """Make ``paddle.jit.save`` write a classic ``.pdmodel`` program; PIR is switched back on afterwards.
+
+    Paddle's own ``OldIrGuard`` also enters static mode, which ``jit.save`` of a dygraph layer refuses,
+    so only the IR switch is taken from it.
+    """
+    from paddle import pir_utils
+
+    was_pir = bool(paddle.get_flags(["FLAGS_enable_pir_api"])["FLAGS_enable_pir_api"])
+    if was_pir:
+        paddle.set_flags({"FLAGS_enable_pir_api": False})
+        pir_utils._switch_to_old_ir_()
+    try:
+        yield
+    finally:
+        if was_pir:
+            paddle.set_flags({"FLAGS_enable_pir_api": True})
+            pir_utils._switch_to_pir_()
 
 
 def load_predictor(folder: str | Path, threads: int = 2, onednn: bool = True) -> Predictor:
@@ -181,7 +214,8 @@ def export_model(model: Any, out_dir: str | Path, fmt: str = "paddle", size: tup
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             spec = [paddle.static.InputSpec([1, 3, h, w], "float32", "x")]
-            paddle.jit.save(_MainLogit(net), str(tmp / "model"), input_spec=spec)
+            with _classic_program():
+                paddle.jit.save(_MainLogit(net), str(tmp / "model"), input_spec=spec)
         meta = {"schema": "segcam.export", "schema_version": 1, "model": getattr(model, "name", type(net).__name__),
                 "format": fmt, "size": [h, w], "mean": list(getattr(model, "mean", (0.5,) * 3)),
                 "std": list(getattr(model, "std", (0.5,) * 3)), "weights_sha256": getattr(model, "weights_sha256", None),
@@ -190,7 +224,7 @@ def export_model(model: Any, out_dir: str | Path, fmt: str = "paddle", size: tup
         if fmt == "onnx":
             import paddle2onnx
 
-            program = tmp / "model.json" if (tmp / "model.json").is_file() else tmp / "model.pdmodel"
+            program = _program_file(tmp)
             with contextlib.redirect_stdout(io.StringIO()), _quiet_fd_stdout():
                 # enable_optimize=False: the Polygraphy folding pass pip-installs onnx_graphsurgeon at run time
                 paddle2onnx.export(str(program), str(tmp / "model.pdiparams"), str(tmp / "model.onnx"),

@@ -37,6 +37,30 @@ def test_export_reload_and_compare(model, crack_rgb, tmp_path, fmt) -> None:
     assert json.loads((tmp_path / fmt / "segcam_export.json").read_text())["verification"]["max_abs_diff"] <= 1e-3
 
 
+def test_paddle_export_runs_with_onednn_and_restores_pir(model, crack_rgb, tmp_path) -> None:
+    """The classic program (not PIR's model.json) is what lets Paddle 3.3.1 run it with oneDNN."""
+    img = np.ascontiguousarray(crack_rgb[:64, :96])
+    rep = export_model(model, tmp_path / "p", "paddle", (64, 96), img)
+    assert (tmp_path / "p" / "model.pdmodel").is_file() and not (tmp_path / "p" / "model.json").exists()
+    assert rep.onednn and load_predictor(tmp_path / "p", threads=1).onednn
+    _assert_pir_on()
+
+
+def _assert_pir_on() -> None:
+    assert paddle.get_flags(["FLAGS_enable_pir_api"])["FLAGS_enable_pir_api"]
+    assert paddle.base.framework.global_var._use_pir_api_ and paddle.static.Program is paddle.pir.Program
+    assert paddle.in_dynamic_mode()
+
+
+def test_classic_program_switch_is_undone_after_an_error() -> None:
+    from segcam.export import _classic_program
+
+    with pytest.raises(RuntimeError, match="boom"), _classic_program():
+        assert not paddle.base.framework.global_var._use_pir_api_
+        raise RuntimeError("boom")
+    _assert_pir_on()
+
+
 def test_bad_export_requests(model, tmp_path) -> None:
     with pytest.raises(ExportError, match="unknown export format"):
         export_model(model, tmp_path / "x", "tensorrt", (64, 64))
