@@ -18,7 +18,7 @@ from segcam.methods.base import BaseCAM
 from segcam.result import Explanation, ImageExplanation, LayerMap
 from segcam.targets import PredictedTarget, Target, TargetError
 
-__all__ = ["CamContext", "EmptyTargetWarning", "LayerGradientError", "check_input_size", "explain"]
+__all__ = ["CamContext", "EmptyTargetWarning", "LayerGradientError", "check_input_size", "explain", "main_logits"]
 
 
 class LayerGradientError(ValueError):
@@ -49,7 +49,7 @@ class CamContext:
         """Target score of image ``i``'s region for each of B inputs (B x 3 x H x W); sum (or mean) of logits."""
         with paddle.no_grad():
             out = self.net(paddle.to_tensor(np.ascontiguousarray(inputs, dtype=np.float32)))
-            logits = _logits(out, tuple(self.x.shape[2:]))
+            logits = main_logits(out, tuple(self.x.shape[2:]))
         w = self.weight[i]
         scores = (logits.numpy() * w[None]).sum(axis=(1, 2, 3))
         return scores / max(float(w.sum()), 1.0) if mean else scores
@@ -117,7 +117,7 @@ def check_input_size(model: Any, size: Sequence[int]) -> None:
                          f"got {w}x{h} (W x H); resize or pad to H x W = {nearest_sizes(h, w, k)}")
 
 
-def _logits(out: Any, size: tuple[int, int] | None = None) -> paddle.Tensor:
+def main_logits(out: Any, size: tuple[int, int] | None = None) -> paddle.Tensor:
     """The main logit map of a model output (list or tensor), resized bilinearly to ``size`` if given."""
     if isinstance(out, (list, tuple)):
         if not out:
@@ -218,7 +218,7 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
     graph = contextlib.nullcontext() if cam_method.uses_gradients else paddle.no_grad()
     size = (batch.shape[1], batch.shape[2])
     with ActivationCapture(by_name) as cap, graph:
-        logits = _logits(net(x), size)
+        logits = main_logits(net(x), size)
     cap.check_single_calls()
     logits_np = logits.detach().numpy()
     weight, masks = _target_weights(logits_np, targets, names)

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import paddle
 
+from segcam.engine import main_logits
 from segcam.images import normalize
 
 __all__ = ["CurveResult", "deletion_insertion", "energy_pointing_game", "noisy_linear_imputation", "pointing_game",
@@ -155,8 +156,8 @@ class _Scorer:
         out = []
         with paddle.no_grad():
             for j in range(0, len(images), self.batch_size):
-                logits = self.net(paddle.to_tensor(normalize(images[j:j + self.batch_size], self.mean, self.std)))
-                out.append((logits[0] if isinstance(logits, (list, tuple)) else logits).numpy())
+                x = paddle.to_tensor(normalize(images[j:j + self.batch_size], self.mean, self.std))
+                out.append(main_logits(self.net(x), images.shape[1:3]).numpy())
         return np.concatenate(out)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
