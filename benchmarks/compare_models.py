@@ -40,6 +40,26 @@ def _flops(net, size: int) -> float | None:
         return None
 
 
+def _budget(weights: str | None) -> str:
+    """Training budget of a weights file, from its model card (shipped) or the run's state.json beside it."""
+    if not weights:
+        return "-"
+    w = Path(weights)
+    card, state = w.with_suffix(".json"), w.parent / "state.json"
+    try:
+        if card.is_file():
+            info = json.loads(card.read_text())
+            it, planned, batch = info["iteration"], info.get("planned_iterations"), info.get("batch_size")
+        elif state.is_file():
+            info = json.loads(state.read_text())
+            it, planned, batch = info["iter"], info.get("iters"), info.get("batch_size")
+        else:
+            return "-"
+    except (KeyError, ValueError):
+        return "-"
+    return f"{it} of {planned} it, batch {batch}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", default=segcam.list_models())
@@ -68,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                 times.append(time.perf_counter() - t0)
         row = {"name": name, "params": params / 1e6, "gflops": (_flops(net, 400) or 0) / 1e9,
                "latency_ms": statistics.median(times) * 1000, "weights": model.weights,
-               "weights_sha256": model.weights_sha256}
+               "weights_sha256": model.weights_sha256,
+               "budget": _budget(model.weights) if not model.random_init else "-"}
         if not model.random_init:
             res = evaluate(net, pairs, progress=True)
             row.update(miou=res["miou"], crack_iou=res["crack_iou"], f1=res["f1"], images=res["images"])
@@ -76,11 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(row), file=sys.stderr, flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    lines = [f"| model | params (M) | GFLOPs @400 (paddle.flops) | CPU latency @400 (ms) | {args.data} mIoU | crack IoU | F1 |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [f"| model | params (M) | GFLOPs @400 (paddle.flops) | CPU latency @400 (ms) | training (256x256 crops) "
+             f"| {args.data} mIoU | crack IoU | F1 |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         q = (f"{r['miou']:.4f} | {r['crack_iou']:.4f} | {r['f1']:.4f}" if "miou" in r else "not trained | - | -")
-        lines.append(f"| {r['name']} | {r['params']:.2f} | {r['gflops']:.2f} | {r['latency_ms']:.0f} | {q} |")
+        lines.append(f"| {r['name']} | {r['params']:.2f} | {r['gflops']:.2f} | {r['latency_ms']:.0f} | {r['budget']} | {q} |")
     (out / "comparison.md").write_text("\n".join(lines) + "\n")
     (out / "comparison.json").write_text(json.dumps(rows, indent=2))
     trained = [r for r in rows if "miou" in r]
