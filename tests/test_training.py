@@ -158,3 +158,35 @@ def test_shipped_weights_load_strictly_and_segment_cracks() -> None:
         assert card["weights_sha256"] == sha256_file(model.weights)
         res = evaluate(model.network, parse_data_spec("deepcrack:test")[::40])  # 6 full test frames
         assert res["miou"] > 0.7 and res["crack_iou"] > 0.4, (name, res)
+
+
+def test_release_writes_fp16_weights_that_load_strictly_and_a_card(tmp_path) -> None:
+    import segcam
+    from segcam.training.release import _card, release
+
+    paddle.seed(3)
+    net = segcam.create_model("hrsegnet_b16", weights="random").network
+    run = tmp_path / "run"
+    for sub, state in (("best_model", {"iter": 40, "best_miou": 0.5}), ("last", {"iter": 60, "iters": 100,
+                                                                                "batch_size": 8, "seconds": 36.0})):
+        (run / sub).mkdir(parents=True)
+        (run / sub / "state.json").write_text(json.dumps(state))
+    paddle.save(net.state_dict(), str(run / "best_model" / "model.pdparams"))
+    info = release(run, "hrsegnet_b16", "configs/cpu/hrsegnet_b16_cpu.yml", out_dir=tmp_path / "out",
+                   notes="resumed once", limit=1)
+    weights = tmp_path / "out" / "hrsegnet_b16.pdparams"
+    assert all(v.dtype == paddle.float16 for k, v in paddle.load(str(weights)).items() if "_mean" not in k
+               and "_variance" not in k and v.dtype != paddle.int64)
+    loaded = segcam.create_model("hrsegnet_b16", weights=str(weights))  # strict, cast back to float32
+    assert not loaded.partial
+    ref = dict(net.state_dict())
+    for k, v in loaded.network.state_dict().items():
+        np.testing.assert_allclose(v.numpy(), ref[k].numpy(), rtol=1e-3, atol=1e-3)
+    assert info["iteration"] == 40 and info["iterations_run"] == 60 and info["planned_iterations"] == 100
+    assert abs(info["fp16_deepcrack_test_miou"] - info["metrics"]["deepcrack:test"]["miou"]) < 0.01
+    card = (tmp_path / "out" / "hrsegnet_b16.md").read_text()
+    assert "HrSegNet (Li et al. 2023" in card and "--iters 100" in card and "**Run notes.** resumed once" in card
+    assert json.loads((tmp_path / "out" / "hrsegnet_b16.json").read_text())["weights_sha256"] == loaded.weights_sha256
+    # a baseline's card names the PaddleSeg network, not HrSegNet
+    other = _card({**info, "model": "bisenetv2", "notes": ""})
+    assert "BiSeNetV2" in other and "HrSegNet (Li" not in other and "Run notes" not in other

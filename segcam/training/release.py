@@ -22,15 +22,26 @@ from segcam.data import DATASETS, parse_data_spec
 from segcam.io_utils import atomic_write, save_json
 from segcam.training.loop import evaluate
 from segcam.weights import sha256_file
-from segcam.zoo import PRETRAINED_DIR, create_model
+from segcam.zoo import PRETRAINED_DIR, create_model, get_model_spec
 
 __all__ = ["release"]
 
 EVAL_SETS = ("deepcrack:test", "cfd:all", "masonry_dais:all")
 
 
-def release(run: Path, name: str, config: str, checkpoint: str = "best_model", out_dir: Path = PRETRAINED_DIR) -> dict:
-    """Evaluate ``run/checkpoint`` and write the fp16 weights, metrics and card for zoo model ``name``."""
+def release(run: Path, name: str, config: str, checkpoint: str = "best_model", out_dir: Path = PRETRAINED_DIR,
+            notes: str = "", limit: int = 0) -> dict:
+    """Evaluate ``run/checkpoint`` and write the fp16 weights, metrics and card for zoo model ``name``.
+
+    Args:
+        run: Training folder (``segcam train --save-dir``) with ``checkpoint/`` and ``last/``.
+        name: Zoo model name (``hrsegnet_b48``, ``bisenetv2`` ...).
+        config: The YAML the run was trained with (recorded in the card).
+        checkpoint: ``best_model`` (validation-selected) or ``last``.
+        out_dir: Where ``<name>.{pdparams,json,md}`` go.
+        notes: Free text on how the run went (interruptions, resumes), appended to the card.
+        limit: Evaluate only the first N images of each set (a quick check; 0 = all, as shipped).
+    """
     ckpt = run / checkpoint / "model.pdparams"
     state = json.loads((run / checkpoint / "state.json").read_text())
     last = json.loads((run / "last" / "state.json").read_text())
@@ -38,7 +49,7 @@ def release(run: Path, name: str, config: str, checkpoint: str = "best_model", o
     metrics = {}
     for spec in EVAL_SETS:
         t0 = time.time()
-        res = evaluate(model.network, parse_data_spec(spec), progress=True)
+        res = evaluate(model.network, parse_data_spec(spec)[: limit or None], progress=True)
         res["seconds"] = round(time.time() - t0, 1)
         metrics[spec] = res
         print(spec, json.dumps(res), file=sys.stderr)
@@ -48,13 +59,13 @@ def release(run: Path, name: str, config: str, checkpoint: str = "best_model", o
     weights = out_dir / f"{name}.pdparams"
     atomic_write(weights, lambda p: paddle.save(half, str(p)))
     # the fp16 file is what users load: check it reproduces the fp32 test score
-    check = evaluate(create_model(name, weights=str(weights)).network, parse_data_spec("deepcrack:test"))
+    check = evaluate(create_model(name, weights=str(weights)).network, parse_data_spec(EVAL_SETS[0])[: limit or None])
     info = {"model": name, "weights_sha256": sha256_file(weights), "storage": "float16 (loaded as float32)",
             "checkpoint": f"{run.name}/{checkpoint}", "iteration": state["iter"], "iterations_run": last["iter"],
             "planned_iterations": last.get("iters"), "batch_size": last.get("batch_size"),
             "train_seconds": last.get("seconds"), "best_val_miou": state.get("best_miou"), "config": config,
             "train_data": "deepcrack:train (270 pairs; every 10th official train pair held out as deepcrack:valid)",
-            "metrics": metrics, "fp16_deepcrack_test_miou": check["miou"]}
+            "metrics": metrics, "fp16_deepcrack_test_miou": check["miou"], "notes": notes}
     save_json(out_dir / f"{name}.json", info)
     atomic_write(out_dir / f"{name}.md", lambda p: p.write_text(_card(info)))
     return info
@@ -65,10 +76,20 @@ def _card(info: dict) -> str:
     rows = "\n".join(f"| {k} | {v['images']} | {v['miou']:.4f} | {v['crack_iou']:.4f} | {v['precision']:.4f} | "
                      f"{v['recall']:.4f} | {v['f1']:.4f} |" for k, v in m.items())
     hours = (info["train_seconds"] or 0) / 3600
+    hrsegnet = info["model"].startswith("hrsegnet")
+    if hrsegnet:
+        network = ('HrSegNet (Li et al. 2023, "Real-time high-resolution neural network with semantic guidance for '
+                   'crack segmentation", Automation in Construction 156, 105112), implemented in `hrsegnet/`')
+        recipe = ("the original HrSegNet recipe (SGD momentum 0.9, weight decay 5e-4, poly learning rate\n0.01 with "
+                  "linear warm-up, OHEM cross-entropy on the main and two auxiliary heads with weights 1/0.5/0.5, "
+                  "random\nscaling 0.5-2.0, crop, flip, colour distortion, mean = std = 0.5)")
+    else:
+        network = f"{get_model_spec(info['model']).description}, from PaddleSeg 2.8 (the paper's baseline)"
+        recipe = "the model's upstream PaddleSeg recipe (optimizer, losses and augmentation as in the config)"
+    notes = f"\n**Run notes.** {info['notes']}\n" if info.get("notes") else ""
     return f"""# Model card: {info['model']}
 
-**Network.** HrSegNet (Li et al. 2023, "Real-time high-resolution neural network with semantic guidance for crack
-segmentation", Automation in Construction 156, 105112), implemented in `hrsegnet/`, two classes (background, crack).
+**Network.** {network}, two classes (background, crack).
 
 **Weights.** `{info['model']}.pdparams`, sha256 `{info['weights_sha256']}`, stored as {info['storage']}.
 Checkpoint `{info['checkpoint']}`: iteration {info['iteration']} (best validation mIoU {info['best_val_miou']:.4f}) of a run
@@ -79,9 +100,7 @@ that reached iteration {info['iterations_run']} of {info['planned_iterations']} 
 **Training data.** {info['train_data']}. No test split was used for training or model selection.
 {DATASETS['deepcrack']}. **The weights inherit that licence: non-commercial research and education only.**
 
-**Recipe.** `{info['config']}`: the original HrSegNet recipe (SGD momentum 0.9, weight decay 5e-4, poly learning rate
-0.01 with linear warm-up, OHEM cross-entropy on the main and two auxiliary heads with weights 1/0.5/0.5, random
-scaling 0.5-2.0, crop, flip, colour distortion, mean = std = 0.5) with the CPU-budget changes stated in the config
+**Recipe.** `{info['config']}`: {recipe} with the CPU-budget changes stated in the config
 (256x256 crops, batch 8, fewer iterations, warm-up and OHEM min_kept scaled).
 
 **Evaluation.** Full-size frames, no resizing; intersections and unions accumulated over all pixels of the set (as
@@ -91,10 +110,10 @@ PaddleSeg does); mIoU averages background and crack IoU. CFD and masonry are out
 |---|---|---|---|---|---|---|
 {rows}
 
-Reproduce: `segcam train --config {info['config']} --save-dir runs/...` then
+Reproduce: `segcam train --config {info['config']} --iters {info['planned_iterations']} --save-dir runs/...` then
 `segcam evaluate --model {info['model']} --data deepcrack:test`.
-Cite DeepCrack (Liu et al., Neurocomputing 338, 2019) and HrSegNet when you use these weights.
-"""
+Cite DeepCrack (Liu et al., Neurocomputing 338, 2019) and {'HrSegNet' if hrsegnet else 'the network'} when you use these weights.
+{notes}"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,10 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", required=True)
     ap.add_argument("--checkpoint", default="best_model")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for evaluation")
+    ap.add_argument("--notes", default="", help="how the run went (interruptions, resumes), for the model card")
     args = ap.parse_args(argv)
     if args.threads:
         paddle.base.core.set_num_threads(args.threads)
-    info = release(args.run, args.name, args.config, args.checkpoint)
+    info = release(args.run, args.name, args.config, args.checkpoint, notes=args.notes)
     print(json.dumps({k: v for k, v in info.items() if k != "metrics"}, indent=1))
     return 0
 
