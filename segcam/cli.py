@@ -368,7 +368,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from segcam.io_utils import save_csv, save_json, save_png
     from segcam.result import versions
 
-    pred = load_predictor(args.export, threads=args.threads)
+    pred = load_predictor(args.export, threads=args.threads, device=args.device)
     images = _collect_images(args.images)
     out = Path(args.out)
     if (out / "manifest.json").exists() and not args.overwrite:
@@ -524,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="segcam_predict", help="output folder")
     p.add_argument("--class", dest="category", type=int, default=1, help="class drawn as the mask (1 = crack)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="gpu needs paddlepaddle-gpu (Paddle exports) or onnxruntime-gpu (ONNX exports)")
     p.add_argument("--max-side", type=int, default=4096)
     p.add_argument("--downscale", action="store_true")
     p.add_argument("--overwrite", action="store_true")

@@ -60,8 +60,10 @@ class ExportReport:
 class Predictor:
     """Runs an exported model (Paddle Inference or onnxruntime) on normalised N x 3 x H x W float32 input."""
 
-    def __init__(self, folder: str | Path, threads: int = 2, onednn: bool = True) -> None:
+    def __init__(self, folder: str | Path, threads: int = 2, onednn: bool = True, device: str = "cpu") -> None:
         folder = Path(folder)
+        _check_device(device)
+        self.device = device
         meta_file = folder / "segcam_export.json"
         if not meta_file.is_file():
             raise ExportError(f"{folder} is not a segcam export (no segcam_export.json); run segcam export first")
@@ -78,10 +80,15 @@ class Predictor:
                 raise ExportError("running ONNX exports needs onnxruntime: pip install 'segcam[export]'") from None
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads
-            self.session = ort.InferenceSession(str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+            providers = ["CPUExecutionProvider"]
+            if device == "gpu":
+                if "CUDAExecutionProvider" not in ort.get_available_providers():
+                    raise ExportError("onnxruntime here has no CUDA provider; pip install onnxruntime-gpu for --device gpu")
+                providers.insert(0, "CUDAExecutionProvider")
+            self.session = ort.InferenceSession(str(folder / "model.onnx"), opts, providers=providers)
             self.input_name = self.session.get_inputs()[0].name
         else:
-            self.predictor, self.onednn = _paddle_predictor(folder, threads, onednn)
+            self.predictor, self.onednn = _paddle_predictor(folder, threads, onednn and device == "cpu", device)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Logits N x C x H x W for normalised input of the exported size."""
@@ -102,7 +109,14 @@ class Predictor:
         return self(normalize(rgb, self.mean, self.std))
 
 
-def _paddle_predictor(folder: Path, threads: int, onednn: bool) -> tuple[Any, bool]:
+def _check_device(device: str) -> None:
+    if device not in ("cpu", "gpu"):
+        raise ExportError(f"unknown device {device!r}; use cpu or gpu")
+    if device == "gpu" and not paddle.is_compiled_with_cuda():
+        raise ExportError("--device gpu needs a CUDA build of Paddle (paddlepaddle-gpu); this one is CPU-only")
+
+
+def _paddle_predictor(folder: Path, threads: int, onednn: bool, device: str = "cpu") -> tuple[Any, bool]:
     from paddle import inference
 
     program = _program_file(folder)
@@ -111,7 +125,10 @@ def _paddle_predictor(folder: Path, threads: int, onednn: bool) -> tuple[Any, bo
         cfg = inference.Config(str(program), str(folder / "model.pdiparams"))
         if program.suffix == ".pdmodel":
             cfg.enable_new_ir(False)  # a classic program runs on the classic executor (oneDNN works there)
-        cfg.disable_gpu()
+        if device == "gpu":
+            cfg.enable_use_gpu(256, 0)  # 256 MB initial pool on GPU 0
+        else:
+            cfg.disable_gpu()
         cfg.disable_glog_info()
         cfg.set_cpu_math_library_num_threads(threads)
         if use_onednn:
@@ -156,9 +173,16 @@ def _classic_program() -> Any:
             pir_utils._switch_to_pir_()
 
 
-def load_predictor(folder: str | Path, threads: int = 2, onednn: bool = True) -> Predictor:
-    """Open an export folder written by :func:`export_model`."""
-    return Predictor(folder, threads, onednn)
+def load_predictor(folder: str | Path, threads: int = 2, onednn: bool = True, device: str = "cpu") -> Predictor:
+    """Open an export folder written by :func:`export_model`.
+
+    Args:
+        folder: The export folder (holds ``segcam_export.json``).
+        threads: CPU threads (Paddle Inference math library, onnxruntime intra-op).
+        onednn: Use oneDNN kernels for Paddle Inference on CPU (falls back to plain kernels if they fail).
+        device: ``cpu`` or ``gpu`` (a CUDA build of Paddle; onnxruntime-gpu for ONNX).
+    """
+    return Predictor(folder, threads, onednn, device)
 
 
 def export_model(model: Any, out_dir: str | Path, fmt: str = "paddle", size: tuple[int, int] = (400, 400),

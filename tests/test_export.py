@@ -44,6 +44,11 @@ def test_paddle_export_runs_with_onednn_and_restores_pir(model, crack_rgb, tmp_p
     assert (tmp_path / "p" / "model.pdmodel").is_file() and not (tmp_path / "p" / "model.json").exists()
     assert rep.onednn and load_predictor(tmp_path / "p", threads=1).onednn
     _assert_pir_on()
+    with pytest.raises(ExportError, match="unknown device 'tpu'; use cpu or gpu"):
+        load_predictor(tmp_path / "p", device="tpu")
+    if not paddle.is_compiled_with_cuda():
+        with pytest.raises(ExportError, match="needs a CUDA build of Paddle"):
+            load_predictor(tmp_path / "p", device="gpu")
 
 
 def _assert_pir_on() -> None:
