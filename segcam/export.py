@@ -80,6 +80,7 @@ class Predictor:
                 raise ExportError("running ONNX exports needs onnxruntime: pip install 'segcam[export]'") from None
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads
+            opts.log_severity_level = 3  # errors only (not the unused-initializer notes of paddle2onnx graphs)
             providers = ["CPUExecutionProvider"]
             if device == "gpu":
                 if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -250,9 +251,10 @@ def export_model(model: Any, out_dir: str | Path, fmt: str = "paddle", size: tup
 
             program = _program_file(tmp)
             with contextlib.redirect_stdout(io.StringIO()), _quiet_fd_stdout():
-                # enable_optimize=False: the Polygraphy folding pass pip-installs onnx_graphsurgeon at run time
+                # paddle2onnx's default Polygraphy constant folding sets POLYGRAPHY_AUTOINSTALL_DEPS=1 and would
+                # pip-install onnx_graphsurgeon at run time: skip it (onnxruntime folds constants itself)
                 paddle2onnx.export(str(program), str(tmp / "model.pdiparams"), str(tmp / "model.onnx"),
-                                   opset_version=17, enable_optimize=False)
+                                   opset_version=17, enable_optimize=False, optimize_tool="none")
             for f in tmp.iterdir():
                 if f.name not in ("model.onnx", "segcam_export.json"):
                     f.unlink()

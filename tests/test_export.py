@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import numpy as np
 import paddle
@@ -23,11 +24,14 @@ def model():
 
 
 @pytest.mark.parametrize("fmt", ["paddle", "onnx"])
-def test_export_reload_and_compare(model, crack_rgb, tmp_path, fmt) -> None:
+def test_export_reload_and_compare(model, crack_rgb, tmp_path, fmt, monkeypatch) -> None:
     if fmt == "onnx":
         pytest.importorskip("paddle2onnx", reason="pip install 'segcam[export]'")
+    monkeypatch.delenv("POLYGRAPHY_AUTOINSTALL_DEPS", raising=False)
     img = np.ascontiguousarray(crack_rgb[:96, :128])
     rep = export_model(model, tmp_path / fmt, fmt, (96, 128), img)
+    # paddle2onnx's Polygraphy pass would allow pip installs at run time; segcam must not run it
+    assert "POLYGRAPHY_AUTOINSTALL_DEPS" not in os.environ
     assert rep.max_abs_diff <= 1e-3
     pred = load_predictor(tmp_path / fmt)
     other = np.ascontiguousarray(crack_rgb[32:128, 32:160])  # not the verification image
