@@ -11,7 +11,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import os as _os
 import warnings as _warnings
+
+# Paddle's C++ INFO log lines ("New Executor is Running.") would interleave with segcam's own output; keep its
+# warnings and errors. Read when paddle is imported, so it must be set before; a user's own setting wins.
+_os.environ.setdefault("GLOG_minloglevel", "1")
 
 # Paddle warns at import time that ccache (a C++ build cache) is missing: noise for segcam users.
 _warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
