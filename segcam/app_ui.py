@@ -155,7 +155,8 @@ def _target(rgb: np.ndarray, category: int) -> Any:
         c1, c2 = st.columns(2)
         x = c1.number_input("x", *limits["px_x"], key="px_x")
         y = c2.number_input("y", *limits["px_y"], key="px_y")
-        _picker(rgb, "Drag a small box around a pixel on the image to pick it (its centre is used)")
+        _picker(rgb, "Click the image to pick a pixel (to within half a grid step; refine with x/y). Drag to zoom "
+                "in first on a thin crack; double-click zooms out.", click_grid=True)
         return PixelTarget(category, int(x), int(y))
     c1, c2, c3, c4 = st.columns(4)
     x0 = c1.number_input("x0", *limits["box_x0"], key="box_x0")
@@ -178,15 +179,29 @@ def _apply_pick() -> None:
         st.session_state.update(px_x=int(round(points[0]["x"])), px_y=int(round(points[0]["y"])))
 
 
-def _picker(rgb: np.ndarray, help_text: str) -> None:
-    """The image as a plotly chart whose click / box selection fills the pixel or box inputs (needs plotly)."""
+def _picker(rgb: np.ndarray, help_text: str, click_grid: bool = False) -> None:
+    """The image as a plotly chart whose click / box selection fills the pixel or box inputs (needs plotly).
+
+    Plotly image traces report no clicked points, so ``click_grid`` lays an invisible grid of markers (at most
+    128 per side) over the image: a click selects the nearest one, and the image itself is left out of hovering.
+    Streamlit turns click-selection off while dragging selects a box, so the pixel picker drags to zoom instead.
+    """
     try:
         import plotly.express as px
+        import plotly.graph_objects as go
     except ImportError:
         return
     st.caption(help_text)
     fig = px.imshow(rgb)
-    fig.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, height=300, dragmode="select", clickmode="event+select")
+    if click_grid:
+        h, w = rgb.shape[:2]
+        step = max(1, -(-max(h, w) // 128))
+        ys, xs = np.mgrid[step // 2:h:step, step // 2:w:step]
+        fig.update_traces(hoverinfo="skip", hovertemplate=None, selector={"type": "image"})
+        fig.add_trace(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", showlegend=False, hoverinfo="none",
+                                 marker={"size": max(4, step + 1), "opacity": 0}))
+    fig.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, height=300, hovermode="closest",
+                      dragmode="zoom" if click_grid else "select")
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
     st.plotly_chart(fig, on_select=_apply_pick, selection_mode=("points", "box"), key="picker")

@@ -224,6 +224,21 @@ def test_real_browser_renders_the_overlay(tmp_path) -> None:
                     time.sleep(0.5)
                 x0v, y0v, x1v, y1v = map(int, box)
                 assert 0 < x0v < x1v < 480 and 0 < y0v < y1v < 320, box
+                # a single click on the pixel picker selects that pixel (the 480x320 image, grid step 4)
+                page.get_by_text("Pixel", exact=True).click()
+                time.sleep(2)
+                picked = page.locator(".js-plotly-plot .imagelayer image").first
+                picked.wait_for(timeout=60_000)
+                ib = picked.bounding_box()
+                before = [page.locator(f"input[aria-label='{k}']").input_value() for k in ("x", "y")]
+                page.mouse.click(ib["x"] + ib["width"] * 0.25, ib["y"] + ib["height"] * 0.75)
+                xy = before
+                for _ in range(40):
+                    xy = [page.locator(f"input[aria-label='{k}']").input_value() for k in ("x", "y")]
+                    if xy != before:
+                        break
+                    time.sleep(0.5)
+                assert abs(int(xy[0]) - 120) <= 6 and abs(int(xy[1]) - 240) <= 6, (before, xy)
                 assert page.get_by_text("Traceback").count() == 0
             finally:
                 browser.close()
