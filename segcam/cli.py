@@ -417,6 +417,7 @@ def _add_model_args(p: argparse.ArgumentParser, default_model: str | None = None
     p.add_argument("--config", default=None, help="a PaddleSeg YAML (with --weights) instead of --model")
     p.add_argument("--allow-partial", action="store_true",
                    help="load weights even if some keys are missing/unexpected (loudly warned; explanations untrustworthy)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for Paddle's kernels (Paddle's default: 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -556,6 +557,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from segcam.weights import WeightsError
 
     try:
+        threads = getattr(args, "threads", None)
+        if threads is not None:
+            if threads < 1:
+                raise UsageError(f"--threads must be >= 1, got {threads}")
+            import paddle
+
+            paddle.base.core.set_num_threads(threads)
         return args.func(args)
     except BrokenPipeError:  # `segcam models | head`
         sys.stderr.close()

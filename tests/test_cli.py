@@ -147,6 +147,7 @@ def test_empty_target_warns_and_writes_zero_map(tmp_path, capsys) -> None:
     (["--method", "gradcam"], "unknown method"),
     (["--alpha", "2"], "--alpha"),
     (["--config", "x.yml"], "--model or --config"),
+    (["--threads", "0"], "--threads must be >= 1"),
 ])
 def test_usage_errors_exit_2(argv: list[str], needle: str, tmp_path, capsys) -> None:
     base = ["explain", "--weights", "random", "--out", str(tmp_path / "o")]
