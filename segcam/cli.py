@@ -234,7 +234,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     state = train(args.config, args.save_dir, iters=args.iters, batch_size=args.batch_size,
                   resume=not args.no_resume, log_every=args.log_every, save_every=args.save_every,
-                  val_every=args.val_every, seed=args.seed, threads=args.threads, stop_after=args.stop_after)
+                  val_every=args.val_every, seed=args.seed, threads=args.threads, stop_after=args.stop_after,
+                  ema_decay=args.ema_decay)
     print(f"trained to iteration {state['iter']}; best validation mIoU {state['best_miou']:.4f} "
           f"at {state['best_iter']}; checkpoints in {args.save_dir}")
     return 0
@@ -473,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for Paddle's kernels (Paddle's default: 1)")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after this iteration (checkpointed), keeping the full schedule; run again to resume")
+    p.add_argument("--ema-decay", type=float, default=None,
+                   help="validate and keep as best_model an exponential moving average of the weights (e.g. 0.99)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="mIoU, crack IoU, precision, recall, F1 on a data split", formatter_class=fmt)

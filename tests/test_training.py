@@ -190,3 +190,49 @@ def test_release_writes_fp16_weights_that_load_strictly_and_a_card(tmp_path) -> 
     # a baseline's card names the PaddleSeg network, not HrSegNet
     other = _card({**info, "model": "bisenetv2", "notes": ""})
     assert "BiSeNetV2" in other and "HrSegNet (Li" not in other and "Run notes" not in other
+
+
+def test_weight_ema_matches_the_formula_and_restores_the_model() -> None:
+    from segcam.training.ema import WeightEMA
+
+    layer = paddle.nn.Sequential(paddle.nn.Linear(2, 2), paddle.nn.BatchNorm1D(2))
+    names = list(layer.state_dict())
+    w0 = {k: v.numpy().copy() for k, v in layer.state_dict().items()}
+    ema = WeightEMA(layer, 0.9)
+    expected = {k: v.astype(np.float64) for k, v in w0.items()}
+    for t in range(4):
+        new = {k: (np.full_like(v, t + 1.0) if v.dtype.kind == "f" else v) for k, v in w0.items()}
+        layer.set_state_dict({k: paddle.to_tensor(v) for k, v in new.items()})
+        ema.update()
+        d = min(0.9, (1 + t) / (10 + t))
+        expected = {k: expected[k] * d + new[k] * (1 - d) if new[k].dtype.kind == "f" else new[k] for k in names}
+    for k in names:
+        np.testing.assert_allclose(ema.shadow[k].numpy(), expected[k], rtol=1e-5)
+    trained = {k: v.numpy().copy() for k, v in layer.state_dict().items()}
+    with pytest.raises(RuntimeError, match="inside"), ema.applied():
+        np.testing.assert_allclose(layer[0].weight.numpy(), expected[names[0]], rtol=1e-5)
+        raise RuntimeError("inside")
+    for k, v in layer.state_dict().items():  # restored after an exception too
+        np.testing.assert_array_equal(v.numpy(), trained[k])
+    with pytest.raises(ValueError, match="decay"):
+        WeightEMA(layer, 1.0)
+
+
+def test_training_with_ema_validates_and_keeps_the_averaged_weights(tmp_path) -> None:
+    from segcam.training.loop import train
+
+    cfg, out = _tiny_config(tmp_path), tmp_path / "run"
+    train(cfg, out, iters=6, log_every=1, save_every=3, val_every=3, progress=False, stop_after=3, ema_decay=0.5)
+    state = json.loads((out / "last" / "state.json").read_text())
+    assert state["ema_updates"] == 3 and state["ema_decay"] == 0.5 and state["ema_started_at"] == 0
+    ema3 = paddle.load(str(out / "last" / "model_ema.pdparams"))
+    raw3 = paddle.load(str(out / "last" / "model.pdparams"))
+    best = paddle.load(str(out / "best_model" / "model.pdparams"))  # the first validation is always the best
+    k = "head.conv.weight"
+    np.testing.assert_array_equal(best[k].numpy(), ema3[k].numpy())
+    assert not np.allclose(ema3[k].numpy(), raw3[k].numpy())
+    train(cfg, out, iters=6, log_every=1, save_every=3, val_every=3, progress=False, ema_decay=0.5)  # resumes
+    state = json.loads((out / "last" / "state.json").read_text())
+    assert state["iter"] == 6 and state["ema_updates"] == 6
+    log = [json.loads(ln) for ln in (out / "train.log").read_text().splitlines()]
+    assert [r["iter"] for r in log if r.get("ema")] == [3, 6]
