@@ -65,7 +65,8 @@ def release(run: Path, name: str, config: str, checkpoint: str = "best_model", o
             "planned_iterations": last.get("iters"), "batch_size": last.get("batch_size"),
             "train_seconds": last.get("seconds"), "best_val_miou": state.get("best_miou"), "config": config,
             "train_data": "deepcrack:train (270 pairs; every 10th official train pair held out as deepcrack:valid)",
-            "metrics": metrics, "fp16_deepcrack_test_miou": check["miou"], "notes": notes}
+            "metrics": metrics, "fp16_deepcrack_test_miou": check["miou"], "notes": notes,
+            "ema_decay": state.get("ema_decay"), "ema_started_at": state.get("ema_started_at")}
     save_json(out_dir / f"{name}.json", info)
     atomic_write(out_dir / f"{name}.md", lambda p: p.write_text(_card(info)))
     return info
@@ -87,6 +88,8 @@ def _card(info: dict) -> str:
         network = f"{get_model_spec(info['model']).description}, from PaddleSeg 2.8 (the paper's baseline)"
         recipe = "the model's upstream PaddleSeg recipe (optimizer, losses and augmentation as in the config)"
     notes = f"\n**Run notes.** {info['notes']}\n" if info.get("notes") else ""
+    ema = (f" The weights are the exponential moving average (decay {info['ema_decay']}) kept from iteration "
+           f"{info['ema_started_at']} on (`--ema-decay`)." if info.get("ema_decay") else "")
     return f"""# Model card: {info['model']}
 
 **Network.** {network}, two classes (background, crack).
@@ -94,7 +97,7 @@ def _card(info: dict) -> str:
 **Weights.** `{info['model']}.pdparams`, sha256 `{info['weights_sha256']}`, stored as {info['storage']}.
 Checkpoint `{info['checkpoint']}`: iteration {info['iteration']} (best validation mIoU {info['best_val_miou']:.4f}) of a run
 that reached iteration {info['iterations_run']} of {info['planned_iterations']} planned, batch {info['batch_size']},
-{hours:.2f} h of training on a 2-core CPU (shared with other jobs). The fp16 file scores
+{hours:.2f} h of training on a 2-core CPU (shared with other jobs).{ema} The fp16 file scores
 {info['fp16_deepcrack_test_miou']:.4f} mIoU on DeepCrack test (fp32 checkpoint: {m['deepcrack:test']['miou']:.4f}).
 
 **Training data.** {info['train_data']}. No test split was used for training or model selection.
