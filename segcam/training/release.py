@@ -90,6 +90,7 @@ def _card(info: dict) -> str:
     notes = f"\n**Run notes.** {info['notes']}\n" if info.get("notes") else ""
     ema = (f" The weights are the exponential moving average (decay {info['ema_decay']}) kept from iteration "
            f"{info['ema_started_at']} on (`--ema-decay`)." if info.get("ema_decay") else "")
+    ema_arg = f" --ema-decay {info['ema_decay']}" if info.get("ema_decay") else ""
     return f"""# Model card: {info['model']}
 
 **Network.** {network}, two classes (background, crack).
@@ -113,7 +114,7 @@ PaddleSeg does); mIoU averages background and crack IoU. CFD and masonry are out
 |---|---|---|---|---|---|---|
 {rows}
 
-Reproduce: `segcam train --config {info['config']} --iters {info['planned_iterations']} --save-dir runs/...` then
+Reproduce: `segcam train --config {info['config']} --iters {info['planned_iterations']}{ema_arg} --save-dir runs/...` then
 `segcam evaluate --model {info['model']} --data deepcrack:test`.
 Cite DeepCrack (Liu et al., Neurocomputing 338, 2019) and {'HrSegNet' if hrsegnet else 'the network'} when you use these weights.
 {notes}"""
