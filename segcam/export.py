@@ -8,7 +8,8 @@ The Paddle program is written in the classic ``model.pdmodel`` format, not Paddl
 Paddle 3.3.1's PIR executor cannot run these graphs with oneDNN (``NotImplementedError:
 ConvertPirAttribute2RuntimeAttribute`` on the bilinear resize attributes), while the classic program runs
 with oneDNN on its old executor and matches dygraph to about 1e-6. Folders holding a ``model.json`` (older
-exports) still load, with oneDNN off when it fails.
+exports) still load, with oneDNN off when it fails. Models whose layers do not convert to a classic program
+(BiSeNetV2's sigmoid in Paddle 3.3.1) are saved as PIR programs, recorded as ``"program": "pir"``.
 """
 
 from __future__ import annotations
@@ -239,12 +240,19 @@ def export_model(model: Any, out_dir: str | Path, fmt: str = "paddle", size: tup
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             spec = [paddle.static.InputSpec([1, 3, h, w], "float32", "x")]
-            with _classic_program():
+            try:
+                with _classic_program():
+                    paddle.jit.save(_MainLogit(net), str(tmp / "model"), input_spec=spec)
+                program = "classic"
+            except Exception:  # noqa: BLE001 - some PaddleSeg layers (BiSeNetV2's sigmoid) only convert under PIR
+                for f in tmp.iterdir():
+                    f.unlink()
                 paddle.jit.save(_MainLogit(net), str(tmp / "model"), input_spec=spec)
+                program = "pir"
         meta = {"schema": "segcam.export", "schema_version": 1, "model": getattr(model, "name", type(net).__name__),
                 "format": fmt, "size": [h, w], "mean": list(getattr(model, "mean", (0.5,) * 3)),
                 "std": list(getattr(model, "std", (0.5,) * 3)), "weights_sha256": getattr(model, "weights_sha256", None),
-                "tolerance": TOLERANCE}
+                "tolerance": TOLERANCE, "program": program}
         (tmp / "segcam_export.json").write_text(json.dumps(meta, indent=2))
         if fmt == "onnx":
             import paddle2onnx

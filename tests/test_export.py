@@ -47,12 +47,22 @@ def test_paddle_export_runs_with_onednn_and_restores_pir(model, crack_rgb, tmp_p
     rep = export_model(model, tmp_path / "p", "paddle", (64, 96), img)
     assert (tmp_path / "p" / "model.pdmodel").is_file() and not (tmp_path / "p" / "model.json").exists()
     assert rep.onednn and load_predictor(tmp_path / "p", threads=1).onednn
+    assert json.loads((tmp_path / "p" / "segcam_export.json").read_text())["program"] == "classic"
     _assert_pir_on()
     with pytest.raises(ExportError, match="unknown device 'tpu'; use cpu or gpu"):
         load_predictor(tmp_path / "p", device="tpu")
     if not paddle.is_compiled_with_cuda():
         with pytest.raises(ExportError, match="needs a CUDA build of Paddle"):
             load_predictor(tmp_path / "p", device="gpu")
+
+
+def test_models_that_need_pir_fall_back_to_a_pir_program(tmp_path) -> None:
+    """BiSeNetV2's sigmoid does not convert to a classic program in Paddle 3.3.1: saved under PIR, still verified."""
+    bis = segcam.create_model("bisenetv2", weights="random")
+    rep = export_model(bis, tmp_path / "b", "paddle", (64, 64))
+    assert rep.max_abs_diff <= 1e-3 and (tmp_path / "b" / "model.json").is_file()
+    assert json.loads((tmp_path / "b" / "segcam_export.json").read_text())["program"] == "pir"
+    _assert_pir_on()
 
 
 def _assert_pir_on() -> None:
