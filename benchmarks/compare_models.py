@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         row = {"name": name, "params": params / 1e6, "gflops": (_flops(net, 400) or 0) / 1e9,
                "latency_ms": statistics.median(times) * 1000, "weights": model.weights,
                "weights_sha256": model.weights_sha256,
-               "budget": _budget(model.weights) if not model.random_init else "-"}
+               "budget": _budget(model.weights)}
         if not model.random_init:
             res = evaluate(net, pairs, progress=True)
             row.update(miou=res["miou"], crack_iou=res["crack_iou"], f1=res["f1"], images=res["images"])
