@@ -419,6 +419,24 @@ def _add_model_args(p: argparse.ArgumentParser, default_model: str | None = None
     p.add_argument("--allow-partial", action="store_true",
                    help="load weights even if some keys are missing/unexpected (loudly warned; explanations untrustworthy)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for Paddle's kernels (Paddle's default: 1)")
+    _add_device_arg(p)
+
+
+def _add_device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", dest="paddle_device", choices=("auto", "cpu", "gpu"), default="auto",
+                   help="where Paddle runs the model: auto = Paddle's default (GPU 0 on a paddlepaddle-gpu build)")
+
+
+def _set_device(device: str) -> None:
+    """Point Paddle's dygraph at ``device`` (``auto`` keeps Paddle's default)."""
+    import paddle
+
+    if device == "auto":
+        return
+    if device == "gpu" and not paddle.is_compiled_with_cuda():
+        raise UsageError("--device gpu needs a CUDA build of Paddle (pip install paddlepaddle-gpu, see README 'GPU'); "
+                         "this one is CPU-only: use --device cpu")
+    paddle.set_device(device)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -476,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after this iteration (checkpointed), keeping the full schedule; run again to resume")
     p.add_argument("--ema-decay", type=float, default=None,
                    help="validate and keep as best_model an exponential moving average of the weights (e.g. 0.99)")
+    _add_device_arg(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="mIoU, crack IoU, precision, recall, F1 on a data split", formatter_class=fmt)
@@ -505,6 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cmap", default="inferno")
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--normalization", default="per_map", choices=["per_map", "shared"])
+    _add_device_arg(p)
     p.set_defaults(func=cmd_figure)
 
     p = sub.add_parser("app", help="start the Streamlit app (needs the [app] extra)", formatter_class=fmt)
@@ -567,6 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             import paddle
 
             paddle.base.core.set_num_threads(threads)
+        _set_device(getattr(args, "paddle_device", "auto"))
         return args.func(args)
     except BrokenPipeError:  # `segcam models | head`
         sys.stderr.close()

@@ -160,6 +160,20 @@ def test_usage_errors_exit_2(argv: list[str], needle: str, tmp_path, capsys) -> 
     assert len([ln for ln in err.splitlines() if ln.startswith("segcam: error")]) == 1
 
 
+def test_device_flag(tmp_path, capsys) -> None:
+    import paddle
+
+    assert main(["layers", "--model", "hrsegnet_b16", "--size", "32", "32", "--device", "cpu"]) == 0
+    assert "seg_head" in capsys.readouterr().out
+    if paddle.is_compiled_with_cuda():  # a GPU build: the flag must work, not fail
+        return
+    for argv in (["layers", "--model", "hrsegnet_b16"],
+                 ["train", "--config", "configs/cpu/hrsegnet_b16_cpu.yml", "--save-dir", str(tmp_path / "run")]):
+        assert main(argv + ["--device", "gpu"]) == 2
+        assert "needs a CUDA build of Paddle" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # failed before any work
+
+
 def test_refuses_to_overwrite_a_run(tmp_path) -> None:
     args = ["explain", "--model", "hrsegnet_b16", "--weights", "random", "--out", str(tmp_path), str(EXAMPLES / "cfd_001.jpg")]
     assert main(args) == 0
