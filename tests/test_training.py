@@ -190,6 +190,7 @@ def test_release_writes_fp16_weights_that_load_strictly_and_a_card(tmp_path) -> 
     # a baseline's card names the PaddleSeg network, not HrSegNet
     other = _card({**info, "model": "bisenetv2", "notes": ""})
     assert "BiSeNetV2" in other and "HrSegNet (Li" not in other and "Run notes" not in other
+    assert "from PaddleSeg, from" not in other and other.count("Yu et al., BiSeNet V2, IJCV 129, 2021") == 2
     assert "moving average" not in card
     assert "moving average (decay 0.99) kept from iteration 1700" in _card({**info, "ema_decay": 0.99,
                                                                            "ema_started_at": 1700})

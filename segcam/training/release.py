@@ -27,6 +27,16 @@ from segcam.zoo import PRETRAINED_DIR, create_model, get_model_spec
 __all__ = ["release"]
 
 EVAL_SETS = ("deepcrack:test", "cfd:all", "masonry_dais:all")
+# the papers of the HrSegNet paper's baselines, for the model cards' network and citation lines
+BASELINE_PAPERS = {
+    "bisenetv2": "Yu et al., BiSeNet V2, IJCV 129, 2021",
+    "ddrnet": "Hong et al., Deep Dual-resolution Networks, arXiv:2101.06085, 2021",
+    "deeplabv3p": "Chen et al., DeepLabV3+, ECCV 2018",
+    "ocrnet": "Yuan et al., Object-Contextual Representations, ECCV 2020",
+    "pspnet": "Zhao et al., Pyramid Scene Parsing Network, CVPR 2017",
+    "stdcseg": "Fan et al., Rethinking BiSeNet (STDC), CVPR 2021",
+    "unet": "Ronneberger et al., U-Net, MICCAI 2015",
+}
 
 
 def release(run: Path, name: str, config: str, checkpoint: str = "best_model", out_dir: Path = PRETRAINED_DIR,
@@ -78,6 +88,7 @@ def _card(info: dict) -> str:
                      f"{v['recall']:.4f} | {v['f1']:.4f} |" for k, v in m.items())
     hours = (info["train_seconds"] or 0) / 3600
     hrsegnet = info["model"].startswith("hrsegnet")
+    paper = BASELINE_PAPERS.get(info["model"])
     if hrsegnet:
         network = ('HrSegNet (Li et al. 2023, "Real-time high-resolution neural network with semantic guidance for '
                    'crack segmentation", Automation in Construction 156, 105112), implemented in `hrsegnet/`')
@@ -85,12 +96,14 @@ def _card(info: dict) -> str:
                   "linear warm-up, OHEM cross-entropy on the main and two auxiliary heads with weights 1/0.5/0.5, "
                   "random\nscaling 0.5-2.0, crop, flip, colour distortion, mean = std = 0.5)")
     else:
-        network = f"{get_model_spec(info['model']).description}, from PaddleSeg 2.8 (the paper's baseline)"
+        desc = get_model_spec(info["model"]).description.removesuffix(", from PaddleSeg")
+        network = f"{desc}{f' ({paper})' if paper else ''}, from PaddleSeg 2.8, one of the HrSegNet paper's baselines"
         recipe = "the model's upstream PaddleSeg recipe (optimizer, losses and augmentation as in the config)"
     notes = f"\n**Run notes.** {info['notes']}\n" if info.get("notes") else ""
     ema = (f" The weights are the exponential moving average (decay {info['ema_decay']}) kept from iteration "
            f"{info['ema_started_at']} on (`--ema-decay`)." if info.get("ema_decay") else "")
     ema_arg = f" --ema-decay {info['ema_decay']}" if info.get("ema_decay") else ""
+    cite = "HrSegNet" if hrsegnet else paper or "the network"
     return f"""# Model card: {info['model']}
 
 **Network.** {network}, two classes (background, crack).
@@ -116,7 +129,7 @@ PaddleSeg does); mIoU averages background and crack IoU. CFD and masonry are out
 
 Reproduce: `segcam train --config {info['config']} --iters {info['planned_iterations']}{ema_arg} --save-dir runs/...` then
 `segcam evaluate --model {info['model']} --data deepcrack:test`.
-Cite DeepCrack (Liu et al., Neurocomputing 338, 2019) and {'HrSegNet' if hrsegnet else 'the network'} when you use these weights.
+Cite DeepCrack (Liu et al., Neurocomputing 338, 2019) and {cite} when you use these weights.
 {notes}"""
 
 
