@@ -232,11 +232,13 @@ def test_real_browser_renders_the_overlay(tmp_path) -> None:
                 ib = picked.bounding_box()
                 before = [page.locator(f"input[aria-label='{k}']").input_value() for k in ("x", "y")]
                 page.mouse.click(ib["x"] + ib["width"] * 0.25, ib["y"] + ib["height"] * 0.75)
-                xy = before
+                # the rerun refreshes the x and y inputs one after the other: wait until both have settled
+                xy, last = before, None
                 for _ in range(40):
                     xy = [page.locator(f"input[aria-label='{k}']").input_value() for k in ("x", "y")]
-                    if xy != before:
+                    if xy != before and xy == last:
                         break
+                    last = xy
                     time.sleep(0.5)
                 assert abs(int(xy[0]) - 120) <= 6 and abs(int(xy[1]) - 240) <= 6, (before, xy)
                 assert page.get_by_text("Traceback").count() == 0
