@@ -204,11 +204,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from segcam.zoo import get_model_spec, list_models
 
-    print(f"{'name':<13} {'weights':<10} {'seg_head':<14} description")
-    for name in list_models(args.pattern):
+    names = list_models(args.pattern)
+    if not names:
+        raise UsageError(f"no zoo model matches {args.pattern!r}; `segcam models` lists all {len(list_models())}")
+    print(f"{'name':<24} {'weights':<18} {'seg_head':<14} description / training data of the tag")
+    for name in names:
         spec = get_model_spec(name)
-        shipped = "shipped" if spec.shipped_weights else "random"
-        print(f"{name:<13} {shipped:<10} {spec.aliases['seg_head']:<14} {spec.description}")
+        default = f"tag {spec.default_tag}" if spec.default_tag else "random init"
+        print(f"{name:<24} {default:<18} {spec.aliases['seg_head']:<14} {spec.description}")
+        for tag in spec.tags:
+            info = spec.tag_info(tag)
+            flag = "shipped, default" if tag == spec.default_tag else "shipped"
+            print(f"{'  ' + name + '.' + tag:<24} {flag:<18} {'':<14} {info.get('train_data', '?')}")
     return 0
 
 
@@ -242,22 +249,31 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from segcam.data import parse_data_spec
-    from segcam.io_utils import save_csv
+    from segcam.data import parse_data_specs
+    from segcam.io_utils import save_csv, save_json
     from segcam.training.loop import evaluate
 
-    pairs = parse_data_spec(args.data)
-    if args.limit:
-        pairs = pairs[: args.limit]
+    sets = {k: v[: args.limit or None] for k, v in parse_data_specs(args.data).items()}
     model = _load_model(args)
     print(f"segcam: model {model.name}: {model.describe_weights()}", file=sys.stderr)
     per_image: list[dict[str, Any]] = []
-    res = evaluate(model.network, pairs, on_image=lambda p, s: per_image.append({"image": str(p.image), **s}),
-                   progress=True)
-    print(f"{args.data} ({res['images']} images, {model.name}): mIoU {res['miou']:.4f}  crack IoU "
-          f"{res['crack_iou']:.4f}  precision {res['precision']:.4f}  recall {res['recall']:.4f}  F1 {res['f1']:.4f}")
+    results = {}
+    for spec, pairs in sets.items():
+        res = evaluate(model.network, pairs, progress=True,
+                       on_image=lambda p, s, spec=spec: per_image.append({"data": spec, "image": str(p.image), **s}))
+        results[spec] = res
+        print(f"{spec} ({res['images']} images, {model.name}): mIoU {res['miou']:.4f}  crack IoU "
+              f"{res['crack_iou']:.4f}  precision {res['precision']:.4f}  recall {res['recall']:.4f}  F1 {res['f1']:.4f}")
+    if len(results) > 1:
+        mean = {k: sum(r[k] for r in results.values()) / len(results) for k in ("miou", "crack_iou", "recall", "f1")}
+        results["mean"] = mean
+        print(f"mean of {len(sets)} sets: mIoU {mean['miou']:.4f}  crack IoU {mean['crack_iou']:.4f}  "
+              f"recall {mean['recall']:.4f}  F1 {mean['f1']:.4f}")
     if args.csv:
         save_csv(args.csv, per_image)
+    if args.json:
+        save_json(args.json, {"model": model.name, "tag": model.tag, "weights_sha256": model.weights_sha256,
+                              "data": args.data, "results": results})
     return 0
 
 
@@ -499,8 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="mIoU, crack IoU, precision, recall, F1 on a data split", formatter_class=fmt)
     _add_model_args(p)
-    p.add_argument("--data", required=True, help="NAME:SPLIT, e.g. deepcrack:test, cfd:all")
+    p.add_argument("--data", required=True, help="NAME:SPLIT, e.g. deepcrack:test, cfd:test, or mix:test (every set)")
     p.add_argument("--csv", default=None, help="write per-image scores here")
+    p.add_argument("--json", default=None, help="write the per-set scores here")
     p.add_argument("--limit", type=int, default=0, help="use only the first N images (0 = all)")
     p.set_defaults(func=cmd_evaluate)
 

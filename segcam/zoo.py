@@ -19,9 +19,13 @@ from segcam.hooks import ensure_dygraph
 from segcam.registry import Registry
 from segcam.weights import LoadReport, load_weights
 
-__all__ = ["ModelSpec", "ZooModel", "create_model", "get_model_spec", "list_models", "load_paddleseg"]
+__all__ = ["DEFAULT_TAG_ORDER", "ModelSpec", "ZooModel", "create_model", "get_model_spec", "list_models",
+           "load_paddleseg", "split_tag"]
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+#: Which shipped weights a bare model name loads, in order of preference: the crack-general weights
+#: trained on every set (``mix``), else the DeepCrack-only ones. ``NAME.TAG`` picks one explicitly.
+DEFAULT_TAG_ORDER = ("mix", "deepcrack")
 
 
 @dataclass(frozen=True)
@@ -52,10 +56,30 @@ class ModelSpec:
     onnx_size_multiple: int = 1
 
     @property
+    def tags(self) -> dict[str, Path]:
+        """Shipped weights by tag (``{"mix": .../hrsegnet_b48.mix.pdparams, "deepcrack": ...}``), default first."""
+        found = {p.name[len(self.name) + 1:-len(".pdparams")]: p
+                 for p in PRETRAINED_DIR.glob(f"{self.name}.*.pdparams")}
+        order = [t for t in DEFAULT_TAG_ORDER if t in found] + sorted(t for t in found if t not in DEFAULT_TAG_ORDER)
+        return {t: found[t] for t in order}
+
+    @property
+    def default_tag(self) -> str | None:
+        """The tag a bare name loads: the first of :data:`DEFAULT_TAG_ORDER` that is shipped."""
+        return next(iter(self.tags), None)
+
+    @property
     def shipped_weights(self) -> Path | None:
-        """The trained weights shipped with segcam for this model, if any."""
-        path = PRETRAINED_DIR / f"{self.name}.pdparams"
-        return path if path.is_file() else None
+        """The default trained weights shipped with segcam for this model, if any."""
+        tag = self.default_tag
+        return self.tags[tag] if tag else None
+
+    def tag_info(self, tag: str) -> dict[str, Any]:
+        """The model card JSON of one tag (training data, metrics), ``{}`` if it has none."""
+        import json
+
+        card = PRETRAINED_DIR / f"{self.name}.{tag}.json"
+        return json.loads(card.read_text()) if card.is_file() else {}
 
 
 @dataclass
@@ -73,6 +97,7 @@ class ZooModel:
         partial: True if the weights were only partly loaded.
         size_multiple: Input sides must be multiples of this.
         onnx_size_multiple: ONNX export sides must be multiples of this.
+        tag: The shipped weights' tag (``mix``, ``deepcrack``), None for other weights.
     """
 
     name: str
@@ -85,6 +110,7 @@ class ZooModel:
     partial: bool = False
     size_multiple: int = 1
     onnx_size_multiple: int = 1
+    tag: str | None = None
 
     @property
     def random_init(self) -> bool:
@@ -96,7 +122,8 @@ class ZooModel:
         if self.weights is None:
             return "RANDOMLY INITIALISED (no weights loaded): its explanations show an untrained network"
         partial = " (PARTIAL load)" if self.partial else ""
-        return f"weights {self.weights} sha256 {self.weights_sha256}{partial}"
+        shipped = f"shipped {self.name}.{self.tag} " if self.tag else ""
+        return f"{shipped}weights {self.weights} sha256 {self.weights_sha256}{partial}"
 
     def __call__(self, x: paddle.Tensor) -> Any:
         return self.network(x)
@@ -180,13 +207,24 @@ def list_models(pattern: str | None = None) -> list[str]:
     return MODELS.names(pattern)
 
 
+def split_tag(name: str) -> tuple[str, str | None]:
+    """``"hrsegnet_b48.deepcrack"`` -> ``("hrsegnet_b48", "deepcrack")``; a bare name has tag None."""
+    base, sep, tag = name.partition(".")
+    return base, (tag if sep else None)
+
+
 def get_model_spec(name: str) -> ModelSpec:
-    """The :class:`ModelSpec` of a zoo name.
+    """The :class:`ModelSpec` of a zoo name (a ``.TAG`` suffix is allowed and checked).
 
     Raises:
-        KeyError: Unknown name (the message lists close matches).
+        KeyError: Unknown name or tag (the message lists close matches / the shipped tags).
     """
-    return MODELS.get(name)
+    base, tag = split_tag(name)
+    spec = MODELS.get(base)
+    if tag is not None and tag not in spec.tags:
+        have = ", ".join(f"{base}.{t}" for t in spec.tags) or "none (random initialisation only)"
+        raise KeyError(f"model {base} has no shipped weights tagged {tag!r}; shipped: {have}")
+    return spec
 
 
 def _finish(name: str, network: paddle.nn.Layer, aliases: dict[str, str], mean: tuple[float, ...],
@@ -206,7 +244,8 @@ def create_model(name: str, weights: str | Path | None = None, strict: bool = Tr
     """Build a zoo model in eval mode.
 
     Args:
-        name: Zoo name, see :func:`list_models`.
+        name: Zoo name, see :func:`list_models`, optionally with a weights tag
+            (``hrsegnet_b48.deepcrack``; a bare name takes the default tag).
         weights: ``None`` loads the weights shipped with segcam when there are
             any (else the model stays randomly initialised, with a warning);
             ``"random"`` forces random initialisation; a path loads that
@@ -222,16 +261,21 @@ def create_model(name: str, weights: str | Path | None = None, strict: bool = Tr
         >>> model = create_model("hrsegnet_b16", weights="random")
     """
     spec = get_model_spec(name)
+    tag = split_tag(name)[1]
+    if tag is not None and weights is not None:
+        raise ValueError(f"{name} names shipped weights; give either a tag or weights={weights!r}, not both")
     ensure_dygraph()
     _quiet_paddleseg()
     paddle.seed(0)  # a random-init model is at least the same random model every time
     network = spec.build(2)
     if weights is None:
-        weights = spec.shipped_weights
+        tag = tag or spec.default_tag
+        weights = spec.tags[tag] if tag else None
     elif str(weights) == "random":
         weights = None
     zm = _finish(spec.name, network, dict(spec.aliases), spec.mean, spec.std, weights, strict)
     zm.size_multiple, zm.onnx_size_multiple = spec.size_multiple, spec.onnx_size_multiple
+    zm.tag = tag if weights is not None and tag is not None else None
     return zm
 
 

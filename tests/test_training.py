@@ -41,8 +41,8 @@ def test_splits() -> None:
     train, valid = parse_data_spec("deepcrack:train"), parse_data_spec("deepcrack:valid")
     assert len(train) + len(valid) == 300 and not {p.image for p in train} & {p.image for p in valid}
     assert len(parse_data_spec("cfd:all")) == 118
-    with pytest.raises(ValueError, match="use cfd:all"):
-        parse_data_spec("cfd:test")
+    with pytest.raises(ValueError, match="crack500 has no 'test' split"):
+        parse_data_spec("crack500:test")
     with pytest.raises(ValueError, match="unknown data set"):
         parse_data_spec("deepcrak:test")
     assert data_root().is_dir()
@@ -135,12 +135,58 @@ def test_training_lowers_loss_and_resumes(tmp_path) -> None:
     assert any("val_miou" in r for r in log)
     assert json.loads((out / "last" / "state.json").read_text())["iter"] == 12
     assert not list(out.glob(".*.tmp"))
-    # the learning-rate schedule continues exactly as in an uninterrupted run
+    # a resumed run repeats an uninterrupted one exactly: data order, augmentation, losses and weights
     straight = tmp_path / "straight"
     train(cfg, straight, iters=12, log_every=1, save_every=100, val_every=0, progress=False)
-    lr_straight = [json.loads(ln)["lr"] for ln in (straight / "train.log").read_text().splitlines()]
-    lr_resumed = [r["lr"] for r in log if "lr" in r]
-    np.testing.assert_allclose(lr_resumed, lr_straight, rtol=1e-6)
+    log_straight = [json.loads(ln) for ln in (straight / "train.log").read_text().splitlines()]
+    np.testing.assert_array_equal([r["loss"] for r in log if "loss" in r], [r["loss"] for r in log_straight])
+    np.testing.assert_allclose([r["lr"] for r in log if "lr" in r], [r["lr"] for r in log_straight], rtol=1e-6)
+    from segcam.weights import safe_load
+
+    a, b = safe_load(out / "last" / "model.pdparams"), safe_load(straight / "last" / "model.pdparams")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_killed_run_resumes_without_repeated_log_lines(tmp_path) -> None:
+    from segcam.training.loop import train
+
+    cfg, out = _tiny_config(tmp_path), tmp_path / "run"
+    train(cfg, out, iters=12, log_every=1, save_every=4, val_every=0, progress=False, stop_after=4)
+    with open(out / "train.log", "a") as fh:  # a kill after logging 5-6 but before the checkpoint at 8
+        fh.write('{"iter": 5, "loss": 9.0}\n{"iter": 6, "loss": 9.0}\n{"iter": 7, "lo')
+    train(cfg, out, iters=12, log_every=1, save_every=4, val_every=0, progress=False, stop_after=8)
+    iters = [json.loads(ln)["iter"] for ln in (out / "train.log").read_text().splitlines()]
+    assert iters == list(range(1, 9))
+
+
+@pytest.mark.parametrize("state", ["old_and_tmp", "stale_old", "partial_last", "tmp_only_partial"])
+def test_checkpoint_rotation_survives_every_kill_state(tmp_path, state) -> None:
+    import shutil
+
+    from segcam.training.loop import _resume_dir, train
+
+    cfg, out = _tiny_config(tmp_path), tmp_path / "run"
+    train(cfg, out, iters=12, log_every=4, save_every=4, val_every=0, progress=False, stop_after=4)
+    last = out / "last"
+    if state == "old_and_tmp":  # killed between the two renames: only last.old and a complete .last.tmp
+        shutil.copytree(last, out / ".last.tmp")
+        (out / ".last.tmp" / "state.json").unlink()  # the new one was not finished
+        last.rename(out / "last.old")
+    elif state == "stale_old":  # killed before the clean-up: a complete last and a non-empty last.old
+        shutil.copytree(last, out / "last.old")
+    elif state == "partial_last":  # a last folder without state.json next to a complete last.old
+        last.rename(out / "last.old")
+        last.mkdir()
+        (last / "model.pdparams").write_bytes(b"partial")
+    else:
+        (out / ".last.tmp").mkdir()
+        (out / ".last.tmp" / "model.pdparams").write_bytes(b"partial")
+    assert _resume_dir(out) is not None
+    final = train(cfg, out, iters=12, log_every=4, save_every=4, val_every=0, progress=False, stop_after=8)
+    assert final["iter"] == 8, "resume must continue from the newest complete checkpoint (iteration 4)"
+    assert json.loads((out / "last" / "state.json").read_text())["iter"] == 8
+    assert not (out / "last.old").exists() and not (out / ".last.tmp").exists()
 
 
 def test_shipped_weights_load_strictly_and_segment_cracks() -> None:
@@ -173,8 +219,8 @@ def test_release_writes_fp16_weights_that_load_strictly_and_a_card(tmp_path) -> 
         (run / sub / "state.json").write_text(json.dumps(state))
     paddle.save(net.state_dict(), str(run / "best_model" / "model.pdparams"))
     info = release(run, "hrsegnet_b16", "configs/cpu/hrsegnet_b16_cpu.yml", out_dir=tmp_path / "out",
-                   notes="resumed once", limit=1)
-    weights = tmp_path / "out" / "hrsegnet_b16.pdparams"
+                   notes="resumed once", limit=1, tag="trial")
+    weights = tmp_path / "out" / "hrsegnet_b16.trial.pdparams"
     assert all(v.dtype == paddle.float16 for k, v in paddle.load(str(weights)).items() if "_mean" not in k
                and "_variance" not in k and v.dtype != paddle.int64)
     loaded = segcam.create_model("hrsegnet_b16", weights=str(weights))  # strict, cast back to float32
@@ -184,9 +230,12 @@ def test_release_writes_fp16_weights_that_load_strictly_and_a_card(tmp_path) -> 
         np.testing.assert_allclose(v.numpy(), ref[k].numpy(), rtol=1e-3, atol=1e-3)
     assert info["iteration"] == 40 and info["iterations_run"] == 60 and info["planned_iterations"] == 100
     assert abs(info["fp16_deepcrack_test_miou"] - info["metrics"]["deepcrack:test"]["miou"]) < 0.01
-    card = (tmp_path / "out" / "hrsegnet_b16.md").read_text()
+    card = (tmp_path / "out" / "hrsegnet_b16.trial.md").read_text()
     assert "HrSegNet (Li et al. 2023" in card and "--iters 100" in card and "**Run notes.** resumed once" in card
-    assert json.loads((tmp_path / "out" / "hrsegnet_b16.json").read_text())["weights_sha256"] == loaded.weights_sha256
+    assert json.loads((tmp_path / "out" / "hrsegnet_b16.trial.json").read_text())["weights_sha256"] == loaded.weights_sha256
+    assert "# Model card: hrsegnet_b16.trial" in card and "--model hrsegnet_b16.trial" in card
+    assert set(info["metrics"]) == {"deepcrack:test", "cfd:test", "masonry_dais:test", "gaps384_crops:test",
+                                    "shadowcrack_crops:test"}
     # a baseline's card names the PaddleSeg network, not HrSegNet
     other = _card({**info, "model": "bisenetv2", "notes": ""})
     assert "BiSeNetV2" in other and "HrSegNet (Li" not in other and "Run notes" not in other

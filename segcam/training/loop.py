@@ -18,8 +18,10 @@ from segcam.config import build_component, load_config
 from segcam.data import Pair, load_mask
 from segcam.hooks import ensure_dygraph
 from segcam.images import normalize, read_image
+from segcam.io_utils import atomic_write
 from segcam.training.ema import WeightEMA
 from segcam.training.metrics import ConfusionMatrix, scores
+from segcam.weights import safe_load
 
 __all__ = ["evaluate", "predict_mask", "train"]
 
@@ -62,11 +64,79 @@ def _losses(cfg: dict[str, Any]) -> tuple[list[Any], list[float]]:
 
 
 def _atomic_save_dir(tmp: Path, final: Path) -> None:
+    """Replace ``final`` by the complete folder ``tmp`` so that a kill at any point leaves a resumable copy.
+
+    States a kill can leave: ``final`` (+ a partial ``tmp``), ``final.old`` + ``tmp`` (between the two
+    renames), or ``final`` + ``final.old`` (before the clean-up). :func:`_resume_dir` takes ``final``
+    when it is complete, else ``final.old``; a leftover ``final.old`` is removed only while ``final`` is
+    complete.
+    """
     old = final.with_name(final.name + ".old")
-    if final.exists():
+    if _complete(final):
+        shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
+    elif final.exists():
+        shutil.rmtree(final)  # never complete: nothing to keep (a complete copy may be in old)
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _complete(folder: Path) -> bool:
+    """A checkpoint folder is complete when its ``state.json`` (written last) is there."""
+    return (folder / "state.json").is_file()
+
+
+def _resume_dir(save_dir: Path) -> Path | None:
+    """The newest complete ``last`` checkpoint (``last``, else ``last.old``), or None."""
+    for cand in (save_dir / "last", save_dir / "last.old"):
+        if _complete(cand):
+            return cand
+    return None
+
+
+def _trim_log(log_path: Path, last_iter: int) -> None:
+    """Drop log lines of iterations after the checkpoint a run resumes from (they are redone)."""
+    if not log_path.is_file():
+        return
+    keep = []
+    for line in log_path.read_text().splitlines():
+        try:
+            if json.loads(line).get("iter", 0) > last_iter:
+                continue
+        except ValueError:
+            continue  # a line cut by a kill
+        keep.append(line)
+    atomic_write(log_path, lambda p: p.write_text("".join(k + "\n" for k in keep)))
+
+
+def _seed_iteration(seed: int, iteration: int) -> None:
+    """Seed the augmentation RNGs (PaddleSeg transforms use ``random`` and ``np.random``) per iteration.
+
+    Every random choice of iteration ``i`` then depends on ``(seed, i)`` only, so a resumed run
+    repeats an uninterrupted one exactly.
+    """
+    import random
+
+    s = int(np.random.SeedSequence([seed, iteration]).generate_state(1)[0])
+    random.seed(s)
+    np.random.seed(s)
+    paddle.seed(s)
+
+
+def _batch(ds: Any, indices: np.ndarray) -> tuple[paddle.Tensor, paddle.Tensor]:
+    items = [ds[int(i)] for i in indices]
+    return paddle.to_tensor(np.stack([im for im, _ in items])), paddle.to_tensor(np.stack([lb for _, lb in items]))
+
+
+def validate(model: Any, val_ds: Any) -> dict[str, Any]:
+    """Evaluate on every set of a validation data set; ``miou`` is the mean of the per-set mIoUs.
+
+    Selecting checkpoints on the mean of per-set scores keeps a large set (GAPs) from outvoting a small one.
+    """
+    per_set = {s.name: evaluate(model, val_ds.pairs[s.start:s.stop]) for s in val_ds.sets if s.stop > s.start}
+    return {"miou": float(np.mean([r["miou"] for r in per_set.values()])),
+            "crack_iou": float(np.mean([r["crack_iou"] for r in per_set.values()])),
+            "per_set": {k: {"miou": v["miou"], "crack_iou": v["crack_iou"]} for k, v in per_set.items()}}
 
 
 def _opt_state_by_structure(model: Any, state: dict[str, Any], to_structured: bool) -> dict[str, Any]:
@@ -107,7 +177,8 @@ def _save_checkpoint(save_dir: Path, name: str, model: Any, opt: Any | None, sta
 def train(config: str | Path, save_dir: str | Path, iters: int | None = None, batch_size: int | None = None,
           resume: bool = True, log_every: int = 10, save_every: int = 100, val_every: int | None = None,
           seed: int = 0, progress: bool = True, threads: int | None = None,
-          stop_after: int | None = None, ema_decay: float | None = None) -> dict[str, Any]:
+          stop_after: int | None = None, ema_decay: float | None = None,
+          init_weights: str | Path | None = None) -> dict[str, Any]:
     """Train the model of a PaddleSeg YAML; resumes from ``save_dir/last`` when present.
 
     Writes ``save_dir/train.log`` (one JSON object per line: iter, loss, lr,
@@ -131,6 +202,8 @@ def train(config: str | Path, save_dir: str | Path, iters: int | None = None, ba
         ema_decay: Keep an exponential moving average of the weights with this decay (e.g. 0.99);
             validation and ``best_model`` then use the averaged weights, and ``last/model_ema.pdparams``
             carries it across a resume. A run resumed without it goes on without EMA.
+        init_weights: Start from these weights (fine-tuning; strict load) instead of random
+            initialisation; also the config's ``init_weights`` key. Ignored when resuming.
 
     Returns:
         The final state (iteration, last loss, best validation mIoU).
@@ -144,38 +217,42 @@ def train(config: str | Path, save_dir: str | Path, iters: int | None = None, ba
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
     paddle.seed(seed)
-    np.random.seed(seed)
-    import random
-
-    random.seed(seed)
     model = build_component(cfg["model"])
     train_ds = build_component(cfg["train_dataset"])
     val_ds = build_component(cfg["val_dataset"]) if cfg.get("val_dataset") and val_every else None
     losses, coef = _losses(cfg)
     opt, sched = _optimizer(cfg, model, iters)
     state: dict[str, Any] = {"iter": 0, "best_miou": -1.0, "best_iter": 0, "seconds": 0.0,
-                             "config": str(config), "iters": iters, "batch_size": batch_size}
-    last = save_dir / "last"
-    if resume and (last / "state.json").is_file():
-        model.set_state_dict(paddle.load(str(last / "model.pdparams")))
-        opt.set_state_dict(_opt_state_by_structure(model, paddle.load(str(last / "model.pdopt")), False))
+                             "config": str(config), "iters": iters, "batch_size": batch_size, "seed": seed}
+    last = _resume_dir(save_dir) if resume else None
+    if last is not None:
+        model.set_state_dict(safe_load(last / "model.pdparams", tensors=True))
+        opt.set_state_dict(_opt_state_by_structure(model, safe_load(last / "model.pdopt", tensors=True), False))
         state.update(json.loads((last / "state.json").read_text()))
         state["iters"] = iters
+        seed = int(state.get("seed", seed))
         # the optimizer state carries the scheduler's position; step only what it lacks (never twice)
         while sched.last_epoch < state["iter"]:
             sched.step()
         if progress:
             print(f"resumed from {last} at iteration {state['iter']}", file=sys.stderr)
+    else:
+        init_weights = init_weights or cfg.get("init_weights")
+        if init_weights:
+            from segcam.weights import load_weights
+
+            load_weights(model, init_weights)
+            state["init_weights"] = str(init_weights)
+    _trim_log(save_dir / "train.log", state["iter"])
     ema = None
     if ema_decay:
-        saved = last / "model_ema.pdparams"
-        if resume and saved.is_file() and state["iter"] > 0:
-            ema = WeightEMA(model, ema_decay, paddle.load(str(saved)), state.get("ema_updates", 0))
+        saved = last / "model_ema.pdparams" if last is not None else None
+        if saved is not None and saved.is_file() and state["iter"] > 0:
+            ema = WeightEMA(model, ema_decay, safe_load(saved, tensors=True), state.get("ema_updates", 0))
         else:
             ema = WeightEMA(model, ema_decay)
             state["ema_started_at"] = state["iter"]
         state["ema_decay"] = ema_decay
-    loader = paddle.io.DataLoader(train_ds, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0)
     log = open(save_dir / "train.log", "a")
     model.train()
     t_start = time.time() - state["seconds"]
@@ -184,48 +261,49 @@ def train(config: str | Path, save_dir: str | Path, iters: int | None = None, ba
     end = min(iters, stop_after) if stop_after else iters
     try:
         while it < end:
-            for img, label in loader:
-                if it >= end:
-                    break
-                logits = model(img)
-                if len(logits) < len(losses):
-                    raise ValueError(f"model returned {len(logits)} outputs but the config has {len(losses)} losses")
-                loss = sum(c * fn(lg, label) for c, fn, lg in zip(coef, losses, logits))
-                loss.backward()
-                opt.step()
-                opt.clear_grad()
-                sched.step()
+            _seed_iteration(seed, it)
+            img, label = _batch(train_ds, train_ds.batch_indices(it, batch_size, seed))
+            logits = model(img)
+            if len(logits) < len(losses):
+                raise ValueError(f"model returned {len(logits)} outputs but the config has {len(losses)} losses")
+            loss = sum(c * fn(lg, label) for c, fn, lg in zip(coef, losses, logits))
+            loss.backward()
+            opt.step()
+            opt.clear_grad()
+            sched.step()
+            if ema is not None:
+                ema.update()
+            it += 1
+            running.append(float(loss))
+            if it % log_every == 0 or it == iters:
+                rec = {"iter": it, "loss": float(np.mean(running)), "lr": float(opt.get_lr()),
+                       "seconds": round(time.time() - t_start, 1)}
+                running.clear()
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                if progress:
+                    print(json.dumps(rec), file=sys.stderr)
+            if it % save_every == 0 or it == end:
+                state.update(iter=it, seconds=round(time.time() - t_start, 1))
                 if ema is not None:
-                    ema.update()
-                it += 1
-                running.append(float(loss))
-                if it % log_every == 0 or it == iters:
-                    rec = {"iter": it, "loss": float(np.mean(running)), "lr": float(opt.get_lr()),
-                           "seconds": round(time.time() - t_start, 1)}
-                    running.clear()
-                    log.write(json.dumps(rec) + "\n")
-                    log.flush()
-                    if progress:
-                        print(json.dumps(rec), file=sys.stderr)
-                if it % save_every == 0 or it == end:
-                    state.update(iter=it, seconds=round(time.time() - t_start, 1))
-                    if ema is not None:
-                        state["ema_updates"] = ema.updates
-                    if val_ds is not None and (it % val_every == 0 or it == iters):
-                        with ema.applied() if ema is not None else contextlib.nullcontext():
-                            res = evaluate(model, val_ds.pairs)
-                            model.train()
-                            rec = {"iter": it, "val_miou": res["miou"], "val_crack_iou": res["crack_iou"]}
-                            if ema is not None:
-                                rec["ema"] = True
-                            log.write(json.dumps(rec) + "\n")
-                            log.flush()
-                            if progress:
-                                print(json.dumps(rec), file=sys.stderr)
-                            if res["miou"] > state["best_miou"]:
-                                state.update(best_miou=res["miou"], best_iter=it)
-                                _save_checkpoint(save_dir, "best_model", model, None, {**state, "val": res})
-                    _save_checkpoint(save_dir, "last", model, opt, state, ema)
+                    state["ema_updates"] = ema.updates
+                if val_ds is not None and (it % val_every == 0 or it == iters):
+                    with ema.applied() if ema is not None else contextlib.nullcontext():
+                        res = validate(model, val_ds)
+                        model.train()
+                        rec = {"iter": it, "val_miou": res["miou"], "val_crack_iou": res["crack_iou"]}
+                        if len(res["per_set"]) > 1:
+                            rec["val_per_set"] = res["per_set"]
+                        if ema is not None:
+                            rec["ema"] = True
+                        log.write(json.dumps(rec) + "\n")
+                        log.flush()
+                        if progress:
+                            print(json.dumps(rec), file=sys.stderr)
+                        if res["miou"] > state["best_miou"]:
+                            state.update(best_miou=res["miou"], best_iter=it)
+                            _save_checkpoint(save_dir, "best_model", model, None, {**state, "val": res})
+                _save_checkpoint(save_dir, "last", model, opt, state, ema)
     finally:
         log.close()
     return state

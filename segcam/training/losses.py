@@ -13,7 +13,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-__all__ = ["CrossEntropyLoss", "MixedLoss", "OhemCrossEntropyLoss"]
+__all__ = ["CrossEntropyLoss", "DiceLoss", "MixedLoss", "OhemCrossEntropyLoss"]
 
 
 def _pixel_ce(logit: paddle.Tensor, label: paddle.Tensor, ignore_index: int) -> tuple[paddle.Tensor, paddle.Tensor]:
@@ -79,6 +79,37 @@ class OhemCrossEntropyLoss(nn.Layer):
         return (ce * keep).sum() / paddle.clip(keep.sum(), min=1.0)
 
 
+class DiceLoss(nn.Layer):
+    """Soft Dice loss of one class over the batch, ignoring ``ignore_index`` pixels.
+
+    ``1 - (2 * sum(p * g) + s) / (sum(p) + sum(g) + s)`` with ``p`` the softmax
+    probability of ``class_id`` and ``g`` its one-hot label, summed over every
+    valid pixel of the batch. Unlike pixel cross-entropy it weighs a thin crack
+    by its overlap, not by its (small) pixel count, which is why crack papers add it
+    to cross-entropy for recall on hairline cracks.
+
+    Args:
+        class_id: The class scored (1 = crack).
+        smooth: ``s``, keeps the loss defined on crack-free batches.
+        ignore_index: Label value excluded from the loss.
+    """
+
+    def __init__(self, class_id: int = 1, smooth: float = 1.0, ignore_index: int = 255, **unused: object) -> None:
+        super().__init__()
+        self.class_id = class_id
+        self.smooth = smooth
+        self.ignore_index = ignore_index
+
+    def forward(self, logit: paddle.Tensor, label: paddle.Tensor) -> paddle.Tensor:
+        if label.ndim == 4:
+            label = label.squeeze(1)
+        valid = (label != self.ignore_index).astype(logit.dtype)
+        prob = F.softmax(logit, axis=1)[:, self.class_id] * valid
+        target = (label == self.class_id).astype(logit.dtype) * valid
+        inter = (prob * target).sum()
+        return 1.0 - (2.0 * inter + self.smooth) / (prob.sum() + target.sum() + self.smooth)
+
+
 class MixedLoss(nn.Layer):
     """Weighted sum of losses on the same output (PaddleSeg's returns a list, which breaks on Paddle 3).
 
@@ -109,7 +140,7 @@ def _register() -> None:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PaddleSeg warns when a name is replaced: that is the point here.
-        manager.LOSSES.add_component([CrossEntropyLoss, OhemCrossEntropyLoss, MixedLoss])
+        manager.LOSSES.add_component([CrossEntropyLoss, DiceLoss, OhemCrossEntropyLoss, MixedLoss])
 
 
 _register()
