@@ -24,11 +24,69 @@ from segcam.overlay import heatmap, overlay
 from segcam.result import ImageExplanation
 from segcam.targets import Target
 
-__all__ = ["AppModel", "Views", "compute", "example_images", "layer_choices", "load_model", "load_run", "png_bytes",
-           "render", "npy_bytes", "image_key"]
+__all__ = ["AppModel", "Views", "allowed_file", "compute", "example_images", "image_key", "inside", "layer_choices",
+           "load_model", "load_run", "npy_bytes", "png_bytes", "read_png", "render", "runs_root", "weights_roots"]
 
 #: Largest image side the app computes on; larger uploads are downscaled with a notice.
 APP_MAX_SIDE = 1024
+#: Largest upload accepted, in megabytes (also Streamlit's server.maxUploadSize under ``segcam app``).
+MAX_UPLOAD_MB = 50
+#: Environment variables that ``segcam app`` sets from ``--weights-root`` / ``--runs-root``.
+ENV_WEIGHTS_ROOTS = "SEGCAM_APP_WEIGHTS_ROOTS"
+ENV_RUNS_ROOT = "SEGCAM_APP_RUNS_ROOT"
+
+
+def weights_roots() -> list[Path]:
+    """Folders the app may read weights and YAML configs from.
+
+    ``$SEGCAM_APP_WEIGHTS_ROOTS`` (``os.pathsep``-separated) if set, else the working directory
+    and segcam's shipped weights.
+    """
+    import os
+
+    from segcam.zoo import PRETRAINED_DIR
+
+    env = os.environ.get(ENV_WEIGHTS_ROOTS)
+    roots = [Path(p) for p in env.split(os.pathsep) if p] if env else [Path.cwd(), PRETRAINED_DIR]
+    return [r.resolve() for r in roots]
+
+
+def runs_root() -> Path:
+    """The folder under which the app browses run folders (``$SEGCAM_APP_RUNS_ROOT``, else the working directory)."""
+    import os
+
+    return Path(os.environ.get(ENV_RUNS_ROOT) or Path.cwd()).resolve()
+
+
+def inside(root: Path, rel: str | Path) -> Path:
+    """``root / rel`` resolved (symlinks too), refused unless it stays inside ``root``.
+
+    Raises:
+        ValueError: An absolute path or ``..`` that leaves ``root``.
+    """
+    root = Path(root).resolve()
+    target = (root / rel).resolve()
+    if target != root and root not in target.parents:
+        raise ValueError(f"{rel} is outside {root}; only paths inside it are served")
+    return target
+
+
+def allowed_file(path: str, what: str, roots: Sequence[Path] | None = None) -> Path:
+    """A user-typed weights/config path, accepted only as a regular file inside one of ``roots``.
+
+    Raises:
+        ValueError: Outside every allowed folder, or not a regular file.
+    """
+    roots = list(roots) if roots is not None else weights_roots()
+    for root in roots:
+        try:
+            cand = inside(root, path)
+        except ValueError:
+            continue
+        if cand.is_file():
+            return cand
+    raise ValueError(f"{what} {path!r} is not a file inside the folders this app may read "
+                     f"({', '.join(map(str, roots))}); start it with `segcam app --weights-root DIR` to allow another")
 
 
 @dataclass
@@ -50,6 +108,10 @@ def load_model(name: str | None = None, weights: str | None = None, config: str 
 
     from segcam.zoo import create_model, load_paddleseg
 
+    if weights and weights != "random":
+        weights = str(allowed_file(weights, "weights file"))
+    if config:
+        config = str(allowed_file(config, "config"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if config:
@@ -106,6 +168,13 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def read_png(path: str | Path) -> np.ndarray:
+    """A run's overlay PNG as an RGB array (decoded here, so a bad file is an error, not a media-server path)."""
+    from segcam.images import read_image
+
+    return read_image(path, max_side=8192)
+
+
 def npy_bytes(arr: np.ndarray) -> bytes:
     """``.npy`` encoding for downloads."""
     buf = io.BytesIO()
@@ -119,20 +188,42 @@ def example_images() -> list[Path]:
     return sorted(folder.glob("*.jpg")) + sorted(folder.glob("*.png")) if folder.is_dir() else []
 
 
-def load_run(folder: str | Path) -> dict[str, Any]:
+def load_run(folder: str | Path, root: Path | None = None) -> dict[str, Any]:
     """Read a ``segcam explain`` run folder's manifest (for browsing without recomputing).
+
+    ``folder`` is taken relative to ``root`` (default :func:`runs_root`) and must stay inside it; every
+    file a record names is resolved inside the run folder, and records naming any other path are dropped
+    from ``images`` (counted in ``refused``).
 
     Raises:
         FileNotFoundError: No manifest.json there.
-        ValueError: Not a segcam explain manifest of a supported version.
+        ValueError: A folder outside the root, or not a segcam explain manifest of a supported version.
     """
     from segcam.result import SCHEMA_VERSION
 
-    path = Path(folder) / "manifest.json"
+    root = root or runs_root()
+    run_dir = inside(root, folder)
+    path = run_dir / "manifest.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{folder} holds no manifest.json; give the --out folder of a segcam explain run")
-    data = json.loads(path.read_text())
-    if data.get("schema") != "segcam.explain" or data.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"{path} is not a segcam explain manifest of schema version {SCHEMA_VERSION}")
-    data["folder"] = str(Path(folder))
+        raise FileNotFoundError(f"{folder} holds no manifest.json; give the --out folder of a segcam explain run "
+                                f"(relative to {root})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{folder}/manifest.json is not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != "segcam.explain" or data.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{folder}/manifest.json is not a segcam explain manifest of schema version {SCHEMA_VERSION}")
+    images, refused = [], 0
+    for rec in data.get("images", []):
+        try:
+            for files in (rec.get("layers") or {}).values():
+                files["overlay"] = str(inside(run_dir, files["overlay"]))
+            if rec.get("prediction"):
+                rec["prediction"] = str(inside(run_dir, rec["prediction"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            refused += 1
+            continue
+        images.append(rec)
+    data["images"], data["refused"] = images, refused
+    data["folder"] = str(run_dir)
     return data

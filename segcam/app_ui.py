@@ -113,6 +113,9 @@ def _input_image() -> tuple[np.ndarray | None, str]:
     up = st.file_uploader("Upload an image", type=["png", "jpg", "jpeg", "bmp", "tif", "tiff"], key="upload")
     if up is None:
         return None, ""
+    if up.size > app_core.MAX_UPLOAD_MB * 1024 * 1024:
+        _error(f"{up.name} is {up.size / 1e6:.0f} MB, above the {app_core.MAX_UPLOAD_MB} MB upload limit")
+        return None, ""
     data = up.getvalue()
     try:
         rgb = read_image_bytes(data, up.name, max_side=4096, downscale=False)
@@ -229,15 +232,18 @@ def _downloads(res: Any, layer: str, views: app_core.Views, name: str, cmap: str
 
 
 def _browse_run() -> None:
-    folder = st.text_input("Run folder (the --out of segcam explain)", key="run_folder")
+    root = app_core.runs_root()
+    folder = st.text_input(f"Run folder (the --out of segcam explain), relative to {root}", key="run_folder")
     if not folder:
         st.info("Give the folder of a segcam explain run to browse its overlays without recomputing.")
         return
     try:
-        run = app_core.load_run(folder)
+        run = app_core.load_run(folder, root)
     except (FileNotFoundError, ValueError, OSError) as exc:
         _error(str(exc))
         return
+    if run["refused"]:
+        st.warning(f"{run['refused']} entries of this manifest name files outside the run folder; they are not shown.")
     ok = [r for r in run["images"] if r.get("status", "ok") == "ok"]
     st.caption(f"{run['model']['name']} · {run['method']} · {len(ok)} images · {run['normalization']['mode']}")
     if not ok:
@@ -253,12 +259,25 @@ def _browse_run() -> None:
             st.markdown(f"**{rec['name']}**")
         cols = st.columns(len(rec["layers"]))
         for col, (layer, files) in zip(cols, rec["layers"].items()):
-            col.image(str(Path(run["folder"]) / files["overlay"]), caption=f"{layer} (max {files['raw_max']:.3g})",
-                      width="stretch")
+            try:
+                col.image(app_core.read_png(files["overlay"]), caption=f"{layer} (max {files['raw_max']:.3g})",
+                          width="stretch")
+            except (OSError, ValueError) as exc:
+                col.error(f"{layer}: the overlay file cannot be shown ({type(exc).__name__})")
 
 
 def main() -> None:
-    """Draw the page."""
+    """Draw the page; any unexpected error is one short message (details in the server log), never a traceback."""
+    try:
+        _page()
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of a web page
+        if type(exc).__name__ in ("RerunException", "StopException"):  # Streamlit's own control flow
+            raise
+        LOG.exception("the page failed")
+        _error(f"Something went wrong ({type(exc).__name__}); the details are in the server log.")
+
+
+def _page() -> None:
     st.set_page_config(page_title="segcam", layout="wide")
     st.title("segcam: why is this pixel a crack?")
     mode = st.sidebar.radio("Mode", ["Explain", "Compare models", "Browse a run"], key="mode")

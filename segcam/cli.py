@@ -71,24 +71,10 @@ def _build_model(args: argparse.Namespace, create_model: Any, load_paddleseg: An
     return create_model(args.model or "hrsegnet_b48", weights=args.weights, strict=not args.allow_partial)
 
 
-def _mask_for(target_dir: Path, image: Path) -> Path:
-    if target_dir.is_file():
-        return target_dir
-    for suffix in (".png", ".bmp", ".tif", ".jpg"):
-        cand = target_dir / f"{image.stem}{suffix}"
-        if cand.is_file():
-            return cand
-    raise FileNotFoundError(f"no mask named {image.stem}.png in {target_dir}; masks are matched by image stem")
-
-
 def _unique_names(images: list[Path]) -> list[str]:
-    seen: dict[str, int] = {}
-    names = []
-    for p in images:
-        k = seen.get(p.stem, 0)
-        seen[p.stem] = k + 1
-        names.append(p.stem if k == 0 else f"{p.stem}-{k + 1}")
-    return names
+    from segcam.batch import output_stems
+
+    return output_stems(images)
 
 
 def _method_args(items: list[str] | None) -> dict[str, Any]:
@@ -109,35 +95,48 @@ def _method_args(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def _preflight(model: Any, layers: list[str], method: str, method_args: dict[str, Any]) -> None:
-    """Catch unknown layers and layers without gradient before touching any image (exit 2)."""
-    import numpy as np
+def _preflight(model: Any, layers: list[str], method: str, method_args: dict[str, Any], category: int = 1) -> None:
+    """Catch unknown layers, layers without gradient and missing classes before touching any image (exit 2)."""
+    from segcam.batch import preflight
 
-    from segcam.engine import explain
-    from segcam.targets import ImageTarget
+    preflight(model, layers, method, method_args, category)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        explain(model, np.zeros((64, 64, 3), np.uint8), layers, ImageTarget(), method, **method_args)
+
+def _check_target_fits(target: Any, images: list[Path]) -> None:
+    """A box or pixel target outside an image is a usage error before the batch starts (header sizes only)."""
+    from PIL import Image
+
+    from segcam.targets import BoxTarget, PixelTarget
+
+    if not isinstance(target, (BoxTarget, PixelTarget)):
+        return
+    for path in images:
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+        except (OSError, ValueError):
+            continue  # an unreadable image is reported per image
+        x_hi, y_hi = (target.x1, target.y1) if isinstance(target, BoxTarget) else (target.x + 1, target.y + 1)
+        if x_hi > w or y_hi > h:
+            raise UsageError(f"--target {target.describe()} lies outside {path} ({w}x{h}); "
+                             f"coordinates are pixels with x < {w}, y < {h}")
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     import segcam
-    from segcam.data import load_mask
-    from segcam.engine import EmptyTargetWarning, explain
-    from segcam.images import ImageError, read_image
-    from segcam.io_utils import save_csv, save_json
+    from segcam.batch import ExplainJob, check_output_dir, run_explain
+    from segcam.images import MIN_SIDE
     from segcam.overlay import check_cmap
-    from segcam.result import NORMALIZATIONS, build_manifest
-    from segcam.targets import ErrorRegionTarget, MaskTarget, parse_target
+    from segcam.result import NORMALIZATIONS
+    from segcam.targets import parse_target
 
     check_cmap(args.cmap)
     if not 0 <= args.alpha <= 1:
         raise UsageError(f"--alpha must be in [0, 1], got {args.alpha}")
     if args.normalization not in NORMALIZATIONS:
         raise UsageError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}")
+    if args.max_side < MIN_SIDE:
+        raise UsageError(f"--max-side must be at least {MIN_SIDE} (pixels on the longest side), got {args.max_side}")
     method_args = _method_args(args.method_arg)
     try:
         segcam.get_method(args.method, **method_args)
@@ -146,59 +145,20 @@ def cmd_explain(args: argparse.Namespace) -> int:
     target = parse_target(args.target, args.category)
     layers = args.layer or ["seg_head"]
     out = Path(args.out)
-    if (out / "manifest.json").exists() and not args.overwrite:
-        raise UsageError(f"{out} already holds a segcam run (manifest.json); pass --overwrite or choose another --out")
+    check_output_dir(out)  # a file, a read-only disk...: one line before the model loads
     images = _collect_images(args.images)
+    _check_target_fits(target, images)
     model = _load_model(args)
     print(f"segcam: model {model.name}: {model.describe_weights()}", file=sys.stderr)
-    _preflight(model, layers, args.method, method_args)
-    out.mkdir(parents=True, exist_ok=True)
-    rows, records = [], []
-    meta: dict[str, Any] = {}
-    for path, name in tqdm(list(zip(images, _unique_names(images))), desc="explain", unit="img",
-                           file=sys.stderr, disable=None):
-        t0 = time.time()
-        row = {"image": str(path), "name": name, "status": "ok", "error": "", "width": "", "height": "",
-               "target_pixels": "", "empty_target": "", "seconds": ""}
-        try:
-            rgb = read_image(path, max_side=args.max_side, downscale=args.downscale)
-            row["height"], row["width"] = rgb.shape[:2]
-            tgt = target
-            if isinstance(target, tuple):
-                kind, where = target
-                mpath = _mask_for(Path(where), path)
-                truth = load_mask(mpath)
-                tgt = (MaskTarget(args.category, truth, str(mpath)) if kind == "mask"
-                       else ErrorRegionTarget(args.category, kind, truth, str(mpath)))
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", EmptyTargetWarning)
-                res = explain(model, rgb, layers, tgt, args.method, names=[name], **method_args)
-            for w in caught:
-                print(f"segcam: warning: {w.message}", file=sys.stderr)
-            meta = res.meta
-            rec = res[0].save(out, args.cmap, args.alpha, args.normalization)
-            rec["image"] = str(path)
-            rec["status"] = "ok"
-            records.append(rec)
-            row.update(target_pixels=rec["target_pixels"], empty_target=rec["empty_target"])
-        except (ImageError, FileNotFoundError, ValueError, OSError) as exc:
-            row.update(status="error", error=str(exc))
-            records.append({"image": str(path), "name": name, "status": "error", "error": str(exc)})
-            print(f"segcam: error: {exc}", file=sys.stderr)
-        row["seconds"] = f"{time.time() - t0:.3f}"
-        rows.append(row)
-    meta = {**meta, "model": {**meta.get("model", {}), "name": model.name, "weights": model.weights,
-                              "weights_sha256": model.weights_sha256, "random_init": model.random_init,
-                              "partial": model.partial},
-            "target": args.target, "category": args.category}
-    manifest = build_manifest(meta, args.method, records, args.cmap, args.alpha, args.normalization,
-                              arguments={k: v for k, v in vars(args).items() if k != "func"})
-    save_json(out / "manifest.json", manifest)
-    save_csv(out / "summary.csv", rows)
-    failed = sum(r["status"] != "ok" for r in rows)
-    print(f"segcam: {len(rows) - failed}/{len(rows)} images explained, {failed} failed; outputs in {out}",
-          file=sys.stderr)
-    return 1 if failed else 0
+    job = ExplainJob(model, tuple(layers), args.method, method_args, target, args.target, args.category, args.cmap,
+                     args.alpha, args.normalization, args.max_side, args.downscale)
+    arguments = {k: v for k, v in vars(args).items() if k != "func"}
+    summary = run_explain(job, images, out, overwrite=args.overwrite, arguments=arguments,
+                          warn=lambda msg: print(f"segcam: {msg}", file=sys.stderr))
+    resumed = f" ({summary.skipped} already done by an earlier run)" if summary.skipped else ""
+    print(f"segcam: {summary.total - summary.failed}/{summary.total} images explained{resumed}, {summary.failed} "
+          f"failed; outputs in {out}", file=sys.stderr)
+    return 1 if summary.failed else 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -313,7 +273,12 @@ def cmd_figure(args: argparse.Namespace) -> int:
     from segcam.targets import parse_target
     from segcam.zoo import create_model
 
-    outs = [f"{args.out}.{fmt}" for fmt in (args.formats or ["pdf", "svg", "png"])]
+    base, formats = args.out, args.formats
+    suffix = Path(base).suffix.lower().lstrip(".")
+    if suffix in ("pdf", "svg", "png"):  # --out fig.pdf means fig.pdf (that format only, unless --format says more)
+        base = str(Path(base).with_suffix(""))
+        formats = formats or [suffix]
+    outs = [f"{base}.{fmt}" for fmt in (formats or ["pdf", "svg", "png"])]
     if args.manifest:
         if args.images_in:
             raise UsageError("give either --manifest or images, not both")
@@ -342,17 +307,48 @@ def cmd_figure(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
+    import os
+    import signal
     import subprocess
 
     try:
         import streamlit  # noqa: F401
     except ImportError:
         raise UsageError("the app needs Streamlit: pip install 'segcam[app]'") from None
+    from segcam.app_core import ENV_RUNS_ROOT, ENV_WEIGHTS_ROOTS, MAX_UPLOAD_MB
+
+    runs_root = Path(args.runs_root).resolve()
+    if not runs_root.is_dir():
+        raise UsageError(f"--runs-root {args.runs_root} is not a folder")
+    env = dict(os.environ, **{ENV_RUNS_ROOT: str(runs_root)})
+    if args.weights_root:
+        roots = [Path(r).resolve() for r in args.weights_root]
+        missing = [str(r) for r in roots if not r.is_dir()]
+        if missing:
+            raise UsageError(f"--weights-root {', '.join(missing)} is not a folder")
+        env[ENV_WEIGHTS_ROOTS] = os.pathsep.join(map(str, roots))
     script = Path(__file__).resolve().parent / "app_ui.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
-           "--server.port", str(args.port), "--browser.gatherUsageStats", "false", *args.streamlit_args]
-    print(f"segcam: serving the app on http://localhost:{args.port}", file=sys.stderr)
-    return subprocess.call(cmd)
+           "--server.address", args.host, "--server.port", str(args.port), "--server.maxUploadSize",
+           str(MAX_UPLOAD_MB), "--browser.gatherUsageStats", "false", *args.streamlit_args]
+    shown = "localhost" if args.host in ("127.0.0.1", "localhost", "::1") else args.host
+    print(f"segcam: serving the app on http://{shown}:{args.port} (runs under {runs_root})", file=sys.stderr)
+    child = subprocess.Popen(cmd, env=env)
+
+    def stop(signum: int, frame: Any) -> None:  # SIGTERM/SIGHUP to segcam app stop its server too
+        child.terminate()
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        child.terminate()
+        child.wait(timeout=10)
+        return 130
+    finally:
+        if child.poll() is None:
+            child.kill()
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -533,7 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", action="append", help="method; repeat with --sweep method (default seg_grad_cam)")
     p.add_argument("--sweep", default="layer", choices=["layer", "model", "method"], help="what the CAM columns vary")
     p.add_argument("--target", default="pred", help="target (see segcam explain)")
-    p.add_argument("--out", default="segcam_figure", help="output path without suffix")
+    p.add_argument("--out", default="segcam_figure",
+                   help="output path; without a suffix every --format is written, fig.pdf writes just fig.pdf")
     p.add_argument("--format", dest="formats", action="append", choices=["pdf", "svg", "png"],
                    help="repeat for several (default: pdf, svg and png)")
     p.add_argument("--width", default="double", help="single (90 mm), onehalf (140), double (190) or millimetres")
@@ -546,6 +543,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("app", help="start the Streamlit app (needs the [app] extra)", formatter_class=fmt)
     p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; 0.0.0.0 serves every network interface (anyone who reaches it can "
+                        "run models on this machine)")
+    p.add_argument("--runs-root", default=".", help="'Browse a run' only opens run folders under this folder")
+    p.add_argument("--weights-root", action="append", default=None,
+                   help="folder the page may load weights/YAML from (repeatable; default: the working directory "
+                        "and the shipped weights)")
     p.add_argument("streamlit_args", nargs=argparse.REMAINDER, help="extra arguments for streamlit run")
     p.set_defaults(func=cmd_app)
 
@@ -584,10 +588,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into the same orderly stop as Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 1 some images failed, 2 usage error)."""
+    """Run the CLI; returns the exit code.
+
+    0 ok, 1 some images failed, 2 usage error, 3 the output could not be written (file-system error),
+    130 interrupted (Ctrl-C), 143 terminated (SIGTERM); an interrupted batch records what finished and the
+    same command resumes it.
+    """
+    import signal
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    if threading_main():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    from segcam.batch import RunFolderError
     from segcam.engine import LayerGradientError
     from segcam.export import ExportError
     from segcam.figures import FigureError
@@ -619,6 +641,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (WeightsError, FileNotFoundError, ValueError) as exc:
         print(f"segcam: error: {exc}", file=sys.stderr)
         return 2
+    except RunFolderError as exc:
+        print(f"segcam: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, _Terminated) else "interrupted"
+        print(f"segcam: {what}; finished images are recorded; run the same command again to resume",
+              file=sys.stderr)
+        return 143 if isinstance(exc, _Terminated) else 130
+    except OSError as exc:
+        print(f"segcam: error: cannot write the output ({exc}); free space or choose another --out", file=sys.stderr)
+        return 3
+
+
+def threading_main() -> bool:
+    """True in the main thread (only there can a signal handler be installed)."""
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":  # pragma: no cover

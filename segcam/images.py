@@ -14,7 +14,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["IMAGE_SUFFIXES", "ImageError", "normalize", "read_image", "read_image_bytes", "to_uint8_rgb"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: The one list of image suffixes: folder scans pick these, and a named file with another suffix is refused.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+#: Images with more pixels than this are refused before decoding, even with ``downscale`` (memory).
+MAX_DECODE_PIXELS = 100_000_000
 #: Smallest side accepted: HrSegNet's lowest branch works at 1/32 of the input.
 MIN_SIDE = 32
 #: Default limit on the longest side (memory for a CAM pass grows with the pixel count).
@@ -66,11 +69,22 @@ def read_image(path: str | Path, max_side: int = MAX_SIDE, downscale: bool = Fal
         ImageError: Missing, unreadable, corrupt or truncated file, a non-image,
             or an image smaller than 32 px or larger than ``max_side``.
     """
+    import stat
+
     path = Path(path)
-    if not path.exists():
-        raise ImageError(f"{path}: file not found; check the path")
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ImageError(f"{path}: file not found; check the path") from None
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot be read ({exc.strerror}); check the path and permissions") from None
+    if stat.S_ISDIR(mode):
         raise ImageError(f"{path}: is a folder, not an image")
+    if not stat.S_ISREG(mode):
+        raise ImageError(f"{path}: not a regular file (a FIFO, socket or device); give an image file")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ImageError(f"{path}: suffix {path.suffix or '(none)'} is not an image type segcam reads; "
+                         f"use one of {', '.join(IMAGE_SUFFIXES)}")
     return _decode(lambda: Image.open(path), str(path), max_side, downscale)
 
 
@@ -79,6 +93,9 @@ def _decode(opener: object, path: str, max_side: int, downscale: bool) -> np.nda
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with opener() as im:
+                _check_header(im, path, max_side, downscale)  # before decoding: the header gives the size
+                if downscale and max(im.size) > max_side:
+                    im.draft("RGB", (max_side, max_side))  # JPEG decodes at 1/2, 1/4, 1/8 directly
                 im.load()  # forces decoding: truncated and corrupt files fail here
                 im = ImageOps.exif_transpose(im)
                 rgb = to_uint8_rgb(im, path)
@@ -93,6 +110,16 @@ def _decode(opener: object, path: str, max_side: int, downscale: bool) -> np.nda
             raise
         raise ImageError(f"{path}: corrupt or truncated image ({exc}); re-export or re-download it") from exc
     return check_size(rgb, path, max_side=max_side, downscale=downscale)
+
+
+def _check_header(im: Image.Image, name: str, max_side: int, downscale: bool) -> None:
+    w, h = im.size
+    if w * h > MAX_DECODE_PIXELS:
+        raise ImageError(f"{name}: image is {w}x{h} ({w * h / 1e6:.0f} MP), above the {MAX_DECODE_PIXELS / 1e6:.0f} MP "
+                         "that segcam decodes in one piece; split it into tiles first")
+    if max(w, h) > max_side and not downscale:
+        raise ImageError(f"{name}: image is {w}x{h}, above the {max_side}-pixel limit on the longest side; "
+                         f"pass --downscale to shrink it to {max_side}, or raise --max-side (needs more memory)")
 
 
 def check_size(rgb: np.ndarray, name: str, max_side: int = MAX_SIDE, downscale: bool = False) -> np.ndarray:

@@ -10,7 +10,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["atomic_write", "save_csv", "save_json", "save_npy", "save_png"]
+__all__ = ["atomic_write", "safe_name", "save_csv", "save_json", "save_npy", "save_png"]
+
+
+def safe_name(name: str, limit: int = 120) -> str:
+    """A file-name-safe version of ``name``: Unicode letters, digits, ``_ . -`` kept, every other run -> ``_``."""
+    import re
+    import unicodedata
+
+    clean = re.sub(r"[^\w.-]+", "_", unicodedata.normalize("NFC", name)).strip("._") or "image"
+    return clean[:limit]
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:

@@ -15,7 +15,7 @@ from segcam.figures import FigureError, FigureRow
 from segcam.images import read_image
 from segcam.result import SCHEMA_VERSION
 
-__all__ = ["rows_from_manifest", "rows_from_models"]
+__all__ = ["record_image", "rows_from_manifest", "rows_from_models"]
 
 
 def _find_mask(masks: str | Path | None, image: Path) -> np.ndarray | None:
@@ -29,6 +29,20 @@ def _find_mask(masks: str | Path | None, image: Path) -> np.ndarray | None:
         if cand.is_file():
             return load_mask(cand)
     raise FigureError(f"no ground-truth mask for {image.name} in {masks} (expected {image.stem}.png)")
+
+
+def record_image(rec: dict[str, Any], folder: Path) -> Path | None:
+    """The source photo of a manifest record, wherever the run was made from.
+
+    Tried in order: ``image_relative`` against the manifest's folder, the recorded absolute path,
+    and (older manifests) ``image`` relative to the manifest's folder. None if none exists.
+    """
+    cands = []
+    if rec.get("image_relative"):
+        cands.append(folder / rec["image_relative"])
+    image = Path(rec["image"])
+    cands += [image] if image.is_absolute() else [folder / image, image]
+    return next((c for c in cands if c.is_file()), None)
 
 
 def rows_from_manifest(manifest: str | Path, masks: str | Path | None = None, images: Sequence[str] | None = None,
@@ -73,9 +87,10 @@ def rows_from_manifest(manifest: str | Path, masks: str | Path | None = None, im
         raise FigureError(f"layers {unknown} are not in {path}; it has {all_layers}")
     rows = []
     for rec in records:
-        img_path = Path(rec["image"])
-        if not img_path.is_file():
-            raise FigureError(f"image {img_path} listed in {path} no longer exists")
+        img_path = record_image(rec, folder)
+        if img_path is None:
+            raise FigureError(f"image {rec['image']} listed in {path} no longer exists (looked relative to the "
+                              "manifest's folder and at the recorded path)")
         rgb = read_image(img_path, max_side=8192)
         if rgb.shape[:2] != (rec["height"], rec["width"]):  # the run downscaled it
             rgb = np.asarray(Image.fromarray(rgb).resize((rec["width"], rec["height"]), Image.BILINEAR))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import platform
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from segcam.io_utils import save_json, save_npy, save_png
+from segcam.io_utils import safe_name, save_json, save_npy, save_png
 from segcam.overlay import DEFAULT_CMAP, heatmap, overlay
 
 __all__ = ["NORMALIZATIONS", "SCHEMA_VERSION", "Explanation", "ImageExplanation", "LayerMap", "build_manifest",
@@ -81,7 +80,7 @@ class LayerMap:
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+    return safe_name(name)
 
 
 @dataclass(frozen=True)

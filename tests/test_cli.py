@@ -174,11 +174,16 @@ def test_device_flag(tmp_path, capsys) -> None:
     assert not (tmp_path / "run").exists()  # failed before any work
 
 
-def test_refuses_to_overwrite_a_run(tmp_path) -> None:
+def test_rerun_resumes_other_settings_are_refused_and_overwrite_replaces(tmp_path, capsys) -> None:
     args = ["explain", "--model", "hrsegnet_b16", "--weights", "random", "--out", str(tmp_path), str(EXAMPLES / "cfd_001.jpg")]
     assert main(args) == 0
-    assert main(args) == 2
-    assert main(args + ["--overwrite"]) == 0
+    capsys.readouterr()
+    assert main(args) == 0  # the same command resumes: nothing left to do
+    assert "1 already done by an earlier run" in capsys.readouterr().err
+    assert main(args + ["--layer", "seg2"]) == 2
+    assert "other settings (layers differ)" in capsys.readouterr().err
+    assert main(args + ["--layer", "seg2", "--overwrite"]) == 0
+    assert not list(tmp_path.glob("*seg_head*")) and list(tmp_path.glob("cfd_001__seg2__overlay.png"))
 
 
 def test_models_and_layers_commands(capsys) -> None:
@@ -198,7 +203,7 @@ def test_python_dash_m_works() -> None:
     proc = subprocess.run([sys.executable, "-m", "segcam", "models", "hrsegnet_*"], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("hrsegnet_b") == 3 and proc.stderr.strip() == ""
+    assert sum(ln.startswith("hrsegnet_b") for ln in proc.stdout.splitlines()) == 3 and proc.stderr.strip() == ""
 
 
 def test_allow_partial_is_loud_and_strict_is_default(tmp_path, capsys) -> None:

@@ -1,0 +1,423 @@
+"""The batch pipeline: read -> predict -> explain -> write outputs, manifest and summary rows.
+
+``segcam explain`` (and anything else that explains a list of photos) calls
+:func:`run_explain`; the per-image work is :func:`explain_image`, and the
+output folder's bookkeeping is :class:`RunFolder`:
+
+* an exclusive lock on the folder (a second run into it is refused);
+* a journal (``.segcam-journal.jsonl``) appended and flushed as each image
+  finishes, from which ``manifest.json`` and ``summary.csv`` are rewritten
+  atomically (at most every :data:`REWRITE_SECONDS` and at the end), so a
+  killed run records what finished and a rerun of the same command resumes,
+  skipping images whose outputs are complete;
+* stale temporary files of a killed run are removed; ``overwrite`` removes the
+  old run's files (and only those) first;
+* output stems are unique after sanitising (Unicode letters kept; compared
+  case-insensitively against every other final name).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from segcam.io_utils import safe_name, save_csv, save_json
+
+__all__ = ["BatchSummary", "ExplainJob", "RunFolder", "RunFolderError", "check_output_dir", "explain_image",
+           "output_stems", "preflight", "run_explain"]
+
+JOURNAL = ".segcam-journal.jsonl"
+LOCK = ".segcam.lock"
+#: Manifest and summary are rewritten at most this often (and at the end); the journal has every image at once.
+REWRITE_SECONDS = 2.0
+SUMMARY_FIELDS = ("image", "name", "status", "error", "width", "height", "target_pixels", "empty_target", "seconds")
+
+
+class RunFolderError(OSError):
+    """The output folder cannot be used (locked, a file, not writable, another run's settings)."""
+
+
+def output_stems(images: Sequence[str | Path]) -> list[str]:
+    """Unique, file-system-safe output stems for ``images`` (in order).
+
+    Characters other than Unicode letters, digits, ``_``, ``.`` and ``-`` become
+    ``_`` (so ``"x y.jpg"`` -> ``x_y``, ``裂缝1.jpg`` -> ``裂缝1``). Clashes get
+    ``-2``, ``-3``... chosen so that no stem equals, ignoring case, any other
+    image's stem or any stem already given.
+    """
+    bases = [safe_name(Path(p).stem) for p in images]
+    base_count: dict[str, int] = {}
+    for b in bases:
+        base_count[b.casefold()] = base_count.get(b.casefold(), 0) + 1
+    taken: set[str] = set()
+    out = []
+    for b in bases:
+        cand, k = b, 1
+        while cand.casefold() in taken or (cand != b and cand.casefold() in base_count):
+            k += 1
+            cand = f"{b}-{k}"
+        taken.add(cand.casefold())
+        out.append(cand)
+    return out
+
+
+@dataclass(frozen=True)
+class ExplainJob:
+    """What to do with each image of a batch (everything but the image itself).
+
+    Attributes:
+        model: The :class:`segcam.zoo.ZooModel`.
+        layers: Layer names or aliases.
+        method: CAM method name.
+        method_args: Keyword arguments of the method.
+        target: A parsed target (:func:`segcam.targets.parse_target`); a ``(kind, path)`` tuple
+            for per-image mask targets.
+        target_spec: The target as the user wrote it (for the manifest).
+        category: Class explained.
+        cmap: Colormap of the PNGs.
+        alpha: Heatmap weight in the overlay.
+        normalization: ``per_map`` or ``shared``.
+        max_side: Longest image side accepted.
+        downscale: Shrink larger images instead of refusing them.
+    """
+
+    model: Any
+    layers: tuple[str, ...]
+    method: str = "seg_grad_cam"
+    method_args: dict[str, Any] = field(default_factory=dict)
+    target: Any = None
+    target_spec: str = "pred"
+    category: int = 1
+    cmap: str = "inferno"
+    alpha: float = 0.5
+    normalization: str = "per_map"
+    max_side: int = 2048
+    downscale: bool = False
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings that decide the outputs: a rerun resumes only when they are the same."""
+        m = self.model
+        return {"model": m.name, "weights_sha256": m.weights_sha256, "layers": list(self.layers),
+                "method": self.method, "method_args": dict(sorted(self.method_args.items())),
+                "target": self.target_spec, "category": self.category, "cmap": self.cmap, "alpha": self.alpha,
+                "normalization": self.normalization, "max_side": self.max_side, "downscale": self.downscale}
+
+
+def _mask_for(target_dir: Path, image: Path) -> Path:
+    if target_dir.is_file():
+        return target_dir
+    for suffix in (".png", ".bmp", ".tif", ".jpg"):
+        cand = target_dir / f"{image.stem}{suffix}"
+        if cand.is_file():
+            return cand
+    raise FileNotFoundError(f"no mask named {image.stem}.png in {target_dir}; masks are matched by image stem")
+
+
+def _target_for(job: ExplainJob, path: Path) -> Any:
+    from segcam.data import load_mask
+    from segcam.targets import ErrorRegionTarget, MaskTarget
+
+    if not isinstance(job.target, tuple):
+        return job.target
+    kind, where = job.target
+    mpath = _mask_for(Path(where), path)
+    truth = load_mask(mpath)
+    if kind == "mask":
+        return MaskTarget(job.category, truth, str(mpath))
+    return ErrorRegionTarget(job.category, kind, truth, str(mpath))
+
+
+def explain_image(job: ExplainJob, path: Path, name: str, out: Path,
+                  warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Explain one image file and write its outputs into ``out``; returns its manifest record.
+
+    Raises:
+        segcam.images.ImageError, FileNotFoundError, ValueError: A bad image or mask (the batch records it).
+        OSError: The outputs could not be written.
+    """
+    from segcam.engine import EmptyTargetWarning, explain
+    from segcam.images import read_image
+
+    rgb = read_image(path, max_side=job.max_side, downscale=job.downscale)
+    target = _target_for(job, path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EmptyTargetWarning)
+        res = explain(job.model, rgb, list(job.layers), target, job.method, names=[name], **job.method_args)
+    for w in caught:
+        if warn is not None:
+            warn(str(w.message))
+    rec = res[0].save(out, job.cmap, job.alpha, job.normalization)
+    rec.update(image=str(path.resolve()), image_relative=os.path.relpath(path.resolve(), out.resolve()),
+               status="ok")
+    return rec
+
+
+def preflight(model: Any, layers: Sequence[str], method: str, method_args: dict[str, Any], category: int = 1
+              ) -> dict[str, Any]:
+    """Explain a blank 64x64 image once, so that setting errors fail before any image is touched.
+
+    Unknown layers, layers without gradient, a bad method argument or a class the model lacks raise
+    here. Returns the explanation's metadata.
+
+    Raises:
+        segcam.layers.LayerNotFoundError, segcam.engine.LayerGradientError, TypeError, ValueError.
+    """
+    from segcam.engine import explain
+    from segcam.targets import ImageTarget
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = explain(model, np.zeros((64, 64, 3), np.uint8), list(layers), ImageTarget(category), method,
+                      **method_args)
+    return dict(res.meta)
+
+
+def _record_files(rec: dict[str, Any]) -> list[str]:
+    files = [rec["prediction"]] if rec.get("prediction") else []
+    for layer in (rec.get("layers") or {}).values():
+        files += [layer[k] for k in ("overlay", "heatmap", "npy") if layer.get(k)]
+    return files
+
+
+class RunFolder:
+    """An output folder of a batch run, locked while a run writes into it.
+
+    Use as a context manager: ``with RunFolder(out, fingerprint, overwrite) as run: ...``.
+
+    Args:
+        path: The folder (created if missing).
+        fingerprint: The job's settings (:meth:`ExplainJob.fingerprint`).
+        overwrite: Remove an earlier run's files first instead of resuming it.
+
+    Raises:
+        RunFolderError: The path is a file or under one, not writable, locked by another run, or holds
+            a run made with other settings (without ``overwrite``).
+    """
+
+    def __init__(self, path: str | Path, fingerprint: dict[str, Any], overwrite: bool = False) -> None:
+        self.path = Path(path)
+        self.fingerprint = fingerprint
+        self.overwrite = overwrite
+        self.records: dict[str, dict[str, Any]] = {}
+        self.rows: dict[str, dict[str, Any]] = {}
+        self._lock_fh: Any = None
+        self._journal: Any = None
+        self._last_write = 0.0
+        self._dirty = False
+
+    # -- opening -------------------------------------------------------------------------------------------
+    def __enter__(self) -> RunFolder:
+        check_output_dir(self.path)
+        self._lock()
+        try:
+            self._clean_temporaries()
+            old = self._read_journal()
+            if old and self.overwrite:
+                self._remove_run(old)
+                old = []
+            if old and old[0].get("fingerprint") != self.fingerprint:
+                diff = sorted(k for k in self.fingerprint if old[0].get("fingerprint", {}).get(k) != self.fingerprint[k])
+                raise RunFolderError(
+                    f"{self.path} holds a segcam run made with other settings ({', '.join(diff) or 'format'} differ); "
+                    "pass --overwrite to replace it, or choose another --out")
+            if not old and (self.path / "manifest.json").exists() and not self.overwrite:
+                raise RunFolderError(f"{self.path} holds a segcam run without a journal (an older segcam); "
+                                     "pass --overwrite to replace it, or choose another --out")
+            for entry in old[1:]:
+                self.records[entry["name"]] = entry["record"]
+                self.rows[entry["name"]] = entry["row"]
+            self._journal = open(self.path / JOURNAL, "a", encoding="utf-8")
+            if not old:
+                self._append({"fingerprint": self.fingerprint})
+        except BaseException:
+            self._unlock()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._journal is not None:
+                self._journal.close()
+        finally:
+            self._unlock()
+
+    def _lock(self) -> None:
+        self._lock_fh = open(self.path / LOCK, "a+")
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory lock
+            return
+        try:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock_fh.close()
+            self._lock_fh = None
+            raise RunFolderError(f"another segcam run is writing to {self.path}; wait for it to finish or choose "
+                                 "another --out") from None
+
+    def _unlock(self) -> None:
+        if self._lock_fh is not None:
+            self._lock_fh.close()  # closing releases the flock
+            self._lock_fh = None
+
+    def _clean_temporaries(self) -> None:
+        for p in self.path.glob(".*.tmp*"):
+            if p.is_file():
+                p.unlink(missing_ok=True)
+
+    def _read_journal(self) -> list[dict[str, Any]]:
+        path = self.path / JOURNAL
+        if not path.is_file():
+            return []
+        entries = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue  # the line a kill cut short
+        return entries if entries and "fingerprint" in entries[0] else []
+
+    def _remove_run(self, entries: list[dict[str, Any]]) -> None:
+        for entry in entries[1:]:
+            for f in _record_files(entry.get("record") or {}):
+                (self.path / f).unlink(missing_ok=True)
+        for f in ("manifest.json", "summary.csv", JOURNAL):
+            (self.path / f).unlink(missing_ok=True)
+
+    # -- progress --------------------------------------------------------------------------------------------
+    def is_done(self, name: str) -> bool:
+        """True when image ``name`` finished in an earlier run and all its files are there."""
+        rec = self.records.get(name)
+        if not rec or rec.get("status") != "ok":
+            return False
+        return all((self.path / f).is_file() for f in _record_files(rec))
+
+    def add(self, name: str, record: dict[str, Any], row: dict[str, Any]) -> None:
+        """Record a finished image (journal at once; manifest/summary within :data:`REWRITE_SECONDS`)."""
+        self.records[name] = record
+        self.rows[name] = row
+        self._append({"name": name, "record": record, "row": row})
+        self._dirty = True
+        if time.monotonic() - self._last_write >= REWRITE_SECONDS:
+            self.flush()
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        self._journal.write(json.dumps(entry, default=str) + "\n")
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
+
+    def flush(self, order: Sequence[str] | None = None, manifest: Callable[[list[dict[str, Any]]], dict] | None = None
+              ) -> None:
+        """Rewrite ``summary.csv`` (and ``manifest.json`` through ``manifest``) atomically."""
+        self._order = list(order) if order is not None else getattr(self, "_order", list(self.records))
+        if manifest is not None:
+            self._manifest = manifest
+        names = [n for n in self._order if n in self.records] + [n for n in self.records if n not in self._order]
+        save_csv(self.path / "summary.csv", [{k: self.rows[n].get(k, "") for k in SUMMARY_FIELDS} for n in names])
+        if getattr(self, "_manifest", None) is not None:
+            save_json(self.path / "manifest.json", self._manifest([self.records[n] for n in names]))
+        self._last_write = time.monotonic()
+        self._dirty = False
+
+
+def check_output_dir(path: Path) -> None:
+    """Create ``path`` and check it is a writable folder, with one clear message otherwise.
+
+    Raises:
+        RunFolderError: It is a file, under a file, or cannot be created or written.
+    """
+    for parent in [path, *path.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise RunFolderError(f"--out {path}: {parent} is a file, not a folder; choose another --out")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".segcam-probe-{os.getpid()}.tmp"
+        probe.write_bytes(b"x")
+        probe.unlink()
+    except OSError as exc:
+        raise RunFolderError(f"--out {path} cannot be written ({exc.strerror or exc}); choose a writable folder") from None
+
+
+@dataclass
+class BatchSummary:
+    """What a batch did: counts and the output folder."""
+
+    out: Path
+    total: int
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def run_explain(job: ExplainJob, images: Sequence[Path], out: str | Path, overwrite: bool = False,
+                arguments: dict[str, Any] | None = None, progress: bool = True,
+                warn: Callable[[str], None] | None = None) -> BatchSummary:
+    """Explain every image into ``out`` (resuming a killed run of the same job), one image at a time.
+
+    A bad image is recorded (status ``error``) and the batch goes on; a file-system error while writing
+    stops it (the images done so far stay recorded).
+
+    Raises:
+        RunFolderError: See :class:`RunFolder`; also an OSError while writing outputs.
+        KeyboardInterrupt: Ctrl-C/SIGTERM; what finished is recorded and a rerun resumes.
+    """
+    from tqdm import tqdm
+
+    from segcam.images import ImageError
+    from segcam.result import build_manifest
+
+    out = Path(out)
+    names = output_stems(images)
+    summary = BatchSummary(out, len(images))
+    meta_holder = preflight(job.model, job.layers, job.method, job.method_args, job.category)
+    m = job.model
+    model_meta = {"name": m.name, "tag": m.tag, "weights": m.weights, "weights_sha256": m.weights_sha256,
+                  "random_init": m.random_init, "partial": m.partial}
+
+    def manifest(records: list[dict[str, Any]]) -> dict[str, Any]:
+        meta = {**meta_holder, "model": {**meta_holder.get("model", {}), **model_meta},
+                "layers": meta_holder.get("layers", list(job.layers)), "target": job.target_spec,
+                "category": job.category}
+        man = build_manifest(meta, job.method, records, job.cmap, job.alpha, job.normalization, arguments=arguments)
+        man["settings"] = job.fingerprint()
+        return man
+
+    with RunFolder(out, job.fingerprint(), overwrite) as run:
+        run.flush(order=names, manifest=manifest)
+        bar = tqdm(list(zip(images, names)), desc="explain", unit="img", file=sys.stderr, disable=None if progress else True)
+        try:
+            for path, name in bar:
+                if run.is_done(name):
+                    summary.skipped += 1
+                    continue
+                t0 = time.time()
+                row: dict[str, Any] = {"image": str(path), "name": name, "status": "ok", "error": ""}
+                try:
+                    rec = explain_image(job, Path(path), name, out, warn=warn)
+                    row.update(width=rec["width"], height=rec["height"], target_pixels=rec["target_pixels"],
+                               empty_target=rec["empty_target"])
+                    summary.done += 1
+                except (ImageError, FileNotFoundError, ValueError) as exc:
+                    rec = {"image": str(path), "name": name, "status": "error", "error": str(exc)}
+                    row.update(status="error", error=str(exc))
+                    summary.failed += 1
+                    summary.errors.append(str(exc))
+                    if warn is not None:
+                        warn(f"error: {exc}")
+                row["seconds"] = f"{time.time() - t0:.3f}"
+                run.add(name, rec, row)
+        finally:
+            with contextlib.suppress(OSError):
+                run.flush()
+    summary.failed = sum(r.get("status") != "ok" for r in run.rows.values())
+    return summary
