@@ -118,9 +118,10 @@ def test_huge_upload_is_downscaled_with_a_notice() -> None:
     assert any("downscaled" in i.value for i in at.info)
 
 
-def test_weights_that_do_not_match_the_model(tmp_path) -> None:
+def test_weights_that_do_not_match_the_model(tmp_path, monkeypatch) -> None:
     import segcam
 
+    monkeypatch.setenv("SEGCAM_APP_WEIGHTS_ROOTS", str(tmp_path))
     path = tmp_path / "b32.pdparams"
     paddle.save(segcam.create_model("hrsegnet_b32", weights="random").network.state_dict(), str(path))
     at = _app(m1_weights=str(path))
@@ -128,7 +129,8 @@ def test_weights_that_do_not_match_the_model(tmp_path) -> None:
     assert any("does not match" in e.value for e in at.error)
 
 
-def test_browse_an_output_folder(tmp_path) -> None:
+def test_browse_an_output_folder(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SEGCAM_APP_RUNS_ROOT", str(tmp_path))
     run = tmp_path / "run"
     assert main(["explain", "--model", "hrsegnet_b16", "--weights", "random", "--layer", "seg1", "--layer", "seg_head",
                  "--out", str(run), str(EXAMPLES / "cfd_001.jpg"), str(EXAMPLES / "deepcrack_11215-9.jpg")]) == 0
@@ -256,8 +258,95 @@ def test_segcam_app_command_starts_streamlit_on_the_packaged_page(monkeypatch, c
     from pathlib import Path
 
     calls = []
-    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+
+    class FakeServer:
+        def __init__(self, cmd, env=None) -> None:
+            calls.append((cmd, env))
+
+        def wait(self, timeout=None) -> int:
+            return 0
+
+        def poll(self) -> int:
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", FakeServer)
     assert main(["app", "--port", "8600"]) == 0
-    cmd = calls[0]
+    cmd, env = calls[0]
     assert cmd[1:4] == ["-m", "streamlit", "run"] and Path(cmd[4]).name == "app_ui.py" and Path(cmd[4]).is_file()
     assert "8600" in cmd and "localhost:8600" in capsys.readouterr().err
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"  # never every interface unless --host says so
+    assert env["SEGCAM_APP_RUNS_ROOT"] == str(Path.cwd().resolve())
+
+
+def _listening(port: int) -> list[str]:
+    """Local addresses (hex, as in /proc/net/tcp) listening on ``port``."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if os.path.exists(table):
+            for line in open(table).read().splitlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A" and int(local.split(":")[1], 16) == port:
+                    found.append(local.split(":")[0])
+    return found
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux's /proc/net/tcp")
+def test_segcam_app_binds_loopback_and_sigterm_stops_its_server(tmp_path) -> None:
+    import signal
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "segcam", "app", "--port", str(port)], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while not _listening(port) and time.time() < deadline:
+            time.sleep(0.2)
+        addrs = _listening(port)
+        assert addrs and all(a in ("0100007F", "00000000000000000000000001000000") for a in addrs), addrs
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        deadline = time.time() + 20
+        while _listening(port) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not _listening(port), "the Streamlit server outlived segcam app"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_app_refuses_paths_outside_its_roots(tmp_path, monkeypatch) -> None:
+    import json
+    import pickle
+
+    runs = tmp_path / "runs"
+    run = runs / "run"
+    assert main(["explain", "--model", "hrsegnet_b16", "--weights", "random", "--out", str(run),
+                 str(EXAMPLES / "cfd_001.jpg")]) == 0
+    monkeypatch.setenv("SEGCAM_APP_RUNS_ROOT", str(runs))
+    monkeypatch.setenv("SEGCAM_APP_WEIGHTS_ROOTS", str(tmp_path / "weights"))
+    at = _app()
+    at.sidebar.radio(key="mode").set_value("Browse a run").run()
+    for outside in ("/root", "../../../../etc", str(tmp_path)):
+        at.text_input(key="run_folder").set_value(outside).run()
+        assert not at.exception and any("outside" in e.value for e in at.error), outside
+    man = json.loads((run / "manifest.json").read_text())  # a manifest pointing outside its folder
+    man["images"][0]["layers"]["seg_head"]["overlay"] = "/etc/hostname"
+    (run / "manifest.json").write_text(json.dumps(man))
+    at.text_input(key="run_folder").set_value("run").run()
+    assert not at.exception and any("outside the run folder" in w.value for w in at.warning)
+    assert not at.get("image")
+    # weights: outside the allowed folders, and a pickle payload inside them
+    (tmp_path / "weights").mkdir()
+    marker = tmp_path / "PWNED"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "weights" / "evil.pdparams"
+    evil.write_bytes(pickle.dumps({"x": Payload()}))
+    for weights, message in ((str(tmp_path / "elsewhere.pdparams"), "not a file inside the folders"),
+                             (str(evil), "refused")):
+        at = _app(m1_weights=weights)
+        assert not at.exception and any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert not marker.exists()
