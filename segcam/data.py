@@ -66,15 +66,18 @@ class Pair:
 def data_root() -> Path:
     """Folder holding the data sets.
 
-    ``$SEGCAM_DATA`` wins; otherwise ``../shared/data`` next to the current
-    directory or next to this checkout.
+    ``$SEGCAM_DATA`` when set (and then only it); otherwise ``../shared/data``
+    next to the current directory or next to this checkout.
 
     Raises:
         FileNotFoundError: If no data folder is found.
     """
     env = os.environ.get("SEGCAM_DATA")
-    candidates = [Path(env)] if env else []
-    candidates += [Path.cwd().parent / "shared" / "data", Path(__file__).resolve().parents[2] / "shared" / "data"]
+    if env:
+        if Path(env).is_dir():
+            return Path(env)
+        raise FileNotFoundError(f"SEGCAM_DATA={env} is not a folder; point it at the folder that holds deepcrack/, cfd/, ...")
+    candidates = [Path.cwd().parent / "shared" / "data", Path(__file__).resolve().parents[2] / "shared" / "data"]
     for cand in candidates:
         if cand.is_dir():
             return cand

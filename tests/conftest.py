@@ -64,3 +64,27 @@ def crack_rgb() -> np.ndarray:
 @pytest.fixture()
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_data: reads the crack data sets in ../shared/data (or $SEGCAM_DATA)")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``needs_data`` skip with the reason when the data is absent; CI makes it mandatory."""
+    import os
+
+    if item.get_closest_marker("needs_data") is None:
+        return
+    from segcam.data import data_root
+
+    try:
+        root = data_root()
+        missing = [n for n in ("deepcrack", "cfd", "masonry_dais", "gaps384_crops", "shadowcrack_crops", "crack500")
+                   if not (root / n).is_dir()]
+        if missing:
+            raise FileNotFoundError(f"{root} lacks {', '.join(missing)}")
+    except FileNotFoundError as exc:
+        if os.environ.get("SEGCAM_REQUIRE_DATA") == "1":
+            pytest.fail(f"SEGCAM_REQUIRE_DATA=1 but the crack data sets are missing: {exc}")
+        pytest.skip(f"needs the crack data sets (../shared/data or $SEGCAM_DATA): {exc}")

@@ -11,6 +11,8 @@ import pytest
 
 from segcam.data import MIX_WEIGHTS, list_pairs, parse_data_specs
 
+pytestmark = pytest.mark.needs_data
+
 
 @pytest.mark.parametrize("name,counts", [("cfd", (70, 24, 24)), ("masonry_dais", (144, 48, 48))])
 def test_seeded_splits_are_fixed_disjoint_and_complete(name, counts) -> None:

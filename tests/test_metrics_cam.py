@@ -161,6 +161,7 @@ def test_cli_fn_target_and_method(tmp_path) -> None:
                  "--out", str(tmp_path / "o2"), str(EXAMPLES / "cfd_001.jpg")]) == 2
 
 
+@pytest.mark.needs_data
 def test_evaluate_cam_cli(tmp_path, capsys) -> None:
     out = tmp_path / "ce"
     assert main(["evaluate-cam", "--model", "hrsegnet_b16", "--weights", "random", "--data", "deepcrack:test",

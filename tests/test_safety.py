@@ -50,6 +50,7 @@ def test_pickle_payload_is_refused_by_the_api(tmp_path) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.needs_data
 def test_pickle_payload_is_refused_by_every_cli_path(tmp_path, capsys) -> None:
     evil, marker = _evil_weights(tmp_path)
     img = str(EXAMPLES / "cfd_001.jpg")
@@ -61,6 +62,7 @@ def test_pickle_payload_is_refused_by_every_cli_path(tmp_path, capsys) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.needs_data
 def test_training_resume_uses_the_safe_loader(tmp_path) -> None:
     from segcam.training.loop import train
     from segcam.weights import UnsafeWeightsError

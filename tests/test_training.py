@@ -25,6 +25,7 @@ def test_mask_0_255_becomes_0_1(tmp_path) -> None:
     np.testing.assert_array_equal(load_mask(path), mask)
 
 
+@pytest.mark.needs_data
 def test_real_dataset_labels_are_class_ids() -> None:
     from segcam.training.dataset import CrackDataset
 
@@ -36,6 +37,7 @@ def test_real_dataset_labels_are_class_ids() -> None:
     assert label.sum() == (raw == 255).sum() > 0
 
 
+@pytest.mark.needs_data
 def test_splits() -> None:
     assert len(parse_data_spec("deepcrack:test")) == 237
     train, valid = parse_data_spec("deepcrack:train"), parse_data_spec("deepcrack:valid")
@@ -119,6 +121,7 @@ model: {type: HrSegNetB16, num_classes: 2}
     return str(cfg)
 
 
+@pytest.mark.needs_data
 def test_training_lowers_loss_and_resumes(tmp_path) -> None:
     from segcam.training.loop import train
 
@@ -148,6 +151,7 @@ def test_training_lowers_loss_and_resumes(tmp_path) -> None:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+@pytest.mark.needs_data
 def test_killed_run_resumes_without_repeated_log_lines(tmp_path) -> None:
     from segcam.training.loop import train
 
@@ -160,6 +164,7 @@ def test_killed_run_resumes_without_repeated_log_lines(tmp_path) -> None:
     assert iters == list(range(1, 9))
 
 
+@pytest.mark.needs_data
 @pytest.mark.parametrize("state", ["old_and_tmp", "stale_old", "partial_last", "tmp_only_partial"])
 def test_checkpoint_rotation_survives_every_kill_state(tmp_path, state) -> None:
     import shutil
@@ -189,6 +194,7 @@ def test_checkpoint_rotation_survives_every_kill_state(tmp_path, state) -> None:
     assert not (out / "last.old").exists() and not (out / ".last.tmp").exists()
 
 
+@pytest.mark.needs_data
 def test_shipped_weights_load_strictly_and_segment_cracks() -> None:
     import segcam
     from segcam.training.loop import evaluate
@@ -206,6 +212,7 @@ def test_shipped_weights_load_strictly_and_segment_cracks() -> None:
         assert res["miou"] > 0.7 and res["crack_iou"] > 0.4, (name, res)
 
 
+@pytest.mark.needs_data
 def test_release_writes_fp16_weights_that_load_strictly_and_a_card(tmp_path) -> None:
     import segcam
     from segcam.training.release import _card, release
@@ -271,6 +278,7 @@ def test_weight_ema_matches_the_formula_and_restores_the_model() -> None:
         WeightEMA(layer, 1.0)
 
 
+@pytest.mark.needs_data
 def test_training_with_ema_validates_and_keeps_the_averaged_weights(tmp_path) -> None:
     from segcam.training.loop import train
 
