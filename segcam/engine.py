@@ -18,7 +18,41 @@ from segcam.methods.base import BaseCAM
 from segcam.result import Explanation, ImageExplanation, LayerMap
 from segcam.targets import PredictedTarget, Target, TargetError
 
-__all__ = ["CamContext", "EmptyTargetWarning", "LayerGradientError", "check_input_size", "explain", "main_logits"]
+__all__ = ["SCORES", "CamContext", "EmptyTargetWarning", "LayerGradientError", "check_input_size", "explain",
+           "main_logits", "score_planes"]
+
+#: What is summed over the target region and back-propagated.
+SCORES = {
+    "logit": "the class logit y_c (Seg-Grad-CAM's original score)",
+    "margin": "y_c - logsumexp_{k != c} y_k: the evidence for c against the other classes (two classes: the log-odds)",
+    "prob": "the softmax probability of class c",
+}
+
+
+def score_planes(logits: paddle.Tensor, score: str = "logit") -> paddle.Tensor:
+    """N x C x H x W per-pixel scores whose class-``c`` plane is the score of class ``c``.
+
+    * ``logit``: ``s_c = y_c``.
+    * ``margin``: ``s_c = y_c - log(sum_{k != c} exp(y_k))``; for two classes ``y_1 - y_0``, the log-odds of
+      class 1. Unlike the logit alone it does not reward raising every class at once, which is what makes a
+      head-layer map light up surface texture beside a crack.
+    * ``prob``: ``s_c = softmax(y)_c`` (saturates where the network is sure, so gradients vanish there).
+
+    Raises:
+        ValueError: Unknown score.
+    """
+    if score == "logit":
+        return logits
+    if score == "prob":
+        return paddle.nn.functional.softmax(logits, axis=1)
+    if score == "margin":
+        n_classes = logits.shape[1]
+        planes = []
+        for c in range(n_classes):
+            others = paddle.concat([logits[:, k:k + 1] for k in range(n_classes) if k != c], axis=1)
+            planes.append(logits[:, c:c + 1] - paddle.logsumexp(others, axis=1, keepdim=True))
+        return paddle.concat(planes, axis=1)
+    raise ValueError(f"unknown score {score!r}; use one of {', '.join(SCORES)}")
 
 
 class LayerGradientError(ValueError):
@@ -39,17 +73,19 @@ class CamContext:
         layer: The hooked layer of the current map.
     """
 
-    def __init__(self, net: paddle.nn.Layer, x: np.ndarray, weight: np.ndarray, layer: paddle.nn.Layer | None = None) -> None:
+    def __init__(self, net: paddle.nn.Layer, x: np.ndarray, weight: np.ndarray, layer: paddle.nn.Layer | None = None,
+                 score: str = "logit") -> None:
         self.net = net
         self.x = x
         self.weight = weight
         self.layer = layer
+        self.score = score
 
     def region_scores(self, i: int, inputs: np.ndarray, mean: bool = False) -> np.ndarray:
         """Target score of image ``i``'s region for each of B inputs (B x 3 x H x W); sum (or mean) of logits."""
         with paddle.no_grad():
             out = self.net(paddle.to_tensor(np.ascontiguousarray(inputs, dtype=np.float32)))
-            logits = main_logits(out, tuple(self.x.shape[2:]))
+            logits = score_planes(main_logits(out, tuple(self.x.shape[2:])), self.score)
         w = self.weight[i]
         scores = (logits.numpy() * w[None]).sum(axis=(1, 2, 3))
         return scores / max(float(w.sum()), 1.0) if mean else scores
@@ -165,7 +201,7 @@ def _image_maps(per_layer: dict[str, tuple[str, np.ndarray, np.ndarray]], i: int
 
 def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str | Sequence[str] = "seg_head",
             targets: Target | Sequence[Target] | None = None, method: str | BaseCAM = "seg_grad_cam",
-            names: Sequence[str] | None = None, **method_args: Any) -> Explanation:
+            names: Sequence[str] | None = None, score: str = "logit", **method_args: Any) -> Explanation:
     """Explain why the model marks pixels as crack, for every requested layer.
 
     All layers come from ONE forward and ONE backward pass over the whole batch.
@@ -175,10 +211,13 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
     Args:
         model: A :class:`segcam.zoo.ZooModel`, or a ``paddle.nn.Layer`` (mean = std = 0.5 assumed).
         images: One H x W x 3 uint8 RGB image or a sequence of same-sized ones.
-        layers: Dotted sublayer names or aliases (``seg_head``).
+        layers: Dotted sublayer names, aliases (``seg_head``), ``name[i]`` for one element of a tuple
+            output, or the sublayer objects themselves.
         targets: One target per image, or one for all; default: predicted crack pixels.
         method: Method name (see :func:`segcam.list_methods`) or instance.
         names: Names of the images for output files; default ``image0``, ``image1``...
+        score: What is summed over the target region (:data:`SCORES`, :func:`score_planes`): ``logit``
+            (Seg-Grad-CAM's ``sum_M y_c``), ``margin`` (``sum_M y_c - logsumexp_{k!=c} y_k``) or ``prob``.
         **method_args: Options of the method (``batch_size`` for Score-/Ablation-CAM, ``pool`` for XRes).
 
     Returns:
@@ -207,8 +246,10 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
     names = list(names) if names is not None else [f"image{i}" for i in range(n)]
     if len(names) != n:
         raise ValueError(f"got {len(names)} names for {n} images")
+    if score not in SCORES:
+        raise ValueError(f"unknown score {score!r}; use one of {', '.join(SCORES)}")
     cam_method = get_method(method, **method_args)
-    resolved = resolve_layers(model, list(layers) if not isinstance(layers, str) else [layers])
+    resolved = resolve_layers(model, [layers] if isinstance(layers, (str, paddle.nn.Layer)) else list(layers))
     by_name = {r.name: r.layer for r in resolved}
     mean = getattr(model, "mean", (0.5, 0.5, 0.5))
     std = getattr(model, "std", (0.5, 0.5, 0.5))
@@ -217,7 +258,8 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
     x.stop_gradient = not cam_method.uses_gradients  # builds the graph even if every parameter is frozen
     graph = contextlib.nullcontext() if cam_method.uses_gradients else paddle.no_grad()
     size = (batch.shape[1], batch.shape[2])
-    with ActivationCapture(by_name) as cap, graph:
+    indices = {r.name: r.index for r in resolved if r.index is not None}
+    with ActivationCapture(by_name, indices) as cap, graph:
         logits = main_logits(net(x), size)
     cap.check_single_calls()
     logits_np = logits.detach().numpy()
@@ -225,8 +267,10 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
     acts = [cap.activations[r.name] for r in resolved]
     x_np = x.numpy()
     if cam_method.uses_gradients:
-        score = (logits * paddle.to_tensor(weight)).sum()
-        grads = paddle.grad([score], acts, allow_unused=True)
+        total = (score_planes(logits, score) * paddle.to_tensor(weight)).sum()
+        unique = list({id(a): a for a in acts}.values())  # two names for one tensor (alias and name)
+        got = dict(zip((id(a) for a in unique), paddle.grad([total], unique, allow_unused=True)))
+        grads = [got[id(a)] for a in acts]
         dead = [r.requested for r, g in zip(resolved, grads) if g is None]
         if dead:
             raise LayerGradientError(f"layer(s) {', '.join(dead)} do not reach the logits (no gradient); "
@@ -240,7 +284,7 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
         act = a.detach().numpy()
         if act.ndim != 4:
             raise LayerGradientError(f"layer {r.requested!r} outputs shape {list(act.shape)}, not N x K x h x w feature maps")
-        raw = cam_method.cam(act, g, CamContext(net, x_np, weight, r.layer))
+        raw = cam_method.cam(act, g, CamContext(net, x_np, weight, r.layer, score))
         per_layer[r.requested] = (r.name, raw, _resize(raw, size))
 
     pred = logits_np.argmax(axis=1).astype(np.uint8)
@@ -252,5 +296,6 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
                "mean": list(mean), "std": list(std)}
     meta = {"model": zm_meta,
             "layers": [{"requested": r.requested, "name": r.name, "type": type(r.layer).__name__} for r in resolved],
-            "target": sorted({t.describe() for t in targets}), "category": sorted({t.category for t in targets})}
+            "target": sorted({t.describe() for t in targets}), "category": sorted({t.category for t in targets}),
+            "score": {"name": score, "formula": SCORES[score]}}
     return Explanation(tuple(results), tuple(r.requested for r in resolved), cam_method.name, zm_meta["name"], meta)

@@ -32,6 +32,7 @@ class ActivationCapture:
 
     Args:
         layers: Dotted name -> layer.
+        indices: Name -> element index, for layers whose output is a tuple/list (``backbone[3]``).
 
     Example:
         >>> with ActivationCapture({"head": net.head}) as cap:
@@ -39,8 +40,9 @@ class ActivationCapture:
         >>> cap.activations["head"].shape
     """
 
-    def __init__(self, layers: dict[str, paddle.nn.Layer]) -> None:
+    def __init__(self, layers: dict[str, paddle.nn.Layer], indices: dict[str, int] | None = None) -> None:
         self.layers = dict(layers)
+        self.indices = dict(indices or {})
         self.activations: dict[str, paddle.Tensor] = {}
         self.calls: dict[str, int] = {}
         self._handles: list = []
@@ -48,12 +50,19 @@ class ActivationCapture:
     def _hook(self, name: str):  # noqa: ANN202 - Paddle hook signature
         def hook(layer: paddle.nn.Layer, inputs: object, output: object) -> None:
             self.calls[name] = self.calls.get(name, 0) + 1
+            index = self.indices.get(name)
+            if index is not None:
+                if not isinstance(output, (list, tuple)) or not 0 <= index < len(output):
+                    n = len(output) if isinstance(output, (list, tuple)) else 1
+                    raise LayerOutputError(f"layer {name!r}: its output has {n} element(s), so [{index}] does not exist")
+                output = output[index]
             if isinstance(output, (list, tuple)) and len(output) == 1:
                 output = output[0]
             if not isinstance(output, paddle.Tensor):
                 kind = f"{type(output).__name__} of {len(output)}" if isinstance(output, (list, tuple)) else type(output).__name__
                 raise LayerOutputError(
-                    f"layer {name!r} returns a {kind}, not one tensor; pick one of its sublayers (segcam layers --model ...)"
+                    f"layer {name!r} returns a {kind}, not one tensor; pick one element, e.g. {name}[0], or one of "
+                    "its sublayers (segcam layers --model ...)"
                 )
             self.activations[name] = output
 

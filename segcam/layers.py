@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +23,19 @@ class LayerNotFoundError(KeyError):
 
 @dataclass(frozen=True)
 class ResolvedLayer:
-    """A requested layer: what the user asked for and the real sublayer."""
+    """A requested layer: what the user asked for and the real sublayer.
+
+    Attributes:
+        requested: The name or alias asked for (a layer object is named by its dotted name).
+        name: The real dotted name, with ``[i]`` when one element of a tuple output is meant.
+        layer: The sublayer.
+        index: Which element of the layer's tuple/list output (``backbone[3]``), or None for one tensor.
+    """
 
     requested: str
     name: str
     layer: paddle.nn.Layer
+    index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -43,12 +52,15 @@ def _network(model: Any) -> paddle.nn.Layer:
     return getattr(model, "network", model)
 
 
-def resolve_layers(model: Any, names: str | list[str], aliases: dict[str, str] | None = None) -> list[ResolvedLayer]:
-    """Map layer names or aliases to sublayers.
+def resolve_layers(model: Any, names: str | paddle.nn.Layer | list[Any], aliases: dict[str, str] | None = None
+                   ) -> list[ResolvedLayer]:
+    """Map layer names, aliases or layer objects to sublayers.
 
     Args:
         model: A :class:`segcam.zoo.ZooModel` or a ``paddle.nn.Layer``.
-        names: One or more dotted names from ``named_sublayers()`` or aliases.
+        names: One or more dotted names from ``named_sublayers()``, aliases, ``name[i]`` for element ``i``
+            of a layer that returns a tuple (``backbone[3]``), or the sublayer objects themselves
+            (``model.network.seg3``, as pytorch-grad-cam users pass ``target_layers``).
         aliases: Alias table; defaults to the ZooModel's.
 
     Raises:
@@ -57,13 +69,25 @@ def resolve_layers(model: Any, names: str | list[str], aliases: dict[str, str] |
     """
     net = _network(model)
     aliases = dict(getattr(model, "aliases", {}) if aliases is None else aliases)
-    names = [names] if isinstance(names, str) else list(names)
+    names = [names] if isinstance(names, (str, paddle.nn.Layer)) else list(names)
     if not names:
         raise ValueError("no layer requested; give at least one (e.g. seg_head)")
     table = dict(net.named_sublayers())
+    by_id = {id(layer): name for name, layer in table.items()}
     out = []
     for req in names:
+        if isinstance(req, paddle.nn.Layer):
+            if id(req) not in by_id:
+                raise LayerNotFoundError(f"the {type(req).__name__} object given as a layer is not a sublayer of "
+                                         f"{type(net).__name__}; pass one of model.network's sublayers or its name")
+            req = by_id[id(req)]
+        if not isinstance(req, str):
+            raise TypeError(f"a layer must be a name or a paddle.nn.Layer, got {type(req).__name__}")
         real = aliases.get(req, req)
+        index = None
+        match = re.fullmatch(r"(.+)\[(\d+)\]", real)
+        if match and match.group(1) in table:
+            real, index = match.group(1), int(match.group(2))
         if real not in table:
             options = list(aliases) + list(table)
             close = difflib.get_close_matches(req, options, n=5, cutoff=0.5)
@@ -72,7 +96,7 @@ def resolve_layers(model: Any, names: str | list[str], aliases: dict[str, str] |
                 f"unknown layer {req!r} for {type(net).__name__}{hint} (aliases: {', '.join(aliases) or 'none'}; "
                 "all names: segcam layers --model NAME)"
             )
-        out.append(ResolvedLayer(req, real, table[real]))
+        out.append(ResolvedLayer(req, real if index is None else f"{real}[{index}]", table[real], index))
     return out
 
 
@@ -87,7 +111,7 @@ def list_layers(model: Any, size: tuple[int, int] = (256, 256)) -> list[LayerInf
     aliases = getattr(model, "aliases", {})
     by_name: dict[str, list[str]] = {}
     for alias, real in aliases.items():
-        by_name.setdefault(real, []).append(alias)
+        by_name.setdefault(re.sub(r"\[\d+\]$", "", real), []).append(alias)
     named = list(net.named_sublayers())
     shapes: dict[str, tuple[int, ...]] = {}
     handles = []

@@ -174,26 +174,26 @@ for _b in (16, 32, 48):
 
 _BASELINES: dict[str, tuple[Callable[[Any, Any], paddle.nn.Layer], dict[str, str], str, str]] = {
     "unet": (lambda m, b: m.UNet(num_classes=2, use_deconv=False),
-             {"seg_head": "cls", "encoder": "encode", "decoder": "decode"}, "UNet", "U-Net (no deconv)"),
+             {"seg_head": "cls", "encoder": "encode[0]", "decoder": "decode"}, "UNet", "U-Net (no deconv)"),
     "ddrnet": (lambda m, b: m.DDRNet_23(num_classes=2),
                {"seg_head": "head", "spp": "spp", "high_res": "layer5_", "low_res": "layer5"},
                "DDRNet_23", "DDRNet-23"),
     "deeplabv3p": (lambda m, b: m.DeepLabV3P(
         num_classes=2, backbone=b.ResNet18_vd(output_stride=8, multi_grid=(1, 2, 4)), backbone_indices=(0, 3),
         aspp_ratios=(1, 12, 24, 36), aspp_out_channels=256),
-        {"seg_head": "head", "backbone": "backbone", "aspp": "head.aspp"}, "DeepLabV3P",
+        {"seg_head": "head", "backbone": "backbone[3]", "aspp": "head.aspp"}, "DeepLabV3P",
         "DeepLabV3+ (ResNet18_vd, output stride 8)"),
     "ocrnet": (lambda m, b: m.OCRNet(num_classes=2, backbone=b.HRNet_W18(), backbone_indices=[0]),
                {"seg_head": "head.cls_head", "backbone": "backbone", "ocr": "head.spatial_ocr"},
                "OCRNet", "OCRNet (HRNet_W18)"),
     "stdcseg": (lambda m, b: m.STDCSeg(num_classes=2, backbone=b.STDC1()),
-                {"seg_head": "conv_out", "backbone": "cp", "ffm": "ffm"}, "STDCSeg", "STDCSeg (STDC1)"),
+                {"seg_head": "conv_out", "backbone": "cp[3]", "ffm": "ffm"}, "STDCSeg", "STDCSeg (STDC1)"),
     "bisenetv2": (lambda m, b: m.BiSeNetV2(num_classes=2),
-                  {"seg_head": "head", "detail": "db", "semantic": "sb", "bga": "bga"},
+                  {"seg_head": "head", "detail": "db", "semantic": "sb[4]", "bga": "bga"},
                   "BiSeNetV2", "BiSeNetV2"),
     "pspnet": (lambda m, b: m.PSPNet(num_classes=2, backbone=b.ResNet18_vd(output_stride=8),
                                      backbone_indices=[2, 3], enable_auxiliary_loss=True),
-               {"seg_head": "head.conv", "backbone": "backbone", "ppm": "head.psp_module"},
+               {"seg_head": "head.conv", "backbone": "backbone[3]", "ppm": "head.psp_module"},
                "PSPNet", "PSPNet (ResNet18_vd, output stride 8)"),
 }
 for _name, (_factory, _aliases, _type, _desc) in _BASELINES.items():

@@ -1,0 +1,52 @@
+"""Per-set test scores of shipped weights: every set with a test split, full frames (issue: crack-general weights).
+
+    python benchmarks/per_set_test.py hrsegnet_b16.deepcrack hrsegnet_b16.mix hrsegnet_b48.deepcrack hrsegnet_b48.mix
+
+Runs `segcam evaluate --data mix:test` for each tag (skipping tags whose JSON in results/per_set/ is newer than the
+weights), then prints one markdown table: mIoU, crack IoU, recall and F1 per set, and the mean over the sets.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "per_set"
+SETS = ("deepcrack:test", "cfd:test", "masonry_dais:test", "gaps384_crops:test", "shadowcrack_crops:test")
+
+
+def evaluate(tag: str, threads: int) -> dict:
+    from segcam.zoo import create_model
+
+    path = OUT / f"{tag}.json"
+    weights = Path(create_model(tag).weights)
+    if not path.is_file() or path.stat().st_mtime < weights.stat().st_mtime:
+        subprocess.run([sys.executable, "-m", "segcam", "evaluate", "--model", tag, "--data", "mix:test",
+                        "--threads", str(threads), "--json", str(path)], check=True)
+    return json.loads(path.read_text())
+
+
+def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("tags", nargs="+")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    head = " | ".join(f"{s.split(':')[0]} mIoU / crack IoU / recall / F1" for s in SETS)
+    print(f"| weights | {head} | mean mIoU |")
+    print("|---|" + "---|" * (len(SETS) + 1))
+    for tag in args.tags:
+        res = evaluate(tag, args.threads)["results"]
+        cells = [f"{res[s]['miou']:.3f} / {res[s]['crack_iou']:.3f} / {res[s]['recall']:.3f} / {res[s]['f1']:.3f}"
+                 for s in SETS]
+        mean = sum(res[s]["miou"] for s in SETS) / len(SETS)
+        print(f"| {tag} | {' | '.join(cells)} | {mean:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
