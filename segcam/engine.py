@@ -201,7 +201,8 @@ def _image_maps(per_layer: dict[str, tuple[str, np.ndarray, np.ndarray]], i: int
 
 def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str | Sequence[str] = "seg_head",
             targets: Target | Sequence[Target] | None = None, method: str | BaseCAM = "seg_grad_cam",
-            names: Sequence[str] | None = None, score: str = "logit", **method_args: Any) -> Explanation:
+            names: Sequence[str] | None = None, score: str = "logit", mean: Sequence[float] | None = None,
+            std: Sequence[float] | None = None, **method_args: Any) -> Explanation:
     """Explain why the model marks pixels as crack, for every requested layer.
 
     All layers come from ONE forward and ONE backward pass over the whole batch.
@@ -209,7 +210,7 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
     its mode nor its parameters are changed (hooks are removed in ``finally``).
 
     Args:
-        model: A :class:`segcam.zoo.ZooModel`, or a ``paddle.nn.Layer`` (mean = std = 0.5 assumed).
+        model: A :class:`segcam.zoo.ZooModel`, or a ``paddle.nn.Layer`` with ``mean``/``std`` given.
         images: One H x W x 3 uint8 RGB image or a sequence of same-sized ones.
         layers: Dotted sublayer names, aliases (``seg_head``), ``name[i]`` for one element of a tuple
             output, or the sublayer objects themselves.
@@ -218,6 +219,9 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
         names: Names of the images for output files; default ``image0``, ``image1``...
         score: What is summed over the target region (:data:`SCORES`, :func:`score_planes`): ``logit``
             (Seg-Grad-CAM's ``sum_M y_c``), ``margin`` (``sum_M y_c - logsumexp_{k!=c} y_k``) or ``prob``.
+        mean: Input normalisation mean (RGB on [0, 1]); required for a bare network, whose training
+            normalisation segcam cannot know (PaddleSeg's default is 0.5, 0.5, 0.5).
+        std: Input normalisation std, with ``mean``.
         **method_args: Options of the method (``batch_size`` for Score-/Ablation-CAM, ``pool`` for XRes).
 
     Returns:
@@ -251,8 +255,12 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
     cam_method = get_method(method, **method_args)
     resolved = resolve_layers(model, [layers] if isinstance(layers, (str, paddle.nn.Layer)) else list(layers))
     by_name = {r.name: r.layer for r in resolved}
-    mean = getattr(model, "mean", (0.5, 0.5, 0.5))
-    std = getattr(model, "std", (0.5, 0.5, 0.5))
+    if mean is None or std is None:
+        if not (hasattr(model, "mean") and hasattr(model, "std")):
+            raise ValueError(f"{type(model).__name__} is a bare network: segcam cannot know the normalisation it was "
+                             "trained with; pass mean=..., std=... (PaddleSeg's default: 0.5, 0.5, 0.5), or build it "
+                             "with segcam.create_model / segcam.load_paddleseg")
+        mean, std = model.mean, model.std
 
     x = paddle.to_tensor(normalize(batch, mean, std))
     x.stop_gradient = not cam_method.uses_gradients  # builds the graph even if every parameter is frozen

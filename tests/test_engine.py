@@ -106,7 +106,7 @@ def test_no_hooks_left_after_success_and_after_exception(b16, crack_rgb) -> None
         wrap = Wrap()
         wrap.eval()
         try:
-            segcam.explain(wrap, crack_rgb, "multi")
+            segcam.explain(wrap, crack_rgb, "multi", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
         finally:
             assert count_hooks(wrap) == 0
 
@@ -176,6 +176,14 @@ def test_model_is_not_mutated(b16, crack_rgb) -> None:
     assert all(p.grad is None for p in b16.network.parameters())
     for k, v in b16.network.state_dict().items():
         np.testing.assert_array_equal(before[k], v.numpy())
+
+
+def test_bare_network_needs_its_normalisation(rng) -> None:
+    net = segcam.create_model("hrsegnet_b16", weights="random").network
+    with pytest.raises(ValueError, match="bare network.*mean=..., std="):
+        segcam.explain(net, _rgb(rng, 64, 64), "head")
+    res = segcam.explain(net, _rgb(rng, 64, 64), "head", mean=(0.4, 0.4, 0.4), std=(0.2, 0.2, 0.2))
+    assert res[0].maps["head"].raw.shape == (32, 32)
 
 
 def test_train_mode_model_is_rejected(rng) -> None:
