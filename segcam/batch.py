@@ -88,6 +88,8 @@ class ExplainJob:
         normalization: ``per_map`` or ``shared``.
         max_side: Longest image side accepted.
         downscale: Shrink larger images instead of refusing them.
+        score: What is summed over the target (``logit``, ``margin``, ``prob``).
+        fuse: Also write the fused maps of all layers (``fused_mean``, ``fused_product``).
     """
 
     model: Any
@@ -102,6 +104,8 @@ class ExplainJob:
     normalization: str = "per_map"
     max_side: int = 2048
     downscale: bool = False
+    score: str = "logit"
+    fuse: bool = False
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that decide the outputs: a rerun resumes only when they are the same."""
@@ -109,7 +113,8 @@ class ExplainJob:
         return {"model": m.name, "weights_sha256": m.weights_sha256, "layers": list(self.layers),
                 "method": self.method, "method_args": dict(sorted(self.method_args.items())),
                 "target": self.target_spec, "category": self.category, "cmap": self.cmap, "alpha": self.alpha,
-                "normalization": self.normalization, "max_side": self.max_side, "downscale": self.downscale}
+                "normalization": self.normalization, "max_side": self.max_side, "downscale": self.downscale,
+                "score": self.score, "fuse": self.fuse}
 
 
 def _mask_for(target_dir: Path, image: Path) -> Path:
@@ -151,18 +156,20 @@ def explain_image(job: ExplainJob, path: Path, name: str, out: Path,
     target = _target_for(job, path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", EmptyTargetWarning)
-        res = explain(job.model, rgb, list(job.layers), target, job.method, names=[name], **job.method_args)
+        res = explain(job.model, rgb, list(job.layers), target, job.method, names=[name], score=job.score,
+                      **job.method_args)
     for w in caught:
         if warn is not None:
             warn(str(w.message))
-    rec = res[0].save(out, job.cmap, job.alpha, job.normalization)
+    image = res[0].with_fused() if job.fuse and len(job.layers) > 1 else res[0]
+    rec = image.save(out, job.cmap, job.alpha, job.normalization)
     rec.update(image=str(path.resolve()), image_relative=os.path.relpath(path.resolve(), out.resolve()),
                status="ok")
     return rec
 
 
-def preflight(model: Any, layers: Sequence[str], method: str, method_args: dict[str, Any], category: int = 1
-              ) -> dict[str, Any]:
+def preflight(model: Any, layers: Sequence[str], method: str, method_args: dict[str, Any], category: int = 1,
+              score: str = "logit") -> dict[str, Any]:
     """Explain a blank 64x64 image once, so that setting errors fail before any image is touched.
 
     Unknown layers, layers without gradient, a bad method argument or a class the model lacks raise
@@ -177,7 +184,7 @@ def preflight(model: Any, layers: Sequence[str], method: str, method_args: dict[
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = explain(model, np.zeros((64, 64, 3), np.uint8), list(layers), ImageTarget(category), method,
-                      **method_args)
+                      score=score, **method_args)
     return dict(res.meta)
 
 
@@ -379,7 +386,7 @@ def run_explain(job: ExplainJob, images: Sequence[Path], out: str | Path, overwr
     out = Path(out)
     names = output_stems(images)
     summary = BatchSummary(out, len(images))
-    meta_holder = preflight(job.model, job.layers, job.method, job.method_args, job.category)
+    meta_holder = preflight(job.model, job.layers, job.method, job.method_args, job.category, job.score)
     m = job.model
     model_meta = {"name": m.name, "tag": m.tag, "weights": m.weights, "weights_sha256": m.weights_sha256,
                   "random_init": m.random_init, "partial": m.partial}

@@ -29,6 +29,28 @@ class UsageError(Exception):
     """Bad arguments: reported with exit code 2."""
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each default once: not when the help already names it, nor for None/False defaults."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
+def _split_layers_and_images(layers: list[str] | None, images: list[str]) -> tuple[list[str], list[str]]:
+    """``--layer seg1 seg3 img.jpg``: values that are files, folders, globs or image names are images, not layers."""
+    from segcam.images import IMAGE_SUFFIXES
+
+    keep, moved = [], []
+    for value in layers or []:
+        looks_like_image = (Path(value).exists() or Path(value).suffix.lower() in IMAGE_SUFFIXES
+                            or any(ch in value for ch in "*?") or "/" in value)
+        (moved if looks_like_image else keep).append(value)
+    return keep, moved + list(images)
+
+
 def _collect_images(inputs: Sequence[str]) -> list[Path]:
     from segcam.images import IMAGE_SUFFIXES
 
@@ -143,7 +165,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     except TypeError as exc:
         raise UsageError(str(exc)) from exc
     target = parse_target(args.target, args.category)
-    layers = args.layer or ["seg_head"]
+    layers, inputs = _split_layers_and_images(args.layer, args.images)
+    layers = layers or ["seg_head"]
+    if not inputs:
+        raise UsageError("no input image given; name image files, folders or globs after the options")
+    args.images = inputs
     out = Path(args.out)
     check_output_dir(out)  # a file, a read-only disk...: one line before the model loads
     images = _collect_images(args.images)
@@ -151,7 +177,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     model = _load_model(args)
     print(f"segcam: model {model.name}: {model.describe_weights()}", file=sys.stderr)
     job = ExplainJob(model, tuple(layers), args.method, method_args, target, args.target, args.category, args.cmap,
-                     args.alpha, args.normalization, args.max_side, args.downscale)
+                     args.alpha, args.normalization, args.max_side, args.downscale, score=args.score, fuse=args.fuse)
     arguments = {k: v for k, v in vars(args).items() if k != "func"}
     summary = run_explain(job, images, out, overwrite=args.overwrite, arguments=arguments,
                           warn=lambda msg: print(f"segcam: {msg}", file=sys.stderr))
@@ -243,6 +269,7 @@ def cmd_evaluate_cam(args: argparse.Namespace) -> int:
     from segcam.data import parse_data_spec
     from segcam.zoo import create_model
 
+    args.layers = args.layers or ["seg_head"]
     for m in args.methods:
         segcam.get_method(m)
     pairs = parse_data_spec(args.data)[: args.limit or None]
@@ -459,13 +486,18 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"segcam {segcam.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _Help
 
     p = sub.add_parser("explain", help="explain images (files, folders, globs)", formatter_class=fmt)
     _add_model_args(p)
-    p.add_argument("images", nargs="+", help="image files, folders or glob patterns")
-    p.add_argument("--layer", action="append", help="layer name or alias; repeat for several (default seg_head)")
+    p.add_argument("images", nargs="*", help="image files, folders or glob patterns")
+    p.add_argument("--layer", "--layers", dest="layer", nargs="+", action="extend", metavar="LAYER",
+                   help="one or more layer names, aliases or name[i] (default seg_head)")
     p.add_argument("--method", default="seg_grad_cam", help="CAM method: " + ", ".join(segcam.list_methods()))
+    p.add_argument("--score", default="logit", choices=["logit", "margin", "prob"],
+                   help="summed over the target: logit y_c, margin y_c - logsumexp(others), or softmax prob")
+    p.add_argument("--fuse", action="store_true",
+                   help="also write a fused map of all layers (mean of the per-layer normalised maps)")
     p.add_argument("--method-arg", action="append", metavar="KEY=VALUE",
                    help="method option, e.g. batch_size=32 (seg_score_cam, ablation_cam) or pool=4 (seg_xres_cam)")
     p.add_argument("--target", default="pred",
@@ -525,7 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", default=None, help="folder of ground-truth masks <image stem>.png (adds a GT column)")
     p.add_argument("--model", action="append", help="zoo model; repeat with --sweep model")
     p.add_argument("--weights", default=None, help="weights for a single --model")
-    p.add_argument("--layer", action="append", help="layer; repeat with --sweep layer (default seg_head)")
+    p.add_argument("--layer", "--layers", dest="layer", nargs="+", action="extend", metavar="LAYER",
+                   help="one or more layers; several with --sweep layer (default seg_head)")
     p.add_argument("--method", action="append", help="method; repeat with --sweep method (default seg_grad_cam)")
     p.add_argument("--sweep", default="layer", choices=["layer", "model", "method"], help="what the CAM columns vary")
     p.add_argument("--target", default="pred", help="target (see segcam explain)")
@@ -580,7 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--data", required=True, help="NAME:SPLIT with ground-truth masks, e.g. deepcrack:test")
     p.add_argument("--methods", nargs="+", default=["seg_grad_cam", "seg_hires_cam", "layer_cam"])
-    p.add_argument("--layers", nargs="+", default=["seg_head"])
+    p.add_argument("--layer", "--layers", dest="layers", nargs="+", action="extend", metavar="LAYER",
+                   help="one or more layers (default seg_head)")
     p.add_argument("--limit", type=int, default=10, help="first N images of the split (0 = all)")
     p.add_argument("--steps", type=int, default=10, help="deletion/insertion steps")
     p.add_argument("--out", default="segcam_cam_eval", help="output folder for CSV, markdown, JSON and plot")

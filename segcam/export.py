@@ -215,8 +215,10 @@ def export_model(model: Any, out_dir: str | Path, fmt: str = "paddle", size: tup
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise ExportError(f"{out} already exists; pass --overwrite or choose another --out")
-    if not out.parent.exists():
-        raise ExportError(f"the parent folder {out.parent} of --out does not exist; create it first")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)  # like every other command's --out
+    except OSError as exc:
+        raise ExportError(f"cannot create the parent folder {out.parent} of --out ({exc.strerror or exc})") from None
     k = int(getattr(model, "onnx_size_multiple", 1))
     if fmt == "onnx" and k > 1 and (h % k or w % k):
         raise ExportError(f"{getattr(model, 'name', 'this model')}'s ONNX export is exact only for sides that are "

@@ -52,6 +52,7 @@ def build_manifest(meta: dict[str, Any], method: str, records: list[dict[str, An
     return {"schema": "segcam.explain", "schema_version": SCHEMA_VERSION, "versions": versions(),
             "arguments": arguments or {}, "model": meta.get("model", {}), "method": method,
             "layers": meta.get("layers", []), "target": meta.get("target"), "category": meta.get("category"),
+            "score": meta.get("score", {"name": "logit"}),
             "normalization": {"mode": normalization, "description": NORMALIZATIONS[normalization]},
             "cmap": cmap, "alpha": alpha, "images": records}
 
@@ -123,6 +124,28 @@ class ImageExplanation:
             up = self.maps[layer].upsampled
             return (up / top).astype(np.float32) if top > 0 else np.zeros_like(up)
         raise ValueError(f"unknown normalization {normalization!r}; use one of {', '.join(NORMALIZATIONS)}")
+
+    def with_fused(self) -> ImageExplanation:
+        """This result plus two fused maps of all its layers, ``fused_mean`` and ``fused_product``.
+
+        ``fused_mean`` is the mean of the per-layer normalised maps (pytorch-grad-cam's multi-layer
+        aggregation); ``fused_product`` their element-wise product, renormalised to [0, 1] (RefineCAM's
+        fusion: only what every layer agrees on survives). Both are at input resolution.
+        """
+        import dataclasses
+
+        units = [m.normalized for k, m in self.maps.items() if not k.startswith("fused_")]
+        if not units:
+            return self
+        names = ", ".join(m.layer_name for k, m in self.maps.items() if not k.startswith("fused_"))
+        maps = dict(self.maps)
+        for key, fused in (("fused_mean", np.mean(units, axis=0)), ("fused_product", np.prod(units, axis=0))):
+            fused = fused.astype(np.float32)
+            top = float(fused.max())
+            unit = fused / top if top > 0 else np.zeros_like(fused)
+            maps[key] = LayerMap(key, f"{key.split('_')[1]} of {names}", fused, fused, unit.astype(np.float32), top,
+                                 self.empty_target)
+        return dataclasses.replace(self, maps=maps)
 
     def save(self, out_dir: str | Path, cmap: str = DEFAULT_CMAP, alpha: float = 0.5,
              normalization: str = "per_map") -> dict[str, Any]:

@@ -222,3 +222,31 @@ def test_allow_partial_is_loud_and_strict_is_default(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert "PARTIAL LOAD" in err and "missing" in err
     assert json.loads((tmp_path / "o" / "manifest.json").read_text())["model"]["partial"] is True
+
+
+def test_layer_takes_several_names_and_layers_is_a_synonym(tmp_path, capsys) -> None:
+    img = str(EXAMPLES / "cfd_001.jpg")
+    out = tmp_path / "o"
+    assert main(["explain", "--model", "hrsegnet_b16", "--weights", "random", "--out", str(out),
+                 "--layer", "seg1", "seg3", img, "--score", "margin", "--fuse"]) == 0  # img is not a layer
+    man = json.loads((out / "manifest.json").read_text())
+    assert set(man["images"][0]["layers"]) == {"seg1", "seg3", "fused_mean", "fused_product"}
+    assert man["score"]["name"] == "margin" and man["settings"]["score"] == "margin"
+    fused = np.load(out / "cfd_001__fused_mean.npy")
+    unit = [np.load(out / f"cfd_001__{k}.npy") for k in ("seg1", "seg3")]
+    unit = [u / u.max() if u.max() > 0 else u for u in unit]
+    np.testing.assert_allclose(fused, np.mean(unit, axis=0), atol=1e-5)
+    out2 = tmp_path / "o2"
+    assert main(["explain", "--model", "hrsegnet_b16", "--weights", "random", "--out", str(out2),
+                 "--layers", "seg1", "seg3", "--", img]) == 0
+    assert set(json.loads((out2 / "manifest.json").read_text())["images"][0]["layers"]) == {"seg1", "seg3"}
+    assert main(["explain", "--model", "hrsegnet_b16", "--layer", "seg1"]) == 2
+    assert "no input image given" in capsys.readouterr().err
+
+
+def test_help_prints_each_default_once(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["explain", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text and "default hrsegnet_b48" in text
+    assert text.count("(default: inferno)") == 1

@@ -91,8 +91,9 @@ def test_bad_export_requests(model, tmp_path) -> None:
     psp = segcam.create_model("pspnet", weights="random")
     with pytest.raises(ExportError, match="multiples of 48.*384x384 or 432x432"):
         export_model(psp, tmp_path / "x", "onnx", (400, 400))
+    (tmp_path / "afile").write_text("x")
     with pytest.raises(ExportError, match="parent folder"):
-        export_model(model, tmp_path / "missing" / "x", "paddle", (64, 64))
+        export_model(model, tmp_path / "afile" / "x", "paddle", (64, 64))
     (tmp_path / "exists").mkdir()
     with pytest.raises(ExportError, match="already exists"):
         export_model(model, tmp_path / "exists", "paddle", (64, 64))
@@ -109,7 +110,7 @@ def test_failed_verification_leaves_nothing(model, tmp_path, monkeypatch) -> Non
 
 
 def test_cli_export_and_predict(tmp_path, capsys) -> None:
-    exp = tmp_path / "exp"
+    exp = tmp_path / "exports" / "b16"  # like the README example: the parent folder is created
     assert main(["export", "--model", "hrsegnet_b16", "--weights", "random", "--size", "128", "128", "--out", str(exp),
                  "--verify-image", str(EXAMPLES / "cfd_001.jpg")]) == 0
     assert "max |exported - dygraph|" in capsys.readouterr().out
