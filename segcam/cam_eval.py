@@ -15,7 +15,7 @@ from segcam.data import Pair, load_mask
 from segcam.engine import explain
 from segcam.images import read_image
 from segcam.io_utils import atomic_write, save_csv, save_json
-from segcam.targets import PredictedTarget
+from segcam.targets import ComponentTarget, PredictedTarget
 
 __all__ = ["METRICS", "evaluate_cam", "summarize", "write_reports"]
 
@@ -27,6 +27,9 @@ METRICS: dict[str, tuple[bool, str]] = {
     "insertion_auc": (True, "insertion AUC on a blurred baseline, score = IoU as above (higher is better)"),
     "road": (True, "ROAD combined, noisy linear imputation, region logit: mean (LeRF - MoRF) / 2 (higher is better)"),
     "rand_spearman": (False, "rank correlation with the map of a re-initialised model (lower is better; > 0.5 fails)"),
+    "target_spearman": (False, "rank correlation of the maps of the two largest predicted crack components "
+                               "(lower: the map follows the target; images with < 2 components are left out)"),
+    "target_own_energy": (True, "share of a component's map energy within 15 px of that component (higher is better)"),
     "seconds": (False, "seconds to compute the map"),
 }
 
@@ -61,7 +64,8 @@ def evaluate_cam(model: Any, random_model: Any, pairs: Sequence[Pair], methods: 
                 warnings.simplefilter("ignore")
                 res = explain(model, rgb, layers, PredictedTarget(), method)[0]
                 rnd = explain(random_model, rgb, layers, PredictedTarget(), method)[0]
-            seconds = (time.perf_counter() - t0) / 2 / len(layers)
+                seconds = (time.perf_counter() - t0) / 2 / len(layers)
+                parts = _two_components(model, rgb, layers, method)
             for layer in layers:
                 cam = res.maps[layer].normalized
                 region = res.target_mask if res.target_mask.any() else truth > 0
@@ -76,10 +80,25 @@ def evaluate_cam(model: Any, random_model: Any, pairs: Sequence[Pair], methods: 
                        "road": metrics.road(model, rgb, cam, region, road_percentiles)["combined"],
                        "rand_spearman": metrics.spearman(cam, rnd.maps[layer].normalized),
                        "seconds": seconds}
+                sens = (metrics.target_sensitivity(parts[0].maps[layer].normalized, parts[1].maps[layer].normalized,
+                                                   parts[0].target_mask, parts[1].target_mask)
+                        if parts else {"spearman": float("nan"), "own_energy": float("nan")})
+                row.update(target_spearman=sens["spearman"], target_own_energy=sens["own_energy"])
                 rows.append(row)
             bar.update(1)
     bar.close()
     return rows
+
+
+def _two_components(model: Any, rgb: np.ndarray, layers: Sequence[str], method: str) -> tuple[Any, Any] | None:
+    """Explanations of the two largest predicted crack components, or None if there are fewer than two."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = explain(model, rgb, layers, ComponentTarget(rank=1), method)[0]
+        second = explain(model, rgb, layers, ComponentTarget(rank=2), method)[0]
+    if not first.target_mask.any() or not second.target_mask.any():
+        return None
+    return first, second
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -89,12 +108,18 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for method, layer in keys:
         sel = [r for r in rows if r["method"] == method and r["layer"] == layer]
         out.append({"method": method, "layer": layer, "images": len(sel),
-                    **{m: float(np.mean([r[m] for r in sel])) for m in METRICS}})
+                    **{m: _mean([r[m] for r in sel]) for m in METRICS}})
     for m, (higher, _) in METRICS.items():
-        order = sorted(range(len(out)), key=lambda i: -out[i][m] if higher else out[i][m])
+        order = sorted(range(len(out)), key=lambda i: (not np.isfinite(out[i][m]),
+                                                        -out[i][m] if higher else out[i][m]))
         for rank, i in enumerate(order, 1):
             out[i][f"rank_{m}"] = rank
     return sorted(out, key=lambda r: sum(r[f"rank_{m}"] for m in METRICS if m != "seconds"))
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def markdown_table(summary: list[dict[str, Any]]) -> str:

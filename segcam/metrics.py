@@ -23,7 +23,7 @@ from segcam.engine import main_logits
 from segcam.images import normalize
 
 __all__ = ["CurveResult", "deletion_insertion", "energy_pointing_game", "noisy_linear_imputation", "pointing_game",
-           "randomization_check", "road", "spearman"]
+           "randomization_check", "road", "spearman", "target_sensitivity"]
 
 
 def _band(truth: np.ndarray, tolerance: int) -> np.ndarray:
@@ -71,6 +71,36 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     if np.ptp(np.ravel(a)) == 0 or np.ptp(np.ravel(b)) == 0:
         return 0.0
     return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def target_sensitivity(map_a: np.ndarray, map_b: np.ndarray, region_a: np.ndarray, region_b: np.ndarray,
+                       radius: int = 15) -> dict[str, float]:
+    """How much a method's map depends on the target: maps of two disjoint targets A and B of one image.
+
+    * ``spearman``: rank correlation of the two maps (1 = the map ignores where the target is; lower is better).
+    * ``own_energy``: mean over A and B of the share of a map's energy within ``radius`` px of its own target
+      (higher is better).
+    * ``other_energy``: the same share near the *other* target (lower is better).
+
+    Raises:
+        ValueError: Shapes differ, negative maps, or regions that overlap or are empty.
+    """
+    map_a, region_a = _check(map_a, region_a)
+    map_b, region_b = _check(map_b, region_b)
+    region_a, region_b = np.asarray(region_a) > 0, np.asarray(region_b) > 0
+    if not region_a.any() or not region_b.any():
+        raise ValueError("both target regions must be non-empty")
+    if (region_a & region_b).any():
+        raise ValueError("the two target regions overlap; give disjoint targets")
+    near_a, near_b = _band(region_a, radius), _band(region_b, radius)
+
+    def share(cam: np.ndarray, near: np.ndarray) -> float:
+        total = cam.sum()
+        return float(cam[near].sum() / total) if total > 0 else 0.0
+
+    return {"spearman": spearman(map_a, map_b),
+            "own_energy": (share(map_a, near_a) + share(map_b, near_b)) / 2,
+            "other_energy": (share(map_a, near_b) + share(map_b, near_a)) / 2}
 
 
 def noisy_linear_imputation(image: np.ndarray, removed: np.ndarray, noise: float = 0.01,

@@ -173,3 +173,22 @@ def test_evaluate_cam_cli(tmp_path, capsys) -> None:
     assert len(summary["summary"]) == 4 and {"energy", "rank_energy", "rand_spearman"} <= set(summary["summary"][0])
     for name in ("per_image.csv", "summary.csv", "summary.md", "summary.png"):
         assert (out / name).is_file()
+
+
+def test_target_sensitivity_known_answers() -> None:
+    a = np.zeros((40, 40), bool)
+    a[5:8, 5:15] = True
+    b = np.zeros((40, 40), bool)
+    b[30:33, 20:35] = True
+    yy, xx = np.mgrid[:40, :40]
+    near_a = np.exp(-((yy - 6) ** 2 + (xx - 10) ** 2) / 8.0)
+    near_b = np.exp(-((yy - 31) ** 2 + (xx - 27) ** 2) / 8.0)
+    follows = metrics.target_sensitivity(near_a, near_b, a, b, radius=5)
+    assert follows["spearman"] < 0.5 and follows["own_energy"] > 0.95 and follows["other_energy"] < 0.01
+    same = metrics.target_sensitivity(near_a + near_b, near_a + near_b, a, b, radius=5)
+    assert same["spearman"] == pytest.approx(1.0) and same["own_energy"] == pytest.approx(0.5, abs=0.02)
+    assert same["other_energy"] == pytest.approx(0.5, abs=0.02)
+    with pytest.raises(ValueError, match="overlap"):
+        metrics.target_sensitivity(near_a, near_b, a, a, radius=5)
+    with pytest.raises(ValueError, match="non-empty"):
+        metrics.target_sensitivity(near_a, near_b, a, np.zeros_like(a), radius=5)
