@@ -203,13 +203,34 @@ def test_shipped_weights_load_strictly_and_segment_cracks() -> None:
 
     shipped = [n for n in segcam.list_models() if get_model_spec(n).shipped_weights]
     assert {"hrsegnet_b16", "hrsegnet_b32", "hrsegnet_b48", "bisenetv2", "stdcseg"} <= set(shipped)
+    frames = parse_data_spec("deepcrack:test")[::40]  # 6 full test frames
     for name in shipped:
-        model = segcam.create_model(name)  # default = shipped weights, strict load
-        assert not model.random_init and not model.partial
-        card = json.loads(get_model_spec(name).shipped_weights.with_suffix(".json").read_text())
-        assert card["weights_sha256"] == sha256_file(model.weights)
-        res = evaluate(model.network, parse_data_spec("deepcrack:test")[::40])  # 6 full test frames
-        assert res["miou"] > 0.7 and res["crack_iou"] > 0.4, (name, res)
+        spec = get_model_spec(name)
+        for tag, path in spec.tags.items():
+            model = segcam.create_model(f"{name}.{tag}")  # strict load
+            assert not model.random_init and not model.partial and model.weights == str(path)
+            card = json.loads(path.with_suffix(".json").read_text())
+            assert card["weights_sha256"] == sha256_file(model.weights)
+            res = evaluate(model.network, frames)
+            assert res["miou"] > 0.7 and res["crack_iou"] > 0.4, (name, tag, res)
+        assert segcam.create_model(name).weights == str(spec.shipped_weights)  # the default tag
+
+
+@pytest.mark.needs_data
+def test_crack_general_weights_beat_the_deepcrack_ones_on_every_set() -> None:
+    import segcam
+    from segcam.data import parse_data_specs
+    from segcam.training.loop import evaluate
+    from segcam.zoo import get_model_spec
+
+    sets = {k: v[:: max(1, len(v) // 4)][:4] for k, v in parse_data_specs("mix:test").items()}  # 4 frames a set
+    mixed = [n for n in segcam.list_models() if "mix" in get_model_spec(n).tags]
+    for name in mixed:
+        assert get_model_spec(name).default_tag == "mix"
+        new, old = segcam.create_model(f"{name}.mix"), segcam.create_model(f"{name}.deepcrack")
+        scores = {k: (evaluate(new.network, v)["miou"], evaluate(old.network, v)["miou"]) for k, v in sets.items()}
+        assert all(n > 0.5 for n, _ in scores.values()), (name, scores)
+        assert np.mean([n for n, _ in scores.values()]) > np.mean([o for _, o in scores.values()]), (name, scores)
 
 
 @pytest.mark.needs_data
