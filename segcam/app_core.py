@@ -25,7 +25,7 @@ from segcam.result import ImageExplanation
 from segcam.targets import Target
 
 __all__ = ["AppModel", "Views", "allowed_file", "compute", "example_images", "image_key", "inside", "layer_choices",
-           "load_model", "load_run", "npy_bytes", "png_bytes", "read_png", "render", "runs_root", "weights_roots"]
+           "load_model", "load_run", "npy_bytes", "png_bytes", "read_png", "target_key", "render", "runs_root", "weights_roots"]
 
 #: Largest image side the app computes on; larger uploads are downscaled with a notice.
 APP_MAX_SIDE = 1024
@@ -127,6 +127,15 @@ def layer_choices(model: Any) -> list[str]:
     rows = list_layers(model, (64, 64))
     names = [r.name for r in rows if r.shape is not None and len(r.shape) == 4]
     return aliases + [n for n in names if n not in aliases]
+
+
+def target_key(target: Any) -> str:
+    """Cache key of a target: its description plus a hash of any mask it carries (same name, new content)."""
+    parts = [repr(type(target).__name__), repr({k: v for k, v in vars(target).items() if not isinstance(v, np.ndarray)})]
+    for v in vars(target).values():
+        if isinstance(v, np.ndarray):
+            parts.append(image_key(v))
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()
 
 
 def image_key(rgb: np.ndarray) -> str:

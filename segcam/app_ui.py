@@ -6,6 +6,7 @@ goes through :mod:`segcam.app_core` and the segcam API.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from pathlib import Path
@@ -56,7 +57,7 @@ def _views(res: Any, layer: str, cmap: str, alpha: float, norm: str) -> app_core
 
 def _cached_compute(app_model: app_core.AppModel, rgb: np.ndarray, layers: tuple[str, ...], target: Any, method: str) -> Any:
     """Results kept in the session per (model, image, layers, target, method): re-renders never recompute."""
-    key = (app_model.key, app_core.image_key(rgb), layers, repr(target), method)
+    key = (app_model.key, app_core.image_key(rgb), layers, app_core.target_key(target), method)
     cache = st.session_state.setdefault("results", {})
     if key not in cache:
         if len(cache) > 16:
@@ -80,21 +81,31 @@ def _model_controls(prefix: str, default: str) -> tuple[str | None, str | None, 
         return name, weights.strip() or None, None
     config = st.text_input("Config YAML path", key=f"{prefix}_config")
     weights = st.text_input("Weights (.pdparams)", key=f"{prefix}_cfg_weights")
-    return None, weights.strip() or None, config.strip() or None
+    return None, weights.strip() or None, config.strip()  # "" = not given yet (never a silent zoo fallback)
 
 
 def _load(name: str | None, weights: str | None, config: str | None) -> app_core.AppModel | None:
     if config is not None and not config:
+        st.info("Give the path of a PaddleSeg YAML config (and its weights) in the sidebar.")
         return None
     try:
         am = cached_model(name, weights, config)
     except ERRORS as exc:
-        _error(f"Cannot load the model: {exc}")
+        _error(f"Cannot load the model: {str(exc).replace(', or pass --allow-partial to load what matches', '')}")
         return None
     except Exception as exc:  # never show a traceback
         LOG.exception("model load failed")
         _error(f"Cannot load the model ({type(exc).__name__}: {exc})")
         return None
+    m = am.model
+    weights_text = (f"shipped {m.name}.{m.tag}" if m.tag else Path(m.weights).name) if m.weights else "random init"
+    trained = ""
+    if m.tag:
+        from segcam.zoo import get_model_spec
+
+        trained = f" · trained on {get_model_spec(m.name).tag_info(m.tag).get('train_data', '?')}"
+    st.caption(f"Model **{m.name}** · weights {weights_text}"
+               f"{f' (sha256 {m.weights_sha256[:12]})' if m.weights_sha256 else ''}{trained}")
     if am.model.random_init:
         st.warning(f"{am.model.name} is RANDOMLY INITIALISED (no weights): its heatmaps show an untrained network.")
     return am
@@ -107,7 +118,10 @@ def _input_image() -> tuple[np.ndarray | None, str]:
         if not examples:
             st.info("No bundled examples found (they live in examples/images of a source checkout).")
             return None, ""
-        choice = st.selectbox("Example image", [p.name for p in examples], key="example")
+        names = [p.name for p in examples]
+        # first view: a DeepCrack photo, which the default network segments well
+        first = next((i for i, n in enumerate(names) if n.startswith("deepcrack_11215")), 0)
+        choice = st.selectbox("Example image", names, index=first, key="example")
         path = next(p for p in examples if p.name == choice)
         return cached_example(str(path)), path.stem
     up = st.file_uploader("Upload an image", type=["png", "jpg", "jpeg", "bmp", "tif", "tiff"], key="upload")
@@ -118,15 +132,19 @@ def _input_image() -> tuple[np.ndarray | None, str]:
         return None, ""
     data = up.getvalue()
     try:
-        rgb = read_image_bytes(data, up.name, max_side=4096, downscale=False)
-    except ImageError as exc:
-        _error(str(exc))
-        return None, ""
-    if max(rgb.shape[:2]) > app_core.APP_MAX_SIDE:
-        h, w = rgb.shape[:2]
+        from PIL import Image
+
         rgb = read_image_bytes(data, up.name, max_side=app_core.APP_MAX_SIDE, downscale=True)
-        st.info(f"{up.name} is {w}x{h}; downscaled to {rgb.shape[1]}x{rgb.shape[0]} for the app "
-                f"(the CLI handles up to --max-side).")
+        with Image.open(io.BytesIO(data)) as im:  # header only: the original size, for the notice
+            w, h = im.size
+            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by its EXIF orientation, as read_image does
+                w, h = h, w
+    except (ImageError, OSError) as exc:
+        _error(str(exc).replace("pass --downscale to shrink it", "the app shrinks it").split("; pass --")[0])
+        return None, ""
+    if (rgb.shape[1], rgb.shape[0]) != (w, h):
+        st.info(f"{up.name} is {w}x{h}; downscaled to {rgb.shape[1]}x{rgb.shape[0]} for the app. To explain it at "
+                "full resolution, use the command line (segcam explain).")
     return rgb, Path(up.name).stem
 
 
@@ -141,8 +159,13 @@ def _target(rgb: np.ndarray, category: int) -> Any:
             st.info("Upload a mask to explain the ground-truth region.")
             return None
         try:
-            gt = read_image_bytes(up.getvalue(), up.name, max_side=8192)[..., 0] > 127
-        except ImageError as exc:
+            from PIL import Image
+
+            from segcam.data import mask_to_ids
+
+            with Image.open(io.BytesIO(up.getvalue())) as im:
+                gt = mask_to_ids(np.asarray(im.convert("L"))) > 0  # 0/1 and 0/255 masks, as the CLI reads them
+        except (OSError, ValueError) as exc:
             _error(str(exc))
             return None
         if gt.shape != (h, w):
@@ -214,6 +237,9 @@ def _downloads(res: Any, layer: str, views: app_core.Views, name: str, cmap: str
     c1, c2, c3 = st.columns(3)
     c1.download_button("Overlay PNG", app_core.png_bytes(views.overlay), f"{name}__{layer}__overlay.png", "image/png")
     c2.download_button("Raw map .npy", app_core.npy_bytes(res.maps[layer].upsampled), f"{name}__{layer}.npy")
+    ss = st.session_state
+    state = (name, app_core.image_key(res.image), app_core.image_key(res.target_mask.astype(np.uint8)),
+             tuple(res.maps), cmap, alpha, norm, ss.get("method"), ss.get("m1_name"), ss.get("m1_weights"))
     if c3.button("Figure panel (PDF)", key="make_fig"):
         import tempfile
 
@@ -224,11 +250,12 @@ def _downloads(res: Any, layer: str, views: app_core.Views, name: str, cmap: str
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 (pdf,) = cam_grid([row], layers, Path(tmp) / "panel.pdf", cmap=cmap, alpha=alpha, normalization=norm)
-                st.session_state["figure_pdf"] = pdf.read_bytes()
+                st.session_state["figure_pdf"] = (state, pdf.read_bytes())
             except ValueError as exc:
                 _error(str(exc))
-    if st.session_state.get("figure_pdf"):
-        c3.download_button("Download panel.pdf", st.session_state["figure_pdf"], f"{name}__panel.pdf", "application/pdf")
+    built = st.session_state.get("figure_pdf")
+    if built and built[0] == state:  # only the panel of what is on screen; any change asks for a new one
+        c3.download_button("Download panel.pdf", built[1], f"{name}__panel.pdf", "application/pdf")
 
 
 def _browse_run() -> None:

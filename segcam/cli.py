@@ -680,8 +680,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         what = "terminated" if isinstance(exc, _Terminated) else "interrupted"
-        print(f"segcam: {what}; finished images are recorded; run the same command again to resume",
-              file=sys.stderr)
+        kept = {"explain": "finished images are recorded", "train": "the last checkpoint is kept"}.get(args.command)
+        resume = f"{kept}; run the same command again to resume" if kept else "nothing was left half-written"
+        print(f"segcam: {what}; {resume}", file=sys.stderr)
         return 143 if isinstance(exc, _Terminated) else 130
     except OSError as exc:
         print(f"segcam: error: cannot write the output ({exc}); free space or choose another --out", file=sys.stderr)

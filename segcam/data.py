@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["DATASETS", "MIX_WEIGHTS", "SPLIT_SEED", "Pair", "data_root", "list_pairs", "load_mask",
+__all__ = ["DATASETS", "MIX_WEIGHTS", "SPLIT_SEED", "Pair", "data_root", "list_pairs", "load_mask", "mask_to_ids",
            "parse_data_spec", "parse_data_specs"]
 
 #: Known sets and the licence note the model cards repeat.
@@ -189,6 +189,12 @@ def load_mask(path: str | Path) -> np.ndarray:
         raise ValueError(f"mask {path} cannot be read as an image ({exc}); give a PNG mask") from exc
     if arr.ndim != 2:
         raise ValueError(f"mask {path} has shape {arr.shape}; expected a single-channel H x W mask")
+    return mask_to_ids(arr)
+
+
+def mask_to_ids(arr: np.ndarray) -> np.ndarray:
+    """The one mask rule: a 0/1 mask passes as it is, a 0/255 mask is crack above 127 (uint8 {0, 1})."""
+    arr = np.asarray(arr)
     if arr.max(initial=0) <= 1:
         return arr.astype(np.uint8)
     return (arr > 127).astype(np.uint8)

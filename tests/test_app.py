@@ -113,9 +113,44 @@ def test_rgba_and_16bit_uploads(mode: str) -> None:
 
 
 def test_huge_upload_is_downscaled_with_a_notice() -> None:
-    at = _upload(_app(), "huge.png", _png(Image.new("RGB", (2000, 300), (90, 90, 90))))
+    at = _upload(_app(), "huge.png", _png(Image.new("RGB", (6000, 400), (90, 90, 90))))  # over the CLI's 2048/4096
     _ok(at)
-    assert any("downscaled" in i.value for i in at.info)
+    notice = [i.value for i in at.info if "downscaled" in i.value]
+    assert notice and "6000x400" in notice[0] and "--" not in notice[0]  # no CLI flags told to a web user
+
+
+def _mask_png(arr: np.ndarray) -> bytes:
+    return _png(Image.fromarray(arr.astype(np.uint8)))
+
+
+def test_gt_mask_reupload_with_the_same_name_and_01_masks() -> None:
+    at = _app(example="deepcrack_11215-9.jpg")
+    at.radio(key="target_kind").set_value("Ground-truth mask").run()
+    first = np.zeros((384, 544), np.uint8)
+    first[100:120, :] = 1  # a 0/1 mask: crack = 1
+    at.file_uploader(key="gt_upload").set_value(("gt.png", _mask_png(first), "image/png")).run()
+    _ok(at)
+    assert any("(10880 px)" in c.value for c in at.caption), [c.value for c in at.caption]
+    second = np.zeros((384, 544), np.uint8)
+    second[200:205, 100:300] = 255  # corrected mask, same file name
+    at.file_uploader(key="gt_upload").set_value(("gt.png", _mask_png(second), "image/png")).run()
+    _ok(at)
+    assert any("(1000 px)" in c.value for c in at.caption), [c.value for c in at.caption]
+    assert len(at.session_state["results"]) == 3  # predicted crack, then one per mask content
+
+
+def test_page_names_the_model_and_the_panel_download_follows_the_screen() -> None:
+    at = _app(example="deepcrack_11215-9.jpg")
+    assert any("Model **hrsegnet_b16**" in c.value and "random init" in c.value for c in at.caption)
+    at.button(key="make_fig").click().run()
+    _ok(at)
+    assert [b.label for b in at.get("download_button")][-1] == "Download panel.pdf"
+    at.selectbox(key="example").set_value("deepcrack_IMG_6472-1.jpg").run()
+    _ok(at)
+    assert "Download panel.pdf" not in [b.label for b in at.get("download_button")]
+    at.sidebar.radio(key="m1_source").set_value("PaddleSeg YAML").run()
+    assert not at.exception and any("PaddleSeg YAML config" in i.value for i in at.info)
+    assert not at.get("download_button")  # nothing silently shown for another model
 
 
 def test_weights_that_do_not_match_the_model(tmp_path, monkeypatch) -> None:
@@ -149,16 +184,16 @@ def test_browse_an_output_folder(tmp_path, monkeypatch) -> None:
 
 
 def test_gt_mask_target_and_pixel_target() -> None:
-    at = _app()
+    at = _app(example="cfd_001.jpg")
     at.radio(key="target_kind").set_value("Ground-truth mask").run()
     at.file_uploader(key="gt_upload").set_value(("gt.png", (EXAMPLES.parent / "masks" / "cfd_001.png").read_bytes(),
                                                   "image/png")).run()
     _ok(at)
-    assert "mask gt.png" in at.caption[0].value
+    assert any("mask gt.png" in c.value for c in at.caption)
     at.radio(key="target_kind").set_value("Pixel").run()
     _ok(at)
     at.file_uploader  # the pixel inputs are number inputs filled by clicks on the picker
-    assert "pixel" in at.caption[0].value
+    assert any("pixel" in c.value for c in at.caption)
 
 
 def _free_port() -> int:
