@@ -142,6 +142,10 @@ def _card(info: dict) -> str:
             "| | | |\n" if len(m) > 1 else "")
     init = (f" Initialised from `{info['init_weights']}` (fine-tuning), not from random weights."
             if info.get("init_weights") else "")
+    changes = "256x256 crops, batch 8, fewer iterations, warm-up and OHEM min_kept scaled"
+    if info.get("init_weights"):
+        changes = (f"fine-tuning from trained weights, with its own learning rate and loss; {changes}; the config's "
+                   "header says what each change is and why")
     val = info.get("val") or {}
     val_rows = "".join(f"| {k} | {v['miou']:.4f} | {v['crack_iou']:.4f} |\n" for k, v in val.get("per_set", {}).items())
     val_table = (f"\n**Validation at the selected checkpoint** (what selected it: the mean of the per-set mIoUs)\n\n"
@@ -163,8 +167,7 @@ Licences of the training data:
 
 **The weights inherit the most restrictive of these: non-commercial research and education only.**
 
-**Recipe.** `{info['config']}`: {recipe} with the CPU-budget changes stated in the config
-(256x256 crops, batch 8, fewer iterations, warm-up and OHEM min_kept scaled).
+**Recipe.** `{info['config']}`: {recipe} with the changes stated in the config ({changes}).
 
 **Evaluation.** Full-size frames, no resizing; intersections and unions accumulated over all pixels of the set (as
 PaddleSeg does); mIoU averages background and crack IoU; each set's test split (CFD and masonry: the seeded
