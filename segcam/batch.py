@@ -228,8 +228,8 @@ class RunFolder:
         try:
             self._clean_temporaries()
             old = self._read_journal()
-            if old and self.overwrite:
-                self._remove_run(old)
+            if self.overwrite:
+                self._remove_run(old or self._entries_from_manifest())
                 old = []
             if old and old[0].get("fingerprint") != self.fingerprint:
                 diff = sorted(k for k in self.fingerprint if old[0].get("fingerprint", {}).get(k) != self.fingerprint[k])
@@ -293,10 +293,20 @@ class RunFolder:
                 continue  # the line a kill cut short
         return entries if entries and "fingerprint" in entries[0] else []
 
+    def _entries_from_manifest(self) -> list[dict[str, Any]]:
+        """An older run without a journal: its manifest's records, shaped like journal entries."""
+        try:
+            data = json.loads((self.path / "manifest.json").read_text(encoding="utf-8"))
+            return [{}] + [{"record": r} for r in data.get("images", []) if isinstance(r, dict)]
+        except (OSError, ValueError, AttributeError):
+            return []
+
     def _remove_run(self, entries: list[dict[str, Any]]) -> None:
         for entry in entries[1:]:
             for f in _record_files(entry.get("record") or {}):
-                (self.path / f).unlink(missing_ok=True)
+                target = (self.path / f).resolve()
+                if target.parent == self.path.resolve():  # only files of this folder, whatever a manifest says
+                    target.unlink(missing_ok=True)
         for f in ("manifest.json", "summary.csv", JOURNAL):
             (self.path / f).unlink(missing_ok=True)
 
