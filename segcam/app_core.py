@@ -24,8 +24,9 @@ from segcam.overlay import heatmap, overlay
 from segcam.result import ImageExplanation
 from segcam.targets import Target
 
-__all__ = ["AppModel", "Views", "allowed_file", "compute", "example_images", "image_key", "inside", "layer_choices",
-           "load_model", "load_run", "npy_bytes", "png_bytes", "read_png", "target_key", "render", "runs_root", "weights_roots"]
+__all__ = ["AppModel", "Views", "allowed_file", "colorbar", "compute", "example_images", "image_key", "inside",
+           "layer_choices", "load_model", "load_run", "mark_target", "npy_bytes", "png_bytes", "read_png", "render",
+           "runs_root", "target_key", "weights_roots", "zero_map_reason"]
 
 #: Largest image side the app computes on; larger uploads are downscaled with a notice.
 APP_MAX_SIDE = 1024
@@ -165,9 +166,43 @@ def render(res: ImageExplanation, layer: str, cmap: str = "inferno", alpha: floa
     """Views of one layer from a computed result (no model call)."""
     unit = res.normalized(layer, normalization)
     pred = np.repeat(((res.prediction == res.category) * 255).astype(np.uint8)[..., None], 3, axis=2)
+    return Views(res.image, pred, heatmap(unit, cmap), overlay(res.image, unit, cmap, alpha), mark_target(res))
+
+
+def mark_target(res: ImageExplanation) -> np.ndarray:
+    """The image with the target tinted and outlined.
+
+    A target of a few pixels also gets a ring that shows at any zoom (one pixel would otherwise be invisible).
+    """
+    import cv2
+
     tgt = res.image.copy()
-    tgt[res.target_mask] = (0.4 * tgt[res.target_mask] + 0.6 * np.array([0, 200, 255])).astype(np.uint8)
-    return Views(res.image, pred, heatmap(unit, cmap), overlay(res.image, unit, cmap, alpha), tgt)
+    mask = res.target_mask
+    tgt[mask] = (0.4 * tgt[mask] + 0.6 * np.array([0, 200, 255])).astype(np.uint8)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    thick = max(1, round(max(mask.shape) / 300))
+    cv2.drawContours(tgt, contours, -1, (0, 255, 255), thick)
+    if 0 < mask.sum() < 64:
+        ys, xs = np.nonzero(mask)
+        radius = max(6, round(max(mask.shape) / 40))
+        cv2.circle(tgt, (int(xs.mean()), int(ys.mean())), radius, (255, 40, 40), thick + 1)
+    return tgt
+
+
+def colorbar(cmap: str, width: int = 256, height: int = 12) -> np.ndarray:
+    """A horizontal colour scale (0 on the left, 1 on the right) for the views."""
+    return heatmap(np.tile(np.linspace(0.0, 1.0, width, dtype=np.float32), (height, 1)), cmap)
+
+
+def zero_map_reason(res: ImageExplanation, layer: str) -> str | None:
+    """Why a map is all zero, or None if it is not."""
+    if res.maps[layer].raw_max > 0:
+        return None
+    if res.empty_target:
+        return "the target region is empty, so there is nothing to explain: choose another target"
+    return (f"no positive evidence at {layer} for this target: after the channel weighting every pixel is <= 0, "
+            "and the ReLU of Seg-Grad-CAM keeps only evidence *for* the class. Try another layer, the margin score, "
+            "or an element-wise method (layer_cam)")
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:

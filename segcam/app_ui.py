@@ -226,6 +226,14 @@ def _picker(rgb: np.ndarray, help_text: str, click_grid: bool = False) -> None:
         fig.update_traces(hoverinfo="skip", hovertemplate=None, selector={"type": "image"})
         fig.add_trace(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", showlegend=False, hoverinfo="none",
                                  marker={"size": max(4, step + 1), "opacity": 0}))
+    ss = st.session_state
+    if click_grid:  # the current pick, visible at any zoom
+        fig.add_trace(go.Scatter(x=[ss.get("px_x", 0)], y=[ss.get("px_y", 0)], mode="markers", showlegend=False,
+                                 hoverinfo="skip", marker={"symbol": "circle-open", "size": 18, "color": "red",
+                                                           "line": {"width": 3}}))
+    else:
+        fig.add_shape(type="rect", x0=ss.get("box_x0", 0) - 0.5, y0=ss.get("box_y0", 0) - 0.5,
+                      x1=ss.get("box_x1", 1) - 0.5, y1=ss.get("box_y1", 1) - 0.5, line={"color": "red", "width": 2})
     fig.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, height=300, hovermode="closest",
                       dragmode="zoom" if click_grid else "select")
     fig.update_xaxes(showticklabels=False)
@@ -391,8 +399,15 @@ def _page() -> None:
                                          ("Heatmap", views.heatmap), ("Overlay", views.overlay)]):
         col.image(arr, caption=title, width="stretch")
     m = res.maps[shown]
-    st.caption(f"{shown} → {m.layer_name} · feature map {m.raw.shape[1]}x{m.raw.shape[0]} · raw max {m.raw_max:.4g} · "
-               f"{res.target} ({int(res.target_mask.sum())} px) · {method}")
+    scale = "its own maximum" if norm == "per_map" else "the largest maximum of the shown layers"
+    cols[2].image(app_core.colorbar(cmap), width="stretch",
+                  caption=f"0 … 1 = {scale} ({norm}); raw max {m.raw_max:.3g}")
+    st.caption(f"{shown} → {m.layer_name} · feature map {m.raw.shape[1]}x{m.raw.shape[0]} · raw max {m.raw_max:.4g} "
+               f"(units of score x activation: compare across images, not across layers) · "
+               f"{res.target} ({int(res.target_mask.sum())} px) · {method} · class {res.category}")
+    reason = app_core.zero_map_reason(res, shown)
+    if reason:
+        st.info(f"This map is all zero: {reason}.")
     if len(layers) > 1:
         st.subheader("Layer strip")
         strip = st.columns(len(layers))

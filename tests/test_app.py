@@ -46,7 +46,7 @@ def _ok(at: AppTest) -> None:
 def test_example_image_flow() -> None:
     at = _app()
     _ok(at)
-    assert _captions(at) == ["Image / target", "Prediction", "Heatmap", "Overlay"]
+    assert [c for c in _captions(at) if not c.startswith("0 … 1")] == ["Image / target", "Prediction", "Heatmap", "Overlay"]
     assert any("RANDOMLY INITIALISED" in w.value for w in at.warning)
     assert len(at.get("download_button")) >= 2
 
@@ -385,3 +385,22 @@ def test_app_refuses_paths_outside_its_roots(tmp_path, monkeypatch) -> None:
         at = _app(m1_weights=weights)
         assert not at.exception and any(message in e.value for e in at.error), [e.value for e in at.error]
     assert not marker.exists()
+
+
+def test_views_mark_small_targets_explain_zero_maps_and_show_a_scale() -> None:
+    from segcam import app_core
+
+    at = _app(example="deepcrack_11215-9.jpg")
+    at.radio(key="target_kind").set_value("Pixel").run()
+    _ok(at)
+    assert any("0 … 1 = its own maximum (per_map)" in (img.proto.imgs[0].caption or "") for img in at.get("image"))
+    res = next(iter(at.session_state["results"].values()))
+    marked = app_core.mark_target(res)
+    tinted = res.image.copy()
+    assert (marked != tinted).any(axis=2).sum() > 100  # a ring around the one-pixel target, not one pixel
+    zero = type(res)(res.name, res.image, res.prediction, res.target_mask, res.target, res.category,
+                     {k: type(m)(m.layer, m.layer_name, m.raw * 0, m.upsampled * 0, m.normalized * 0, 0.0, False)
+                      for k, m in res.maps.items()})
+    layer = next(iter(res.maps))
+    assert "no positive evidence" in app_core.zero_map_reason(zero, layer)
+    assert app_core.zero_map_reason(res, layer) is None or res.maps[layer].raw_max == 0
