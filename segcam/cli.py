@@ -228,7 +228,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     state = train(args.config, args.save_dir, iters=args.iters, batch_size=args.batch_size,
                   resume=not args.no_resume, log_every=args.log_every, save_every=args.save_every,
                   val_every=args.val_every, seed=args.seed, threads=args.threads, stop_after=args.stop_after,
-                  ema_decay=args.ema_decay)
+                  ema_decay=args.ema_decay, init_weights=args.init_weights)
     print(f"trained to iteration {state['iter']}; best validation mIoU {state['best_miou']:.4f} "
           f"at {state['best_iter']}; checkpoints in {args.save_dir}")
     return 0
@@ -538,6 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after this iteration (checkpointed), keeping the full schedule; run again to resume")
     p.add_argument("--ema-decay", type=float, default=None,
                    help="validate and keep as best_model an exponential moving average of the weights (e.g. 0.99)")
+    p.add_argument("--init-weights", default=None,
+                   help="start from these weights (fine-tuning; the config's init_weights otherwise; not on resume)")
     _add_device_arg(p)
     p.set_defaults(func=cmd_train)
 
