@@ -17,7 +17,7 @@ import streamlit as st
 
 from segcam import app_core
 from segcam.images import ImageError, read_image, read_image_bytes
-from segcam.methods import list_methods
+from segcam.methods import display_name, list_methods
 from segcam.overlay import COLORMAPS
 from segcam.targets import BoxTarget, MaskTarget, PixelTarget, PredictedTarget, TargetError
 from segcam.zoo import list_models
@@ -257,7 +257,8 @@ def _downloads(res: Any, layer: str, views: app_core.Views, name: str, cmap: str
         row = FigureRow(name, res.image, [res.maps[k].upsampled for k in layers], None, res.prediction)
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                (pdf,) = cam_grid([row], layers, Path(tmp) / "panel.pdf", cmap=cmap, alpha=alpha, normalization=norm)
+                (pdf,) = cam_grid([row], layers, Path(tmp) / "panel.pdf", cmap=cmap, alpha=alpha, normalization=norm,
+                                  colorbar_label=display_name(ss.get("method") or "seg_grad_cam"))
                 st.session_state["figure_pdf"] = (state, pdf.read_bytes())
             except ValueError as exc:
                 _error(str(exc))

@@ -296,6 +296,7 @@ def cmd_evaluate_cam(args: argparse.Namespace) -> int:
 
 def cmd_figure(args: argparse.Namespace) -> int:
     from segcam.figures import cam_grid
+    from segcam.methods import display_name
     from segcam.panels import rows_from_manifest, rows_from_models
     from segcam.targets import parse_target
     from segcam.zoo import create_model
@@ -310,7 +311,7 @@ def cmd_figure(args: argparse.Namespace) -> int:
         if args.images_in:
             raise UsageError("give either --manifest or images, not both")
         rows, titles, data = rows_from_manifest(args.manifest, args.masks, args.select, args.layer)
-        label = {"seg_grad_cam": "Seg-Grad-CAM"}.get(data.get("method"), data.get("method", "CAM"))
+        label = display_name(data.get("method") or "CAM")
     else:
         if not args.images_in:
             raise UsageError("give --manifest RUN/manifest.json, or image files with --model")
@@ -325,7 +326,7 @@ def cmd_figure(args: argparse.Namespace) -> int:
             raise UsageError("segcam figure takes pred, image, box, pixel, component, skeleton or border targets")
         rows, titles = rows_from_models(models, args.images_in, args.layer or ["seg_head"], args.method or ["seg_grad_cam"],
                                         args.sweep, args.masks, target)
-        label = "CAM" if args.sweep == "method" else (args.method or ["seg_grad_cam"])[0]
+        label = "CAM" if args.sweep == "method" else display_name((args.method or ["seg_grad_cam"])[0])
     written = cam_grid(rows, titles, outs, width=args.width, cmap=args.cmap, alpha=args.alpha,
                        normalization=args.normalization, dpi=args.dpi, colorbar_label=label)
     for path in written:

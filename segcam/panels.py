@@ -13,6 +13,7 @@ from PIL import Image
 from segcam.data import load_mask
 from segcam.figures import FigureError, FigureRow
 from segcam.images import read_image
+from segcam.methods import display_name
 from segcam.result import SCHEMA_VERSION
 
 __all__ = ["record_image", "rows_from_manifest", "rows_from_models"]
@@ -138,7 +139,7 @@ def rows_from_models(models: Sequence[Any], images: Sequence[str | Path], layers
                     for method in methods:
                         res = explain(model, rgb, layers[0], target, method)[0]
                         maps.append(res.maps[layers[0]].upsampled)
-                        titles.append(model.name if sweep == "model" else method)
+                        titles.append(model.name if sweep == "model" else display_name(method))
                         pred = res.prediction if pred is None else pred
         rows.append(FigureRow(img.stem, rgb, maps, _find_mask(masks, img), pred if sweep != "model" else None))
     return rows, titles

@@ -113,7 +113,7 @@ def test_cli_figure_from_manifest_and_from_model(tmp_path, capsys) -> None:
                  "--method", "seg_grad_cam", "--method", "layer_cam", "--layer", "seg2", "--out", str(tmp_path / "m"),
                  "--format", "svg", str(EXAMPLES / "cfd_001.jpg")]) == 0
     texts = ["".join(t.itertext()) for t in ET.parse(tmp_path / "m.svg").getroot().iter(f"{SVG}text")]
-    assert "layer_cam" in texts and "seg_grad_cam" in texts
+    assert "LayerCAM" in texts and "Seg-Grad-CAM" in texts and "seg_grad_cam" not in texts  # one name per method
 
 
 def test_cli_figure_bad_input(tmp_path, capsys) -> None:

@@ -319,3 +319,17 @@ def test_training_with_ema_validates_and_keeps_the_averaged_weights(tmp_path) ->
     assert state["iter"] == 6 and state["ema_updates"] == 6
     log = [json.loads(ln) for ln in (out / "train.log").read_text().splitlines()]
     assert [r["iter"] for r in log if r.get("ema")] == [3, 6]
+
+
+@pytest.mark.needs_data
+def test_training_can_start_from_trained_weights(tmp_path) -> None:
+    from segcam.training.loop import train
+    from segcam.weights import WeightsError
+    from segcam.zoo import get_model_spec
+
+    cfg = _tiny_config(tmp_path)
+    init = get_model_spec("hrsegnet_b16").tags["deepcrack"]
+    state = train(cfg, tmp_path / "ft", iters=2, save_every=2, val_every=0, progress=False, init_weights=init)
+    assert state["init_weights"] == str(init)
+    with pytest.raises(WeightsError, match="does not match"):
+        train(cfg, tmp_path / "bad", iters=2, progress=False, init_weights=get_model_spec("hrsegnet_b48").tags["deepcrack"])

@@ -11,6 +11,6 @@ from segcam.methods import (  # noqa: F401  (importing registers each method)
     seg_xres_cam,
 )
 from segcam.methods.base import BaseCAM
-from segcam.methods.registry import METHODS, get_method, list_methods, register_method
+from segcam.methods.registry import METHODS, display_name, get_method, list_methods, register_method
 
-__all__ = ["METHODS", "BaseCAM", "get_method", "list_methods", "register_method"]
+__all__ = ["METHODS", "BaseCAM", "display_name", "get_method", "list_methods", "register_method"]

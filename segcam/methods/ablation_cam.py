@@ -21,6 +21,7 @@ class AblationCAM(PerturbationCAM):
     """
 
     name = "ablation_cam"
+    display_name = "Ablation-CAM"
 
     def image_weights(self, i: int, activations: np.ndarray, ctx: object) -> np.ndarray:
         y = ctx.region_scores(i, ctx.x[i:i + 1])[0]

@@ -21,6 +21,8 @@ class BaseCAM:
     """
 
     name: ClassVar[str] = ""
+    #: How figures and pages title the method (one name per method everywhere).
+    display_name: ClassVar[str] = ""
     #: Whether the engine must run the backward pass for this method.
     uses_gradients: ClassVar[bool] = True
 

@@ -16,6 +16,7 @@ class LayerCAM(BaseCAM):
     """
 
     name = "layer_cam"
+    display_name = "LayerCAM"
 
     def cam(self, activations: np.ndarray, grads: np.ndarray, ctx: object = None) -> np.ndarray:
         return np.maximum((np.maximum(grads, 0) * activations).sum(axis=1), 0.0).astype(np.float32)

@@ -7,7 +7,7 @@ from typing import TypeVar
 from segcam.methods.base import BaseCAM
 from segcam.registry import Registry
 
-__all__ = ["METHODS", "get_method", "list_methods", "register_method"]
+__all__ = ["METHODS", "display_name", "get_method", "list_methods", "register_method"]
 
 METHODS: Registry[type[BaseCAM]] = Registry("method")
 C = TypeVar("C", bound=type[BaseCAM])
@@ -42,3 +42,12 @@ def get_method(name: str | BaseCAM, **kwargs: object) -> BaseCAM:
 def list_methods(pattern: str | None = None) -> list[str]:
     """Registered method names, optionally filtered by a shell wildcard."""
     return METHODS.names(pattern)
+
+
+def display_name(name: str) -> str:
+    """The one title of a method in figures and pages (``seg_grad_cam`` -> ``Seg-Grad-CAM``); unknown names pass."""
+    try:
+        cls = METHODS.get(name)
+    except KeyError:
+        return name
+    return cls.display_name or cls.name

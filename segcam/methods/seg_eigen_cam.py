@@ -17,6 +17,7 @@ class SegEigenCAM(BaseCAM):
     """
 
     name = "seg_eigen_cam"
+    display_name = "Seg-Eigen-CAM"
 
     def cam(self, activations: np.ndarray, grads: np.ndarray, ctx: object = None) -> np.ndarray:
         n, k, h, w = activations.shape

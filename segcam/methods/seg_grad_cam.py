@@ -18,6 +18,7 @@ class SegGradCAM(BaseCAM):
     """
 
     name = "seg_grad_cam"
+    display_name = "Seg-Grad-CAM"
 
     def weights(self, activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
         return grads.mean(axis=(2, 3))

@@ -34,6 +34,7 @@ class SegGradCAMPlusPlus(BaseCAM):
     """
 
     name = "seg_grad_cam_pp"
+    display_name = "Seg-Grad-CAM++"
 
     def weights(self, activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
         g2 = grads**2

@@ -16,6 +16,7 @@ class SegHiResCAM(BaseCAM):
     """
 
     name = "seg_hires_cam"
+    display_name = "Seg-HiRes-CAM"
 
     def cam(self, activations: np.ndarray, grads: np.ndarray, ctx: object = None) -> np.ndarray:
         return np.maximum((grads * activations).sum(axis=1), 0.0).astype(np.float32)

@@ -25,6 +25,7 @@ class SegScoreCAM(PerturbationCAM):
     """
 
     name = "seg_score_cam"
+    display_name = "Seg-Score-CAM"
 
     def image_weights(self, i: int, activations: np.ndarray, ctx: object) -> np.ndarray:
         masks = ctx.upsample_unit(activations)  # K x H x W in [0, 1]

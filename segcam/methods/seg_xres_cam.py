@@ -21,6 +21,7 @@ class SegXResCAM(BaseCAM):
     """
 
     name = "seg_xres_cam"
+    display_name = "Seg-XRes-CAM"
 
     def __init__(self, pool: int = 2) -> None:
         if pool < 1:
