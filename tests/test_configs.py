@@ -26,16 +26,25 @@ def test_config_trains_one_step_and_matches_the_zoo(path: Path, tmp_path) -> Non
     from segcam.training.loop import train
 
     cfg = load_config(path)
-    assert cfg["train_dataset"]["datasets"] == ["deepcrack"] and cfg["train_dataset"]["split"] == "train"
-    assert cfg["val_dataset"]["split"] == "valid", "model selection must never see the test split"
+    def specs(section: dict) -> list[str]:
+        entries = section["datasets"]
+        entries = [entries] if isinstance(entries, (str, dict)) else entries
+        names = [e["data"] if isinstance(e, dict) else e for e in entries]
+        return [n if ":" in n else f"{n}:{section['split']}" for n in names]
+
+    assert all(s.endswith(":train") for s in specs(cfg["train_dataset"])), specs(cfg["train_dataset"])
+    assert all(s.endswith(":valid") for s in specs(cfg["val_dataset"])), "model selection must never see the test split"
     # the network a config trains loads strictly into the zoo model of the same name
     net = build_component(cfg["model"])
     zoo = create_model(BY_TYPE[cfg["model"]["type"]], weights="random").network
     assert {k: list(v.shape) for k, v in net.state_dict().items()} == \
            {k: list(v.shape) for k, v in zoo.state_dict().items()}
     tiny = dict(cfg)
-    tiny["train_dataset"] = {**cfg["train_dataset"], "limit": 2,
-                             "transforms": [{"type": "Resize", "target_size": [64, 64]}, {"type": "Normalize"}]}
+    resize = [{"type": "Resize", "target_size": [64, 64]}, {"type": "Normalize"}]
+    entries = cfg["train_dataset"]["datasets"]
+    entries = entries if isinstance(entries, list) else [entries]
+    tiny["train_dataset"] = {**cfg["train_dataset"], "limit": 2, "transforms": resize,  # per-set transforms too
+                             "datasets": [{**e, "transforms": resize} if isinstance(e, dict) else e for e in entries]}
     small = tmp_path / "tiny.yml"
     small.write_text(yaml.safe_dump(tiny))
     state = train(small, tmp_path / "run", iters=1, batch_size=2, log_every=1, save_every=1, val_every=0,
