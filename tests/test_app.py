@@ -237,7 +237,7 @@ def test_real_browser_renders_the_overlay(tmp_path) -> None:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.goto(f"http://127.0.0.1:{port}/", timeout=60_000)
                 page.get_by_text("Overlay", exact=True).first.wait_for(timeout=120_000)
-                img = page.locator("img").nth(3)
+                img = page.locator("img").nth(4)  # image, prediction, heatmap, its colour scale, overlay
                 img.wait_for(timeout=60_000)
                 shot = tmp_path / "overlay.png"
                 img.screenshot(path=str(shot))
@@ -253,15 +253,16 @@ def test_real_browser_renders_the_overlay(tmp_path) -> None:
                 page.mouse.down()
                 page.mouse.move(x0 + 80, y0 + 60, steps=10)
                 page.mouse.up()
-                box = ["0", "0", "480", "320"]
+                full = ["0", "0", "544", "384"]  # the first example: the 544x384 DeepCrack photo
+                box = full
                 for _ in range(40):
                     box = [page.locator(f"input[aria-label='{k}']").input_value() for k in ("x0", "y0", "x1", "y1")]
-                    if box != ["0", "0", "480", "320"]:
+                    if box != full:
                         break
                     time.sleep(0.5)
                 x0v, y0v, x1v, y1v = map(int, box)
-                assert 0 < x0v < x1v < 480 and 0 < y0v < y1v < 320, box
-                # a single click on the pixel picker selects that pixel (the 480x320 image, grid step 4)
+                assert 0 < x0v < x1v < 544 and 0 < y0v < y1v < 384, box
+                # a single click on the pixel picker selects that pixel (the 544x384 image, grid step 5)
                 page.get_by_text("Pixel", exact=True).click()
                 time.sleep(2)
                 picked = page.locator(".js-plotly-plot .imagelayer image").first
@@ -277,7 +278,7 @@ def test_real_browser_renders_the_overlay(tmp_path) -> None:
                         break
                     last = xy
                     time.sleep(0.5)
-                assert abs(int(xy[0]) - 120) <= 6 and abs(int(xy[1]) - 240) <= 6, (before, xy)
+                assert abs(int(xy[0]) - 136) <= 6 and abs(int(xy[1]) - 288) <= 6, (before, xy)
                 assert page.get_by_text("Traceback").count() == 0
             finally:
                 browser.close()
