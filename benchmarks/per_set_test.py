@@ -14,9 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from segcam.training.release import EVAL_SETS as SETS  # the sets every model card reports
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "per_set"
-SETS = ("deepcrack:test", "cfd:test", "masonry_dais:test", "gaps384_crops:test", "shadowcrack_crops:test")
 
 
 def evaluate(tag: str, threads: int) -> dict:

@@ -20,6 +20,7 @@ from segcam.images import ImageError, read_image, read_image_bytes
 from segcam.methods import display_name, list_methods
 from segcam.overlay import COLORMAPS
 from segcam.targets import BoxTarget, MaskTarget, PixelTarget, PredictedTarget, TargetError
+from segcam.weights import PARTIAL_HINT
 from segcam.zoo import list_models
 
 LOG = logging.getLogger("segcam.app")
@@ -91,7 +92,7 @@ def _load(name: str | None, weights: str | None, config: str | None) -> app_core
     try:
         am = cached_model(name, weights, config)
     except ERRORS as exc:
-        _error(f"Cannot load the model: {str(exc).replace(', or pass --allow-partial to load what matches', '')}")
+        _error(f"Cannot load the model: {str(exc).replace(PARTIAL_HINT, '')}")
         return None
     except Exception as exc:  # never show a traceback
         LOG.exception("model load failed")
@@ -306,9 +307,7 @@ def main() -> None:
     """Draw the page; any unexpected error is one short message (details in the server log), never a traceback."""
     try:
         _page()
-    except Exception as exc:  # noqa: BLE001 - the last line of defence of a web page
-        if type(exc).__name__ in ("RerunException", "StopException"):  # Streamlit's own control flow
-            raise
+    except Exception as exc:  # noqa: BLE001 - the last line of defence (Streamlit's reruns are BaseExceptions)
         LOG.exception("the page failed")
         _error(f"Something went wrong ({type(exc).__name__}); the details are in the server log.")
 

@@ -204,22 +204,26 @@ class RunFolder:
         path: The folder (created if missing).
         fingerprint: The job's settings (:meth:`ExplainJob.fingerprint`).
         overwrite: Remove an earlier run's files first instead of resuming it.
+        order: Image names in input order (the order of the manifest and summary rows).
+        manifest: Builds ``manifest.json`` from the records in that order (None: no manifest).
 
     Raises:
         RunFolderError: The path is a file or under one, not writable, locked by another run, or holds
             a run made with other settings (without ``overwrite``).
     """
 
-    def __init__(self, path: str | Path, fingerprint: dict[str, Any], overwrite: bool = False) -> None:
+    def __init__(self, path: str | Path, fingerprint: dict[str, Any], overwrite: bool = False,
+                 order: Sequence[str] = (), manifest: Callable[[list[dict[str, Any]]], dict] | None = None) -> None:
         self.path = Path(path)
         self.fingerprint = fingerprint
         self.overwrite = overwrite
+        self.order = list(order)
+        self.manifest = manifest
         self.records: dict[str, dict[str, Any]] = {}
         self.rows: dict[str, dict[str, Any]] = {}
         self._lock_fh: Any = None
         self._journal: Any = None
         self._last_write = 0.0
-        self._dirty = False
 
     # -- opening -------------------------------------------------------------------------------------------
     def __enter__(self) -> RunFolder:
@@ -323,7 +327,6 @@ class RunFolder:
         self.records[name] = record
         self.rows[name] = row
         self._append({"name": name, "record": record, "row": row})
-        self._dirty = True
         if time.monotonic() - self._last_write >= REWRITE_SECONDS:
             self.flush()
 
@@ -332,18 +335,14 @@ class RunFolder:
         self._journal.flush()
         os.fsync(self._journal.fileno())
 
-    def flush(self, order: Sequence[str] | None = None, manifest: Callable[[list[dict[str, Any]]], dict] | None = None
-              ) -> None:
+    def flush(self) -> None:
         """Rewrite ``summary.csv`` (and ``manifest.json`` through ``manifest``) atomically."""
-        self._order = list(order) if order is not None else getattr(self, "_order", list(self.records))
-        if manifest is not None:
-            self._manifest = manifest
-        names = [n for n in self._order if n in self.records] + [n for n in self.records if n not in self._order]
+        known = set(self.order)
+        names = [n for n in self.order if n in self.records] + [n for n in self.records if n not in known]
         save_csv(self.path / "summary.csv", [{k: self.rows[n].get(k, "") for k in SUMMARY_FIELDS} for n in names])
-        if getattr(self, "_manifest", None) is not None:
-            save_json(self.path / "manifest.json", self._manifest([self.records[n] for n in names]))
+        if self.manifest is not None:
+            save_json(self.path / "manifest.json", self.manifest([self.records[n] for n in names]))
         self._last_write = time.monotonic()
-        self._dirty = False
 
 
 def check_output_dir(path: Path) -> None:
@@ -373,7 +372,6 @@ class BatchSummary:
     done: int = 0
     skipped: int = 0
     failed: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 def run_explain(job: ExplainJob, images: Sequence[Path], out: str | Path, overwrite: bool = False,
@@ -409,8 +407,8 @@ def run_explain(job: ExplainJob, images: Sequence[Path], out: str | Path, overwr
         man["settings"] = job.fingerprint()
         return man
 
-    with RunFolder(out, job.fingerprint(), overwrite) as run:
-        run.flush(order=names, manifest=manifest)
+    with RunFolder(out, job.fingerprint(), overwrite, order=names, manifest=manifest) as run:
+        run.flush()
         bar = tqdm(list(zip(images, names)), desc="explain", unit="img", file=sys.stderr, disable=None if progress else True)
         try:
             for path, name in bar:
@@ -427,8 +425,6 @@ def run_explain(job: ExplainJob, images: Sequence[Path], out: str | Path, overwr
                 except (ImageError, FileNotFoundError, ValueError) as exc:
                     rec = {"image": str(path), "name": name, "status": "error", "error": str(exc)}
                     row.update(status="error", error=str(exc))
-                    summary.failed += 1
-                    summary.errors.append(str(exc))
                     if warn is not None:
                         warn(f"error: {exc}")
                 row["seconds"] = f"{time.time() - t0:.3f}"
@@ -436,5 +432,5 @@ def run_explain(job: ExplainJob, images: Sequence[Path], out: str | Path, overwr
         finally:
             with contextlib.suppress(OSError):
                 run.flush()
-    summary.failed = sum(r.get("status") != "ok" for r in run.rows.values())
+    summary.failed = sum(r.get("status") != "ok" for r in run.rows.values())  # this run's and earlier runs' rows
     return summary

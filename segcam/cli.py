@@ -93,12 +93,6 @@ def _build_model(args: argparse.Namespace, create_model: Any, load_paddleseg: An
     return create_model(args.model or "hrsegnet_b48", weights=args.weights, strict=not args.allow_partial)
 
 
-def _unique_names(images: list[Path]) -> list[str]:
-    from segcam.batch import output_stems
-
-    return output_stems(images)
-
-
 def _method_args(items: list[str] | None) -> dict[str, Any]:
     """``["batch_size=8", "pool=4"]`` -> ``{"batch_size": 8, "pool": 4}`` (ints and floats parsed)."""
     out: dict[str, Any] = {}
@@ -115,13 +109,6 @@ def _method_args(items: list[str] | None) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def _preflight(model: Any, layers: list[str], method: str, method_args: dict[str, Any], category: int = 1) -> None:
-    """Catch unknown layers, layers without gradient and missing classes before touching any image (exit 2)."""
-    from segcam.batch import preflight
-
-    preflight(model, layers, method, method_args, category)
 
 
 def _check_target_fits(target: Any, images: list[Path]) -> None:
@@ -265,6 +252,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_evaluate_cam(args: argparse.Namespace) -> int:
     import segcam
+    from segcam.batch import preflight
     from segcam.cam_eval import evaluate_cam, markdown_table, summarize, write_reports
     from segcam.data import parse_data_spec
     from segcam.zoo import create_model
@@ -275,7 +263,7 @@ def cmd_evaluate_cam(args: argparse.Namespace) -> int:
     pairs = parse_data_spec(args.data)[: args.limit or None]
     model = _load_model(args)
     print(f"segcam: model {model.name}: {model.describe_weights()}", file=sys.stderr)
-    _preflight(model, args.layers, "seg_grad_cam", {})
+    preflight(model, args.layers, "seg_grad_cam", {})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if args.config:
@@ -404,6 +392,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
+    from segcam.batch import output_stems
     from segcam.export import load_predictor
     from segcam.images import ImageError, read_image
     from segcam.io_utils import save_csv, save_json, save_png
@@ -417,7 +406,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     h, w = pred.size
     rows = []
-    for path, name in tqdm(list(zip(images, _unique_names(images))), desc="predict", unit="img", file=sys.stderr,
+    for path, name in tqdm(list(zip(images, output_stems(images))), desc="predict", unit="img", file=sys.stderr,
                            disable=None):
         t0 = time.time()
         row = {"image": str(path), "name": name, "status": "ok", "error": "", "width": "", "height": "",

@@ -15,6 +15,10 @@ import paddle
 __all__ = ["LoadReport", "UnsafeWeightsError", "WeightsError", "load_weights", "safe_load", "sha256_file"]
 
 
+#: The command-line remedy a strict-load error ends with (pages without that flag leave it out).
+PARTIAL_HINT = ", or pass --allow-partial to load what matches"
+
+
 class WeightsError(ValueError):
     """A weights file that does not match the model (or cannot be read)."""
 
@@ -179,7 +183,7 @@ def load_weights(model: paddle.nn.Layer, path: str | Path, strict: bool = True) 
     if problems and strict:
         raise WeightsError(
             f"weights file {path} does not match {type(model).__name__} ({'; '.join(problems)}); "
-            "check that the model name/config matches the checkpoint, or pass --allow-partial to load what matches"
+            f"check that the model name/config matches the checkpoint{PARTIAL_HINT}"
         )
     bad = {m.split(" ")[0] for m in mismatched}
     to_load = {}
