@@ -82,6 +82,29 @@ def test_losses_ignore_255_and_ohem_keeps_hard_pixels() -> None:
     assert ohem == pytest.approx(8.0, rel=1e-3)  # only the hard pixel is kept
 
 
+def test_class_weighted_cross_entropy_is_the_weighted_mean() -> None:
+    rng = np.random.default_rng(0)
+    logit_np = rng.normal(size=(2, 2, 3, 4)).astype(np.float32)
+    label_np = rng.integers(0, 2, size=(2, 3, 4)).astype(np.int64)
+    label_np[0, 0, 0] = 255
+    logit, label = paddle.to_tensor(logit_np), paddle.to_tensor(label_np)
+    # by hand: -log softmax of the true class, weighted by the true class's weight, over valid pixels
+    z = logit_np - logit_np.max(1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    valid = label_np != 255
+    safe = np.where(valid, label_np, 0)
+    nll = -np.take_along_axis(logp, safe[:, None], 1)[:, 0]
+    w = np.array([1.0, 4.0])[safe] * valid
+    expected = (nll * w).sum() / w.sum()
+    assert abs(float(CrossEntropyLoss(weight=[1, 4])(logit, label)) - expected) < 1e-5
+    # equal weights give the plain mean
+    assert abs(float(CrossEntropyLoss(weight=[2, 2])(logit, label)) - float(CrossEntropyLoss()(logit, label))) < 1e-6
+    with pytest.raises(ValueError, match="weights must be"):
+        CrossEntropyLoss(weight=[-1, 1])
+    with pytest.raises(ValueError, match="3 class weights for 2 classes"):
+        CrossEntropyLoss(weight=[1, 1, 1])(logit, label)
+
+
 def test_losses_registered_in_paddleseg() -> None:
     from paddleseg.cvlibs import manager
 

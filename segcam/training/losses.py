@@ -28,19 +28,40 @@ def _pixel_ce(logit: paddle.Tensor, label: paddle.Tensor, ignore_index: int) -> 
 
 
 class CrossEntropyLoss(nn.Layer):
-    """Mean pixel cross-entropy over non-ignored pixels.
+    """Pixel cross-entropy over non-ignored pixels, optionally class-weighted.
+
+    With ``weight = (w_0, w_1, ...)`` each pixel's loss is multiplied by the
+    weight of its true class and the sum is divided by the summed weights of the
+    valid pixels (PaddleSeg's and PyTorch's weighted mean), so a crack weight
+    above 1 raises the price of a missed crack pixel without changing the loss
+    scale on crack-free batches.
 
     Args:
+        weight: One weight per class, or None for the plain mean.
         ignore_index: Label value excluded from the loss (PaddleSeg's 255).
+
+    Raises:
+        ValueError: If a weight is negative or all weights are zero.
     """
 
-    def __init__(self, ignore_index: int = 255, **unused: object) -> None:
+    def __init__(self, weight: list[float] | None = None, ignore_index: int = 255, **unused: object) -> None:
         super().__init__()
         self.ignore_index = ignore_index
+        if weight is not None:
+            weight = [float(w) for w in weight]
+            if min(weight) < 0 or sum(weight) <= 0:
+                raise ValueError(f"CrossEntropyLoss weight {weight}: weights must be >= 0 and not all zero")
+        self.weight = weight
 
     def forward(self, logit: paddle.Tensor, label: paddle.Tensor) -> paddle.Tensor:
         ce, valid = _pixel_ce(logit, label, self.ignore_index)
-        return (ce * valid).sum() / paddle.clip(valid.sum(), min=1.0)
+        if self.weight is not None:
+            if len(self.weight) != logit.shape[1]:
+                raise ValueError(f"CrossEntropyLoss has {len(self.weight)} class weights for {logit.shape[1]} classes")
+            lab = label.squeeze(1) if label.ndim == 4 else label
+            lab = paddle.where(lab == self.ignore_index, paddle.zeros_like(lab), lab).astype("int64").flatten()
+            valid = valid * paddle.to_tensor(self.weight, dtype=ce.dtype)[lab]
+        return (ce * valid).sum() / paddle.clip(valid.sum(), min=1e-6)
 
 
 class OhemCrossEntropyLoss(nn.Layer):
