@@ -296,8 +296,12 @@ def _browse_run() -> None:
             st.markdown(f"**{rec['name']}**")
         cols = st.columns(len(rec["layers"]))
         for col, (layer, files) in zip(cols, rec["layers"].items()):
+            shown_file = files.get("overlay") or files.get("heatmap")
+            if shown_file is None:
+                col.info(f"{layer}: this run saved no overlay or heatmap (--save); max {files['raw_max']:.3g}")
+                continue
             try:
-                col.image(app_core.read_png(files["overlay"]), caption=f"{layer} (max {files['raw_max']:.3g})",
+                col.image(app_core.read_png(shown_file), caption=f"{layer} (max {files['raw_max']:.3g})",
                           width="stretch")
             except (OSError, ValueError) as exc:
                 col.error(f"{layer}: the overlay file cannot be shown ({type(exc).__name__})")

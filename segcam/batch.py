@@ -24,6 +24,8 @@ import os
 import sys
 import time
 import warnings
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -31,14 +33,20 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from segcam.io_utils import safe_name, save_csv, save_json
+from segcam.result import ARTIFACTS, ImageExplanation
 
-__all__ = ["BatchSummary", "ExplainJob", "RunFolder", "RunFolderError", "check_output_dir", "explain_image",
+__all__ = ["BatchSummary", "ExplainJob", "RayOptions", "RunFolder", "RunFolderError", "check_output_dir", "compute_image", "explain_image",
            "output_stems", "preflight", "run_explain"]
 
 JOURNAL = ".segcam-journal.jsonl"
 LOCK = ".segcam.lock"
 #: Manifest and summary are rewritten at most this often (and at the end); the journal has every image at once.
 REWRITE_SECONDS = 2.0
+#: Largest side read when tiling (a 50 MP photo is 8660 x 5773); tiles keep memory bounded, not this.
+TILED_MAX_SIDE = 16384
+#: Images explained but not yet written that a batch may hold (bounds memory; writing overlaps computing).
+MAX_PENDING_WRITES = 4
+ENGINES = ("local", "ray")
 SUMMARY_FIELDS = ("image", "name", "status", "error", "width", "height", "target_pixels", "empty_target", "seconds")
 
 
@@ -90,6 +98,10 @@ class ExplainJob:
         downscale: Shrink larger images instead of refusing them.
         score: What is summed over the target (``logit``, ``margin``, ``prob``).
         fuse: Also write the fused maps of all layers (``fused_mean``, ``fused_product``).
+        artifacts: What to write per image (:data:`segcam.result.ARTIFACTS`).
+        tile: Explain photos larger than this (pixels per side) tile by tile at full resolution
+            (:mod:`segcam.tiling`); None: whole photos only.
+        tile_overlap: Overlap between tiles in pixels, blended smoothly.
     """
 
     model: Any
@@ -106,6 +118,9 @@ class ExplainJob:
     downscale: bool = False
     score: str = "logit"
     fuse: bool = False
+    artifacts: tuple[str, ...] = ARTIFACTS
+    tile: int | None = None
+    tile_overlap: int = 64
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that decide the outputs: a rerun resumes only when they are the same."""
@@ -114,7 +129,8 @@ class ExplainJob:
                 "method": self.method, "method_args": dict(sorted(self.method_args.items())),
                 "target": self.target_spec, "category": self.category, "cmap": self.cmap, "alpha": self.alpha,
                 "normalization": self.normalization, "max_side": self.max_side, "downscale": self.downscale,
-                "score": self.score, "fuse": self.fuse}
+                "score": self.score, "fuse": self.fuse, "save": list(self.artifacts), "tile": self.tile,
+                "tile_overlap": self.tile_overlap if self.tile else None}
 
 
 def _mask_for(target_dir: Path, image: Path) -> Path:
@@ -141,31 +157,56 @@ def _target_for(job: ExplainJob, path: Path) -> Any:
     return ErrorRegionTarget(job.category, kind, truth, str(mpath))
 
 
+def compute_image(job: ExplainJob, path: Path, name: str,
+                  warn: Callable[[str], None] | None = None) -> ImageExplanation:
+    """Read one image file and explain it (tile by tile when ``job.tile`` is set and the photo is larger).
+
+    Raises:
+        segcam.images.ImageError, FileNotFoundError, ValueError: A bad image or mask (the batch records it).
+    """
+    from segcam.engine import EmptyTargetWarning, explain
+    from segcam.images import read_image
+
+    max_side = job.max_side if not job.tile else max(job.max_side, TILED_MAX_SIDE)
+    rgb = read_image(path, max_side=max_side, downscale=job.downscale)
+    target = _target_for(job, path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EmptyTargetWarning)
+        if job.tile and max(rgb.shape[:2]) > job.tile:
+            from segcam.tiling import explain_tiled
+
+            image = explain_tiled(job.model, rgb, list(job.layers), target, job.method, name=name,
+                                  tile=job.tile, overlap=job.tile_overlap, score=job.score, **job.method_args)
+        else:
+            image = explain(job.model, rgb, list(job.layers), target, job.method, names=[name], score=job.score,
+                            **job.method_args)[0]
+    for w in caught:
+        if warn is not None:
+            warn(str(w.message))
+    return image.with_fused() if job.fuse and len(job.layers) > 1 else image
+
+
+def write_image(job: ExplainJob, image: ImageExplanation, path: Path, out: Path) -> dict[str, Any]:
+    """Write one explained image's artifacts into ``out``; returns its manifest record.
+
+    Raises:
+        OSError: The outputs could not be written.
+    """
+    rec = image.save(out, job.cmap, job.alpha, job.normalization, job.artifacts)
+    rec.update(image=str(path.resolve()), image_relative=os.path.relpath(path.resolve(), out.resolve()),
+               status="ok")
+    return rec
+
+
 def explain_image(job: ExplainJob, path: Path, name: str, out: Path,
                   warn: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Explain one image file and write its outputs into ``out``; returns its manifest record.
+    """Explain one image file and write its outputs into ``out`` (:func:`compute_image`, :func:`write_image`).
 
     Raises:
         segcam.images.ImageError, FileNotFoundError, ValueError: A bad image or mask (the batch records it).
         OSError: The outputs could not be written.
     """
-    from segcam.engine import EmptyTargetWarning, explain
-    from segcam.images import read_image
-
-    rgb = read_image(path, max_side=job.max_side, downscale=job.downscale)
-    target = _target_for(job, path)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", EmptyTargetWarning)
-        res = explain(job.model, rgb, list(job.layers), target, job.method, names=[name], score=job.score,
-                      **job.method_args)
-    for w in caught:
-        if warn is not None:
-            warn(str(w.message))
-    image = res[0].with_fused() if job.fuse and len(job.layers) > 1 else res[0]
-    rec = image.save(out, job.cmap, job.alpha, job.normalization)
-    rec.update(image=str(path.resolve()), image_relative=os.path.relpath(path.resolve(), out.resolve()),
-               status="ok")
-    return rec
+    return write_image(job, compute_image(job, path, name, warn), path, out)
 
 
 def preflight(model: Any, layers: Sequence[str], method: str, method_args: dict[str, Any], category: int = 1,
@@ -191,7 +232,7 @@ def preflight(model: Any, layers: Sequence[str], method: str, method_args: dict[
 def _record_files(rec: dict[str, Any]) -> list[str]:
     files = [rec["prediction"]] if rec.get("prediction") else []
     for layer in (rec.get("layers") or {}).values():
-        files += [layer[k] for k in ("overlay", "heatmap", "npy") if layer.get(k)]
+        files += [layer[k] for k in ("overlay", "heatmap", "raw", "npy") if layer.get(k)]
     return files
 
 
@@ -374,23 +415,99 @@ class BatchSummary:
     failed: int = 0
 
 
+def _local_loop(job: ExplainJob, todo: list[tuple[Path, str]], run: RunFolder, summary: BatchSummary, out: Path,
+                progress: bool, warn: Callable[[str], None] | None, writers: int) -> None:
+    """The in-process engine: explain one image at a time, write on ``writers`` threads meanwhile.
+
+    Writing (PNG/JPEG encoding, zlib) releases the GIL, so a writer thread encodes image i while image
+    i+1 is explained; at most :data:`MAX_PENDING_WRITES` explained images wait in memory.
+    """
+    from tqdm import tqdm
+
+    from segcam.images import ImageError
+
+    pending: deque[tuple[str, Path, float, Future]] = deque()
+
+    def finish_one() -> None:
+        name, path, t0, fut = pending.popleft()
+        rec = fut.result()  # an OSError while writing stops the batch
+        run.add(name, rec, ok_row(path, name, rec, time.time() - t0))
+        summary.done += 1
+
+    pool = ThreadPoolExecutor(max_workers=max(1, writers), thread_name_prefix="segcam-writer")
+    try:
+        for path, name in tqdm(todo, desc="explain", unit="img", file=sys.stderr, disable=None if progress else True):
+            t0 = time.time()
+            try:
+                image = compute_image(job, path, name, warn=warn)
+            except (ImageError, FileNotFoundError, ValueError) as exc:
+                run.add(name, *error_entry(path, name, exc, time.time() - t0))
+                if warn is not None:
+                    warn(f"error: {exc}")
+                continue
+            pending.append((name, path, t0, pool.submit(write_image, job, image, path, out)))
+            while pending and (pending[0][3].done() or len(pending) > MAX_PENDING_WRITES):
+                finish_one()
+        while pending:
+            finish_one()
+    finally:
+        pool.shutdown(wait=True)
+        with contextlib.suppress(OSError):
+            while pending and pending[0][3].exception() is None:  # written before an interrupt: record them
+                finish_one()
+
+
+def ok_row(path: Path, name: str, rec: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The summary row of an image explained and written."""
+    return {"image": str(path), "name": name, "status": "ok", "error": "", "width": rec["width"],
+            "height": rec["height"], "target_pixels": rec["target_pixels"], "empty_target": rec["empty_target"],
+            "seconds": f"{seconds:.3f}"}
+
+
+def error_entry(path: Path, name: str, exc: BaseException, seconds: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The manifest record and summary row of an image that could not be explained."""
+    rec = {"image": str(path), "name": name, "status": "error", "error": str(exc)}
+    return rec, {**rec, "seconds": f"{seconds:.3f}"}
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How ``--engine ray`` runs (see :mod:`segcam.distributed`).
+
+    Attributes:
+        address: ``None`` starts a local Ray; ``auto`` joins the running cluster; ``ray://HOST:PORT`` a remote one.
+        workers: Actors (each loads the model once).
+        batch_size: Images per ``map_batches`` call.
+        threads: CPU threads per actor (Paddle's kernels); also the CPUs each actor requests.
+        gpus: GPUs each actor requests (0 on CPU machines).
+    """
+
+    address: str | None = None
+    workers: int = 2
+    batch_size: int = 4
+    threads: int = 1
+    gpus: float = 0.0
+
+
 def run_explain(job: ExplainJob, images: Sequence[Path], out: str | Path, overwrite: bool = False,
                 arguments: dict[str, Any] | None = None, progress: bool = True,
-                warn: Callable[[str], None] | None = None) -> BatchSummary:
-    """Explain every image into ``out`` (resuming a killed run of the same job), one image at a time.
+                warn: Callable[[str], None] | None = None, writers: int = 1, engine: str = "local",
+                ray_options: RayOptions | None = None) -> BatchSummary:
+    """Explain every image into ``out``, resuming a killed run of the same job (finished images are skipped).
 
-    A bad image is recorded (status ``error``) and the batch goes on; a file-system error while writing
-    stops it (the images done so far stay recorded).
+    ``engine="local"`` explains in this process (:func:`_local_loop`); ``engine="ray"`` on a Ray cluster
+    (:func:`segcam.distributed.ray_loop`); both write the same files, manifest and summary. A bad image is
+    recorded (status ``error``) and the batch goes on; a file-system error while writing stops it (the
+    images done so far stay recorded).
 
     Raises:
         RunFolderError: See :class:`RunFolder`; also an OSError while writing outputs.
         KeyboardInterrupt: Ctrl-C/SIGTERM; what finished is recorded and a rerun resumes.
     """
-    from tqdm import tqdm
-
-    from segcam.images import ImageError
     from segcam.result import build_manifest
 
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     out = Path(out)
     names = output_stems(images)
     summary = BatchSummary(out, len(images))
@@ -409,26 +526,19 @@ def run_explain(job: ExplainJob, images: Sequence[Path], out: str | Path, overwr
 
     with RunFolder(out, job.fingerprint(), overwrite, order=names, manifest=manifest) as run:
         run.flush()
-        bar = tqdm(list(zip(images, names)), desc="explain", unit="img", file=sys.stderr, disable=None if progress else True)
+        todo = []
+        for path, name in zip(images, names):
+            if run.is_done(name):
+                summary.skipped += 1
+            else:
+                todo.append((Path(path), name))
         try:
-            for path, name in bar:
-                if run.is_done(name):
-                    summary.skipped += 1
-                    continue
-                t0 = time.time()
-                row: dict[str, Any] = {"image": str(path), "name": name, "status": "ok", "error": ""}
-                try:
-                    rec = explain_image(job, Path(path), name, out, warn=warn)
-                    row.update(width=rec["width"], height=rec["height"], target_pixels=rec["target_pixels"],
-                               empty_target=rec["empty_target"])
-                    summary.done += 1
-                except (ImageError, FileNotFoundError, ValueError) as exc:
-                    rec = {"image": str(path), "name": name, "status": "error", "error": str(exc)}
-                    row.update(status="error", error=str(exc))
-                    if warn is not None:
-                        warn(f"error: {exc}")
-                row["seconds"] = f"{time.time() - t0:.3f}"
-                run.add(name, rec, row)
+            if engine == "ray":
+                from segcam.distributed import ray_loop
+
+                ray_loop(job, todo, run, summary, out, ray_options or RayOptions(), progress=progress, warn=warn)
+            else:
+                _local_loop(job, todo, run, summary, out, progress=progress, warn=warn, writers=writers)
         finally:
             with contextlib.suppress(OSError):
                 run.flush()

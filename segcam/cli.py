@@ -133,10 +133,11 @@ def _check_target_fits(target: Any, images: list[Path]) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     import segcam
-    from segcam.batch import ExplainJob, check_output_dir, run_explain
+    from segcam.batch import ExplainJob, RayOptions, check_output_dir, run_explain
     from segcam.images import MIN_SIDE
     from segcam.overlay import check_cmap
-    from segcam.result import NORMALIZATIONS
+    from segcam.result import NORMALIZATIONS, parse_artifacts
+    from segcam.tiling import tile_starts
     from segcam.targets import parse_target
 
     check_cmap(args.cmap)
@@ -146,6 +147,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise UsageError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}")
     if args.max_side < MIN_SIDE:
         raise UsageError(f"--max-side must be at least {MIN_SIDE} (pixels on the longest side), got {args.max_side}")
+    try:
+        artifacts = parse_artifacts(args.save)
+        if args.tile is not None:
+            tile_starts(args.tile, args.tile, args.tile_overlap)  # checks the tile size and the overlap
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.engine == "ray" and (args.workers < 1 or args.batch_size < 1):
+        raise UsageError(f"--workers and --batch-size must be >= 1, got {args.workers} and {args.batch_size}")
+    if args.engine != "ray" and (args.ray_address is not None):
+        raise UsageError("--ray-address needs --engine ray")
     method_args = _method_args(args.method_arg)
     try:
         segcam.get_method(args.method, **method_args)
@@ -164,10 +175,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     model = _load_model(args)
     print(f"segcam: model {model.name}: {model.describe_weights()}", file=sys.stderr)
     job = ExplainJob(model, tuple(layers), args.method, method_args, target, args.target, args.category, args.cmap,
-                     args.alpha, args.normalization, args.max_side, args.downscale, score=args.score, fuse=args.fuse)
+                     args.alpha, args.normalization, args.max_side, args.downscale, score=args.score, fuse=args.fuse,
+                     artifacts=artifacts, tile=args.tile, tile_overlap=args.tile_overlap)
     arguments = {k: v for k, v in vars(args).items() if k != "func"}
+    ray_options = RayOptions(args.ray_address, args.workers, args.batch_size, args.threads or 1,
+                             gpus=1.0 if args.paddle_device == "gpu" else 0.0)
     summary = run_explain(job, images, out, overwrite=args.overwrite, arguments=arguments,
-                          warn=lambda msg: print(f"segcam: {msg}", file=sys.stderr))
+                          warn=lambda msg: print(f"segcam: {msg}", file=sys.stderr), engine=args.engine,
+                          ray_options=ray_options)
     resumed = f" ({summary.skipped} already done by an earlier run)" if summary.skipped else ""
     print(f"segcam: {summary.total - summary.failed}/{summary.total} images explained{resumed}, {summary.failed} "
           f"failed; outputs in {out}", file=sys.stderr)
@@ -471,6 +486,7 @@ def _set_device(device: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``segcam`` command."""
     import segcam
+    from segcam.result import ARTIFACTS
 
     parser = argparse.ArgumentParser(prog="segcam", description="Seg-Grad-CAM explanations for crack segmentation.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -501,6 +517,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-side", type=int, default=2048, help="largest image side accepted")
     p.add_argument("--downscale", action="store_true", help="shrink larger images to --max-side instead of failing")
     p.add_argument("--overwrite", action="store_true", help="write into an --out that already holds a run")
+    p.add_argument("--save", default=",".join(ARTIFACTS), metavar="LIST",
+                   help="what to write, comma-separated: overlay (JPEG), heatmap (PNG), raw (.npz map at the "
+                        "layer's resolution), prediction (PNG mask)")
+    p.add_argument("--tile", type=int, default=None, metavar="PX",
+                   help="explain photos larger than PX per side tile by tile at full resolution (e.g. 1024)")
+    p.add_argument("--tile-overlap", type=int, default=128, metavar="PX", help="pixels shared by neighbouring tiles")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process; ray: a Ray cluster (pip install \"segcam[ray]\")")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --engine ray: auto (the running cluster), ray://HOST:PORT, or unset for a local Ray")
+    p.add_argument("--workers", type=int, default=2, help="with --engine ray: actors, each loads the model once")
+    p.add_argument("--batch-size", type=int, default=4, help="with --engine ray: images per actor call")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("models", help="list the zoo models", formatter_class=fmt)
@@ -636,6 +664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading_main():
         signal.signal(signal.SIGTERM, _on_sigterm)
     from segcam.batch import RunFolderError
+    from segcam.distributed import RayUnavailableError
     from segcam.engine import LayerGradientError
     from segcam.export import ExportError
     from segcam.figures import FigureError
@@ -658,7 +687,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except (UsageError, LayerNotFoundError, TargetError, LayerGradientError, LayerOutputError, FigureError,
-            ExportError) as exc:
+            ExportError, RayUnavailableError) as exc:
         print(f"segcam: error: {exc}", file=sys.stderr)
         return 2
     except KeyError as exc:  # unknown model / method names

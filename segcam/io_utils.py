@@ -10,7 +10,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["atomic_write", "safe_name", "save_csv", "save_json", "save_npy", "save_png"]
+__all__ = ["atomic_write", "encode_image", "safe_name", "save_csv", "save_jpg", "save_json", "save_npy", "save_npz", "save_png"]
+
+#: PNG zlib level: 3 is within 10 % of the smallest size at a quarter of the time of level 9 (and of PIL's default).
+PNG_LEVEL = 3
+#: JPEG quality of photo-like outputs (overlays): 90 keeps the heatmap's colour steps visible at a fifth of a PNG.
+JPEG_QUALITY = 90
 
 
 def safe_name(name: str, limit: int = 120) -> str:
@@ -44,11 +49,53 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def save_png(path: str | Path, rgb: np.ndarray) -> Path:
-    """Write an H x W (x 3) uint8 array as PNG, atomically."""
-    from PIL import Image
+def encode_image(rgb: np.ndarray, ext: str = ".png") -> bytes:
+    """Encode an H x W (x 3) uint8 RGB array as PNG (zlib level :data:`PNG_LEVEL`) or JPEG (:data:`JPEG_QUALITY`).
 
-    return atomic_write(path, lambda p: Image.fromarray(np.asarray(rgb)).save(p, format="PNG"))
+    OpenCV's encoders (libpng/libjpeg-turbo) release the GIL and are 3-5x faster than PIL's PNG writer,
+    so a writer thread can encode while the next image is explained.
+
+    Raises:
+        ValueError: An extension other than ``.png``/``.jpg``, or an array that is not uint8 image data.
+    """
+    import cv2
+
+    arr = np.asarray(rgb)
+    if arr.dtype != np.uint8 or arr.ndim not in (2, 3):
+        raise ValueError(f"encode_image needs H x W or H x W x 3 uint8, got {arr.dtype} {arr.shape}")
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_RGB2BGR)
+    if ext == ".png":
+        params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL]
+    elif ext in (".jpg", ".jpeg"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    else:
+        raise ValueError(f"unsupported image extension {ext!r}; use .png or .jpg")
+    ok, buf = cv2.imencode(ext, arr, params)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {arr.shape} array as {ext}")
+    return buf.tobytes()
+
+
+def save_png(path: str | Path, rgb: np.ndarray) -> Path:
+    """Write an H x W (x 3) uint8 RGB array as PNG, atomically."""
+    data = encode_image(rgb, ".png")
+    return atomic_write(path, lambda p: p.write_bytes(data))
+
+
+def save_jpg(path: str | Path, rgb: np.ndarray) -> Path:
+    """Write an H x W x 3 uint8 RGB array as JPEG (quality :data:`JPEG_QUALITY`), atomically."""
+    data = encode_image(rgb, ".jpg")
+    return atomic_write(path, lambda p: p.write_bytes(data))
+
+
+def save_npz(path: str | Path, **arrays: np.ndarray) -> Path:
+    """Write arrays into a zlib-compressed ``.npz`` (no pickled objects), atomically."""
+    def write(p: Path) -> None:
+        with open(p, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    return atomic_write(path, write)
 
 
 def save_npy(path: str | Path, arr: np.ndarray) -> Path:

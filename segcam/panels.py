@@ -14,7 +14,7 @@ from segcam.data import load_mask
 from segcam.figures import FigureError, FigureRow
 from segcam.images import read_image
 from segcam.methods import display_name
-from segcam.result import SCHEMA_VERSION
+from segcam.result import SCHEMA_VERSION, read_map
 
 __all__ = ["record_image", "rows_from_manifest", "rows_from_models"]
 
@@ -68,9 +68,9 @@ def rows_from_manifest(manifest: str | Path, masks: str | Path | None = None, im
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise FigureError(f"manifest {path} is not valid JSON ({exc})") from exc
-    if data.get("schema") != "segcam.explain" or data.get("schema_version") != SCHEMA_VERSION:
+    if data.get("schema") != "segcam.explain" or data.get("schema_version") not in (1, SCHEMA_VERSION):
         raise FigureError(f"manifest {path} has schema {data.get('schema')!r} version {data.get('schema_version')!r}; "
-                          f"this segcam reads segcam.explain version {SCHEMA_VERSION}: re-run segcam explain")
+                          f"this segcam reads segcam.explain versions 1-{SCHEMA_VERSION}: re-run segcam explain")
     folder = path.parent
     records = [r for r in data.get("images", []) if r.get("status", "ok") == "ok"]
     if images:
@@ -97,10 +97,15 @@ def rows_from_manifest(manifest: str | Path, masks: str | Path | None = None, im
             rgb = np.asarray(Image.fromarray(rgb).resize((rec["width"], rec["height"]), Image.BILINEAR))
         maps = []
         for lay in layers:
-            npy = folder / rec["layers"][lay]["npy"]
+            entry = rec["layers"][lay]
+            stored = entry.get("raw") or entry.get("npy")  # schema 2 / schema 1
+            if stored is None:
+                raise FigureError(f"{path} has no raw map of layer {lay} (the run was saved without 'raw'); "
+                                  "rerun segcam explain with --save including raw")
+            npy = folder / stored
             if not npy.is_file():
                 raise FigureError(f"map file {npy} listed in {path} is missing")
-            maps.append(np.load(npy))
+            maps.append(read_map(npy, (rec["height"], rec["width"])))
         pred_file = folder / rec["prediction"]
         pred = np.asarray(Image.open(pred_file)) > 0 if pred_file.is_file() else None
         rows.append(FigureRow(rec["name"], rgb, maps, _find_mask(masks, img_path), pred))

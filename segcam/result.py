@@ -5,17 +5,22 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from segcam.io_utils import safe_name, save_json, save_npy, save_png
+from segcam.io_utils import safe_name, save_jpg, save_json, save_npz, save_png
 from segcam.overlay import DEFAULT_CMAP, heatmap, overlay
 
-__all__ = ["NORMALIZATIONS", "SCHEMA_VERSION", "Explanation", "ImageExplanation", "LayerMap", "build_manifest",
-           "versions"]
+__all__ = ["ARTIFACTS", "NORMALIZATIONS", "SCHEMA_VERSION", "UPSAMPLE", "Explanation", "ImageExplanation", "LayerMap",
+           "build_manifest", "parse_artifacts", "read_map", "upsample_map", "versions"]
 
-SCHEMA_VERSION = 1
+#: 2: overlays are JPEG, raw maps are ``.npz`` at the layer's resolution (1: ``.npy`` at input size, PNG overlays).
+SCHEMA_VERSION = 2
+#: What ``save`` can write; all by default. ``prediction`` is per image, the others per image and layer.
+ARTIFACTS = ("overlay", "heatmap", "raw", "prediction")
+#: How a stored raw map becomes the full-size map (recorded in every manifest; :func:`upsample_map` does it).
+UPSAMPLE = "cv2.resize(raw, (width, height), interpolation=cv2.INTER_LINEAR) on float32"
 NORMALIZATIONS = {
     "per_map": "each map divided by its own maximum (0 stays 0); raw un-normalised maps are in the .npy files",
     "shared": "all maps of an image divided by the largest value among them, so layers are comparable; "
@@ -40,6 +45,53 @@ def versions() -> dict[str, str]:
     return out
 
 
+def parse_artifacts(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """``"overlay,raw"`` (or a sequence) -> the artifacts to save, in :data:`ARTIFACTS` order.
+
+    Raises:
+        ValueError: An unknown artifact name, or none at all.
+    """
+    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    bad = [s for s in items if s not in ARTIFACTS]
+    if bad or not items:
+        raise ValueError(f"--save {','.join(items) or '(empty)'}: {'unknown ' + ', '.join(bad) if bad else 'nothing chosen'}; "
+                         f"choose from {','.join(ARTIFACTS)}")
+    return tuple(a for a in ARTIFACTS if a in items)
+
+
+def upsample_map(raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The full-size map of a raw layer map: :data:`UPSAMPLE`, bit-identical to what the engine computes.
+
+    Args:
+        raw: h x w map as stored (float32).
+        size: (height, width) of the input image.
+    """
+    import cv2
+
+    raw = np.ascontiguousarray(raw, dtype=np.float32)
+    h, w = int(size[0]), int(size[1])
+    if raw.shape == (h, w):
+        return raw
+    return cv2.resize(raw, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+
+
+def read_map(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a saved raw map (``.npz`` of schema 2, or a schema-1 ``.npy``) and, with ``size``, upsample it.
+
+    Raises:
+        ValueError: The file holds no ``raw`` array or object data (never unpickled).
+    """
+    path = Path(path)
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            if "raw" not in data:
+                raise ValueError(f"{path} holds no 'raw' array; is it a segcam map?")
+            raw = data["raw"]
+    else:
+        raw = np.load(path, allow_pickle=False)
+    return upsample_map(raw, size) if size is not None else raw.astype(np.float32)
+
+
 def build_manifest(meta: dict[str, Any], method: str, records: list[dict[str, Any]], cmap: str, alpha: float,
                    normalization: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``manifest.json`` content of a run (``meta`` as in :attr:`Explanation.meta`).
@@ -54,6 +106,8 @@ def build_manifest(meta: dict[str, Any], method: str, records: list[dict[str, An
             "layers": meta.get("layers", []), "target": meta.get("target"), "category": meta.get("category"),
             "score": meta.get("score", {"name": "logit"}),
             "normalization": {"mode": normalization, "description": NORMALIZATIONS[normalization]},
+            "raw_maps": {"stored": "float32 at the layer's resolution, key 'raw' of each .npz",
+                         "full_size": UPSAMPLE},
             "cmap": cmap, "alpha": alpha, "images": records}
 
 
@@ -148,29 +202,46 @@ class ImageExplanation:
         return dataclasses.replace(self, maps=maps)
 
     def save(self, out_dir: str | Path, cmap: str = DEFAULT_CMAP, alpha: float = 0.5,
-             normalization: str = "per_map") -> dict[str, Any]:
-        """Write the prediction, and per layer an overlay PNG, a heatmap PNG and the raw ``.npy``.
+             normalization: str = "per_map", artifacts: Sequence[str] = ARTIFACTS) -> dict[str, Any]:
+        """Write the chosen artifacts, each atomically (sizes: a 544x384 photo, one layer).
 
-        Files are ``<name>__prediction.png`` and ``<name>__<layer>__{overlay,heatmap}.png`` /
-        ``<name>__<layer>.npy`` (the un-normalised map at input resolution), each written atomically.
+        * ``prediction``: ``<name>__prediction.png``, the predicted crack mask (0/255, about 5 KB).
+        * ``overlay``: ``<name>__<layer>__overlay.jpg``, heatmap over the photo (JPEG, about 100 KB).
+        * ``heatmap``: ``<name>__<layer>__heatmap.png``, the coloured map alone (PNG, about 100 KB).
+        * ``raw``: ``<name>__<layer>.npz``, the un-normalised map as computed at the layer's resolution
+          (float32, compressed, about 25 KB); :func:`read_map` with the image size gives the full-size map
+          bit-identically to :attr:`LayerMap.upsampled` (:data:`UPSAMPLE`).
 
         Returns:
             The image's manifest record (file names relative to ``out_dir``).
+
+        Raises:
+            ValueError: An unknown artifact or normalisation.
         """
+        artifacts = parse_artifacts(artifacts)
         out = Path(out_dir)
         stem = _safe(self.name)
-        pred_file = f"{stem}__prediction.png"
-        save_png(out / pred_file, (self.prediction > 0).astype(np.uint8) * 255)
+        pred_file = None
+        if "prediction" in artifacts:
+            pred_file = f"{stem}__prediction.png"
+            save_png(out / pred_file, (self.prediction > 0).astype(np.uint8) * 255)
         layers: dict[str, Any] = {}
         for key, m in self.maps.items():
-            unit = self.normalized(key, normalization)
             base = f"{stem}__{_safe(key)}"
-            save_npy(out / f"{base}.npy", m.upsampled.astype(np.float32))
-            save_png(out / f"{base}__heatmap.png", heatmap(unit, cmap))
-            save_png(out / f"{base}__overlay.png", overlay(self.image, unit, cmap, alpha))
-            layers[key] = {"layer_name": m.layer_name, "overlay": f"{base}__overlay.png",
-                           "heatmap": f"{base}__heatmap.png", "npy": f"{base}.npy",
-                           "raw_max": m.raw_max, "feature_shape": list(m.raw.shape)}
+            entry: dict[str, Any] = {"layer_name": m.layer_name, "raw_max": m.raw_max,
+                                     "feature_shape": list(m.raw.shape)}
+            if "raw" in artifacts:
+                save_npz(out / f"{base}.npz", raw=np.ascontiguousarray(m.raw, dtype=np.float32))
+                entry["raw"] = f"{base}.npz"
+            if "heatmap" in artifacts or "overlay" in artifacts:
+                unit = self.normalized(key, normalization)
+                if "heatmap" in artifacts:
+                    save_png(out / f"{base}__heatmap.png", heatmap(unit, cmap))
+                    entry["heatmap"] = f"{base}__heatmap.png"
+                if "overlay" in artifacts:
+                    save_jpg(out / f"{base}__overlay.jpg", overlay(self.image, unit, cmap, alpha))
+                    entry["overlay"] = f"{base}__overlay.jpg"
+            layers[key] = entry
         return {"name": self.name, "width": int(self.image.shape[1]), "height": int(self.image.shape[0]),
                 "target": self.target, "category": self.category,
                 "target_pixels": int(self.target_mask.sum()), "empty_target": self.empty_target,
@@ -202,10 +273,14 @@ class Explanation:
         return self.images[i]
 
     def save(self, out_dir: str | Path, cmap: str = DEFAULT_CMAP, alpha: float = 0.5,
-             normalization: str = "per_map") -> Path:
-        """Write every image's files and a versioned ``manifest.json``; returns the manifest path."""
+             normalization: str = "per_map", artifacts: Sequence[str] = ARTIFACTS) -> Path:
+        """Write every image's files (:meth:`ImageExplanation.save`) and a versioned ``manifest.json``.
+
+        Returns:
+            The manifest path.
+        """
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {normalization!r}; use one of {', '.join(NORMALIZATIONS)}")
-        records = [im.save(out_dir, cmap, alpha, normalization) for im in self.images]
+        records = [im.save(out_dir, cmap, alpha, normalization, artifacts) for im in self.images]
         manifest = build_manifest(self.meta, self.method, records, cmap, alpha, normalization)
         return save_json(Path(out_dir) / "manifest.json", manifest)

@@ -20,7 +20,7 @@ from segcam.registry import Registry
 from segcam.weights import LoadReport, load_weights
 
 __all__ = ["DEFAULT_TAG_ORDER", "ModelSpec", "ZooModel", "create_model", "get_model_spec", "list_models",
-           "load_paddleseg", "split_tag"]
+           "load_paddleseg", "rebuild_model", "split_tag"]
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 #: Which shipped weights a bare model name loads, in order of preference: the crack-general weights
@@ -98,6 +98,8 @@ class ZooModel:
         size_multiple: Input sides must be multiples of this.
         onnx_size_multiple: ONNX export sides must be multiples of this.
         tag: The shipped weights' tag (``mix``, ``deepcrack``), None for other weights.
+        source: How to build this model again in another process (:func:`rebuild_model`): the arguments
+            of :func:`create_model` or :func:`load_paddleseg`, plain data (no pickled network).
     """
 
     name: str
@@ -111,6 +113,7 @@ class ZooModel:
     size_multiple: int = 1
     onnx_size_multiple: int = 1
     tag: str | None = None
+    source: dict[str, Any] = field(default_factory=dict)
 
     @property
     def random_init(self) -> bool:
@@ -276,6 +279,8 @@ def create_model(name: str, weights: str | Path | None = None, strict: bool = Tr
     zm = _finish(spec.name, network, dict(spec.aliases), spec.mean, spec.std, weights, strict)
     zm.size_multiple, zm.onnx_size_multiple = spec.size_multiple, spec.onnx_size_multiple
     zm.tag = tag if weights is not None and tag is not None else None
+    zm.source = {"kind": "zoo", "name": f"{spec.name}.{zm.tag}" if zm.tag else spec.name,
+                 "weights": None if zm.tag else str(Path(weights).resolve()) if weights is not None else "random", "strict": strict}
     return zm
 
 
@@ -314,4 +319,21 @@ def load_paddleseg(config: str | Path, weights: str | Path | None, strict: bool 
             aliases, multiple, onnx_multiple = dict(spec.aliases), spec.size_multiple, spec.onnx_size_multiple
     zm = _finish(model_type, network, aliases, mean, std, weights, strict)
     zm.size_multiple, zm.onnx_size_multiple = multiple, onnx_multiple
+    zm.source = {"kind": "paddleseg", "config": str(Path(config).resolve()),
+                 "weights": str(Path(weights).resolve()) if weights is not None else None, "strict": strict}
     return zm
+
+
+def rebuild_model(source: dict[str, Any]) -> ZooModel:
+    """Build the model a :attr:`ZooModel.source` describes (in a Ray worker, for example).
+
+    Raises:
+        ValueError: A source that is not a zoo or PaddleSeg model description.
+        WeightsError, FileNotFoundError: As :func:`create_model` / :func:`load_paddleseg`.
+    """
+    kind = source.get("kind")
+    if kind == "zoo":
+        return create_model(source["name"], source.get("weights"), strict=source.get("strict", True))
+    if kind == "paddleseg":
+        return load_paddleseg(source["config"], source.get("weights"), strict=source.get("strict", True))
+    raise ValueError(f"cannot rebuild a model from {source!r}: build it with create_model or load_paddleseg")

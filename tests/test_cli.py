@@ -15,6 +15,7 @@ from conftest import EXAMPLE_MASKS, EXAMPLES, ROOT
 from PIL import Image
 
 from segcam.cli import main
+from segcam.result import read_map
 
 
 def _rows(out: Path) -> list[dict]:
@@ -29,10 +30,10 @@ def test_readme_command_exactly_as_written(tmp_path, monkeypatch, capsys) -> Non
     monkeypatch.chdir(tmp_path)
     assert main(["explain", "--model", "hrsegnet_b48", "--layer", "seg_head", "img.jpg"]) == 0
     out = tmp_path / "segcam_out"
-    for name in ("img__seg_head__overlay.png", "img__seg_head__heatmap.png", "img__seg_head.npy",
+    for name in ("img__seg_head__overlay.jpg", "img__seg_head__heatmap.png", "img__seg_head.npz",
                  "img__prediction.png", "manifest.json", "summary.csv"):
         assert (out / name).is_file(), name
-    overlay = np.asarray(Image.open(out / "img__seg_head__overlay.png"))
+    overlay = np.asarray(Image.open(out / "img__seg_head__overlay.jpg"))
     assert overlay.shape == (384, 544, 3)
     assert "hrsegnet_b48" in capsys.readouterr().err
 
@@ -48,7 +49,7 @@ def test_folder_glob_layers_mask_target_and_manifest(tmp_path) -> None:
     gt = (np.asarray(Image.open(EXAMPLE_MASKS / "cfd_001.png")) > 127).sum()
     assert int(rows[-1]["target_pixels"]) == gt
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["schema_version"] == 1
+    assert manifest["schema_version"] == 2
     assert set(manifest["versions"]) >= {"segcam", "paddle", "python"}
     assert manifest["model"]["name"] == "hrsegnet_b16" and manifest["model"]["random_init"] is True
     assert manifest["model"]["weights_sha256"] is None
@@ -58,7 +59,7 @@ def test_folder_glob_layers_mask_target_and_manifest(tmp_path) -> None:
     assert manifest["arguments"]["target"].startswith("mask:")
     for rec in manifest["images"]:
         for files in rec["layers"].values():
-            assert (out / files["overlay"]).is_file() and (out / files["npy"]).is_file()
+            assert (out / files["overlay"]).is_file() and (out / files["raw"]).is_file()
     assert not list(out.glob(".*tmp*"))
 
 
@@ -103,7 +104,7 @@ def test_batch_goes_on_past_bad_items(tmp_path, capsys) -> None:
     rows = {r["name"]: r for r in _rows(out)}
     for ok in ("good", "gray", "rgba", "palette", "sixteen"):
         assert rows[ok]["status"] == "ok", rows[ok]
-        assert (out / f"{ok}__seg_head__overlay.png").is_file()
+        assert (out / f"{ok}__seg_head__overlay.jpg").is_file()
     expected = {"text": "not an image", "truncated": "truncated", "corrupt": "", "tiny": "32",
                 "huge": "--downscale", "missing": "not found"}
     for name, needle in expected.items():
@@ -133,7 +134,7 @@ def test_empty_target_warns_and_writes_zero_map(tmp_path, capsys) -> None:
     assert "empty" in capsys.readouterr().err
     row = _rows(out)[0]
     assert row["empty_target"] == "True" and row["target_pixels"] == "0"
-    assert not np.load(out / "cfd_001__seg_head.npy").any()
+    assert not read_map(out / "cfd_001__seg_head.npz").any()
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -183,7 +184,7 @@ def test_rerun_resumes_other_settings_are_refused_and_overwrite_replaces(tmp_pat
     assert main(args + ["--layer", "seg2"]) == 2
     assert "other settings (layers differ)" in capsys.readouterr().err
     assert main(args + ["--layer", "seg2", "--overwrite"]) == 0
-    assert not list(tmp_path.glob("*seg_head*")) and list(tmp_path.glob("cfd_001__seg2__overlay.png"))
+    assert not list(tmp_path.glob("*seg_head*")) and list(tmp_path.glob("cfd_001__seg2__overlay.jpg"))
 
 
 def test_models_and_layers_commands(capsys) -> None:
@@ -232,8 +233,8 @@ def test_layer_takes_several_names_and_layers_is_a_synonym(tmp_path, capsys) -> 
     man = json.loads((out / "manifest.json").read_text())
     assert set(man["images"][0]["layers"]) == {"seg1", "seg3", "fused_mean", "fused_product"}
     assert man["score"]["name"] == "margin" and man["settings"]["score"] == "margin"
-    fused = np.load(out / "cfd_001__fused_mean.npy")
-    unit = [np.load(out / f"cfd_001__{k}.npy") for k in ("seg1", "seg3")]
+    fused = read_map(out / "cfd_001__fused_mean.npz", (320, 480))
+    unit = [read_map(out / f"cfd_001__{k}.npz", (320, 480)) for k in ("seg1", "seg3")]
     unit = [u / u.max() if u.max() > 0 else u for u in unit]
     np.testing.assert_allclose(fused, np.mean(unit, axis=0), atol=1e-5)
     out2 = tmp_path / "o2"

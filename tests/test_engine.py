@@ -13,6 +13,7 @@ from segcam.engine import EmptyTargetWarning, LayerGradientError
 from segcam.hooks import count_hooks
 from segcam.images import normalize
 from segcam.layers import LayerNotFoundError
+from segcam.result import read_map
 from segcam.targets import BoxTarget, ImageTarget, MaskTarget, PixelTarget, PredictedTarget, TargetError
 
 
@@ -234,14 +235,17 @@ def test_save_writes_files_and_manifest(b16, crack_rgb, tmp_path) -> None:
 
     res = segcam.explain(b16, crack_rgb, ["seg_head", "seg3"], names=["crack"])
     manifest = json.loads(res.save(tmp_path, cmap="turbo", alpha=0.3).read_text())
-    assert manifest["schema_version"] == 1 and manifest["cmap"] == "turbo" and manifest["alpha"] == 0.3
+    assert manifest["schema_version"] == 2 and manifest["cmap"] == "turbo" and manifest["alpha"] == 0.3
     assert manifest["normalization"]["mode"] == "per_map"
     rec = manifest["images"][0]
     for layer in ("seg_head", "seg3"):
         files = rec["layers"][layer]
-        for key in ("overlay", "heatmap", "npy"):
+        for key in ("overlay", "heatmap", "raw"):
             assert (tmp_path / files[key]).is_file()
-        np.testing.assert_allclose(np.load(tmp_path / files["npy"]), res[0].maps[layer].upsampled)
+        # stored at the layer's resolution; the documented upsampling gives the engine's map bit for bit
+        assert read_map(tmp_path / files["raw"]).shape == tuple(files["feature_shape"])
+        h, w = res[0].image.shape[:2]
+        assert np.array_equal(read_map(tmp_path / files["raw"], (h, w)), res[0].maps[layer].upsampled)
     assert not list(tmp_path.glob("*.tmp*"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -162,8 +162,9 @@ def test_sigkill_mid_batch_then_rerun_completes_every_image_once_and_identically
     assert sorted(r["name"] for r in man["images"]) == [f"img{i:02d}" for i in range(8)]
     rows = (killed / "summary.csv").read_text().splitlines()[1:]
     assert len(rows) == 8 and all(",ok," in r for r in rows)
-    files = sorted(p.name for p in straight.iterdir() if not p.name.startswith(".") and p.suffix in (".png", ".npy"))
-    assert files == sorted(p.name for p in killed.iterdir() if not p.name.startswith(".") and p.suffix in (".png", ".npy"))
+    suffixes = (".png", ".jpg", ".npz")
+    files = sorted(p.name for p in straight.iterdir() if not p.name.startswith(".") and p.suffix in suffixes)
+    assert files and files == sorted(p.name for p in killed.iterdir() if not p.name.startswith(".") and p.suffix in suffixes)
     for name in files:
         assert (killed / name).read_bytes() == (straight / name).read_bytes(), name
     assert not list(killed.glob(".*.tmp*"))
@@ -203,7 +204,7 @@ def test_stale_temporaries_are_removed(tmp_path) -> None:
 
     out = tmp_path / "out"
     out.mkdir()
-    (out / ".x__seg3.npy.abc.tmp.npy").write_bytes(b"half")
+    (out / ".x__seg3.npz.abc.tmp.npz").write_bytes(b"half")
     with RunFolder(out, {"x": 1}):
         pass
     assert not list(out.glob(".*.tmp*"))
