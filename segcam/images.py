@@ -119,7 +119,8 @@ def _check_header(im: Image.Image, name: str, max_side: int, downscale: bool) ->
                          "that segcam decodes in one piece; split it into tiles first")
     if max(w, h) > max_side and not downscale:
         raise ImageError(f"{name}: image is {w}x{h}, above the {max_side}-pixel limit on the longest side; "
-                         f"pass --downscale to shrink it to {max_side}, or raise --max-side (needs more memory)")
+                         f"pass --tile 1024 to explain it at full resolution tile by tile, --downscale to shrink it to "
+                         f"{max_side}, or raise --max-side (needs more memory)")
 
 
 def check_size(rgb: np.ndarray, name: str, max_side: int = MAX_SIDE, downscale: bool = False) -> np.ndarray:
@@ -134,7 +135,8 @@ def check_size(rgb: np.ndarray, name: str, max_side: int = MAX_SIDE, downscale: 
         if not downscale:
             raise ImageError(
                 f"{name}: image is {w}x{h}, above the {max_side}-pixel limit on the longest side; "
-                f"pass --downscale to shrink it to {max_side}, or raise --max-side (needs more memory)"
+                f"pass --tile 1024 to explain it at full resolution tile by tile, --downscale to shrink it to "
+                f"{max_side}, or raise --max-side (needs more memory)"
             )
         scale = max_side / max(h, w)
         size = (max(MIN_SIDE, round(w * scale)), max(MIN_SIDE, round(h * scale)))
