@@ -213,8 +213,10 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 
 
 def read_png(path: str | Path) -> np.ndarray:
-    """A run's overlay or heatmap image (PNG/JPEG) as an RGB array (decoded here, so a bad file is an error, not a
-    media-server path)."""
+    """A run's overlay or heatmap image (PNG/JPEG) as an RGB array.
+
+    Decoded here, so a bad file is an error, not a media-server path.
+    """
     from segcam.images import read_image
 
     return read_image(path, max_side=8192)
@@ -256,7 +258,8 @@ def load_run(folder: str | Path, root: Path | None = None) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{folder}/manifest.json is not valid JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("schema") != "segcam.explain" or data.get("schema_version") not in (1, SCHEMA_VERSION):
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or data.get("schema") != "segcam.explain" or version not in (1, SCHEMA_VERSION):
         raise ValueError(f"{folder}/manifest.json is not a segcam explain manifest of schema version 1-{SCHEMA_VERSION}")
     images, refused = [], 0
     for rec in data.get("images", []):

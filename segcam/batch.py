@@ -35,8 +35,9 @@ import numpy as np
 from segcam.io_utils import safe_name, save_csv, save_json
 from segcam.result import ARTIFACTS, ImageExplanation
 
-__all__ = ["BatchSummary", "ExplainJob", "RayOptions", "RunFolder", "RunFolderError", "check_output_dir", "compute_image", "explain_image",
-           "output_stems", "preflight", "run_explain"]
+__all__ = ["BatchSummary", "ExplainJob", "RayOptions", "RunFolder", "RunFolderError", "check_output_dir",
+           "compute_image", "error_entry", "explain_image", "ok_row", "output_stems", "preflight", "run_explain",
+           "write_image"]
 
 JOURNAL = ".segcam-journal.jsonl"
 LOCK = ".segcam.lock"

@@ -137,8 +137,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from segcam.images import MIN_SIDE
     from segcam.overlay import check_cmap
     from segcam.result import NORMALIZATIONS, parse_artifacts
-    from segcam.tiling import tile_starts
     from segcam.targets import parse_target
+    from segcam.tiling import tile_starts
 
     check_cmap(args.cmap)
     if not 0 <= args.alpha <= 1:

@@ -66,11 +66,14 @@ def tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[tuple[in
 
 
 def blend_window(h: int, w: int, overlap: int, top: bool, left: bool, bottom: bool, right: bool) -> np.ndarray:
-    """h x w blending weights: 1 inside, a raised-cosine ramp (near 0 at the edge, 1 at ``overlap`` pixels in)
-    towards each edge that has a neighbouring tile (``top``... say which), and 1 up to the photo's own borders.
+    """Blending weights (h x w) of one tile.
+
+    1 inside, a raised-cosine ramp (near 0 at the edge, 1 at ``overlap`` pixels in) towards each edge
+    that has a neighbouring tile (``top``... say which), and 1 up to the photo's own borders.
 
     Two tiles' ramps over their shared ``overlap`` pixels cross-fade, so neither tile's edge, where a
-    network sees the least context, decides a pixel alone."""
+    network sees the least context, decides a pixel alone.
+    """
     def ramp(n: int, lo: bool, hi: bool) -> np.ndarray:
         r = np.ones(n, np.float32)
         if overlap > 0:

@@ -279,8 +279,9 @@ def create_model(name: str, weights: str | Path | None = None, strict: bool = Tr
     zm = _finish(spec.name, network, dict(spec.aliases), spec.mean, spec.std, weights, strict)
     zm.size_multiple, zm.onnx_size_multiple = spec.size_multiple, spec.onnx_size_multiple
     zm.tag = tag if weights is not None and tag is not None else None
+    source_weights = None if zm.tag else str(Path(weights).resolve()) if weights is not None else "random"
     zm.source = {"kind": "zoo", "name": f"{spec.name}.{zm.tag}" if zm.tag else spec.name,
-                 "weights": None if zm.tag else str(Path(weights).resolve()) if weights is not None else "random", "strict": strict}
+                 "weights": source_weights, "strict": strict}
     return zm
 
 

@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import EXAMPLES
 from PIL import Image
 
 import segcam
@@ -14,8 +15,6 @@ from segcam.cli import main
 from segcam.data import data_root
 from segcam.result import ARTIFACTS, parse_artifacts, read_map
 from segcam.tiling import blend_window, explain_tiled, predict_tiled, tile_starts
-
-from conftest import EXAMPLES
 
 
 @pytest.fixture(scope="module")
