@@ -403,7 +403,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import cv2
     import numpy as np
     from tqdm import tqdm
 
@@ -412,14 +411,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from segcam.images import ImageError, read_image
     from segcam.io_utils import save_csv, save_json, save_png
     from segcam.result import versions
+    from segcam.tiling import fixed_size_forward, predict_tiled, tile_starts
 
     pred = load_predictor(args.export, threads=args.threads, device=args.device)
+    try:
+        tile_starts(min(pred.size), min(pred.size), args.tile_overlap)
+    except ValueError as exc:
+        raise UsageError(f"{exc} (the export's input is {pred.size[1]}x{pred.size[0]})") from None
     images = _collect_images(args.images)
     out = Path(args.out)
     if (out / "manifest.json").exists() and not args.overwrite:
         raise UsageError(f"{out} already holds a run (manifest.json); pass --overwrite or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    h, w = pred.size
+    size = pred.size
+    forward = fixed_size_forward(lambda crop: pred.predict_rgb(crop)[0], size)
     rows = []
     for path, name in tqdm(list(zip(images, output_stems(images))), desc="predict", unit="img", file=sys.stderr,
                            disable=None):
@@ -430,10 +435,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             rgb = read_image(path, max_side=args.max_side, downscale=args.downscale)
             ih, iw = rgb.shape[:2]
             row.update(width=iw, height=ih)
-            x = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR) if (ih, iw) != (h, w) else rgb
-            logits = pred.predict_rgb(x)[0]
-            if (ih, iw) != (h, w):
-                logits = np.stack([cv2.resize(c, (iw, ih), interpolation=cv2.INTER_LINEAR) for c in logits])
+            # full resolution: tiles of the export's size, cross-faded; smaller sides padded, never stretched
+            logits = predict_tiled(forward, rgb, size, args.tile_overlap)
             mask = logits.argmax(axis=0) == args.category
             save_png(out / f"{name}__mask.png", mask.astype(np.uint8) * 255)
             over = rgb.copy()
@@ -624,6 +627,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="CPU threads")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                    help="gpu needs paddlepaddle-gpu (Paddle exports) or onnxruntime-gpu (ONNX exports)")
+    p.add_argument("--tile-overlap", type=int, default=64, metavar="PX",
+                   help="photos larger than the export's size are predicted in tiles of that size sharing PX pixels")
     p.add_argument("--max-side", type=int, default=4096)
     p.add_argument("--downscale", action="store_true")
     p.add_argument("--overwrite", action="store_true")

@@ -35,7 +35,7 @@ import paddle
 from segcam.result import ImageExplanation, LayerMap
 from segcam.targets import MaskTarget, PredictedTarget, Target
 
-__all__ = ["blend_window", "explain_tiled", "predict_tiled", "tile_starts", "tiles"]
+__all__ = ["blend_window", "explain_tiled", "fixed_size_forward", "predict_tiled", "tile_starts", "tiles"]
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -58,11 +58,16 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return [round(i * (length - tile) / (n - 1)) for i in range(n)]
 
 
-def tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[tuple[int, int, int, int]]:
-    """``(y0, x0, h, w)`` of every tile of an image, row by row."""
-    for y0 in tile_starts(height, tile, overlap):
-        for x0 in tile_starts(width, tile, overlap):
-            yield y0, x0, min(tile, height), min(tile, width)
+def _pair(tile: int | tuple[int, int]) -> tuple[int, int]:
+    return (int(tile), int(tile)) if isinstance(tile, (int, np.integer)) else (int(tile[0]), int(tile[1]))
+
+
+def tiles(height: int, width: int, tile: int | tuple[int, int], overlap: int) -> Iterator[tuple[int, int, int, int]]:
+    """``(y0, x0, h, w)`` of every tile of an image, row by row (``tile``: a side, or (tile H, tile W))."""
+    th, tw = _pair(tile)
+    for y0 in tile_starts(height, th, overlap):
+        for x0 in tile_starts(width, tw, overlap):
+            yield y0, x0, min(th, height), min(tw, width)
 
 
 def blend_window(h: int, w: int, overlap: int, top: bool, left: bool, bottom: bool, right: bool) -> np.ndarray:
@@ -88,24 +93,26 @@ def blend_window(h: int, w: int, overlap: int, top: bool, left: bool, bottom: bo
     return np.outer(ramp(h, top, bottom), ramp(w, left, right))
 
 
-def _windows(height: int, width: int, tile: int, overlap: int) -> list[tuple[int, int, int, int, np.ndarray]]:
+def _windows(height: int, width: int, tile: int | tuple[int, int],
+             overlap: int) -> list[tuple[int, int, int, int, np.ndarray]]:
     out = []
-    ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
+    th, tw = _pair(tile)
+    ys, xs = tile_starts(height, th, overlap), tile_starts(width, tw, overlap)
     for y0, x0, h, w in tiles(height, width, tile, overlap):
         win = blend_window(h, w, overlap, y0 > ys[0], x0 > xs[0], y0 < ys[-1], x0 < xs[-1])
         out.append((y0, x0, h, w, win))
     return out
 
 
-def predict_tiled(forward: Callable[[np.ndarray], np.ndarray], rgb: np.ndarray, tile: int, overlap: int,
-                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+def predict_tiled(forward: Callable[[np.ndarray], np.ndarray], rgb: np.ndarray, tile: int | tuple[int, int],
+                  overlap: int, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """The photo's C x H x W logits from overlapping tiles, cross-faded by :func:`blend_window`.
 
     Args:
         forward: Maps an h x w x 3 uint8 tile to its C x h x w float32 logits (a network, an exported
             predictor...).
         rgb: H x W x 3 uint8 photo.
-        tile: Tile side in pixels.
+        tile: Tile side in pixels, or (tile H, tile W) (an export's fixed input size).
         overlap: Pixels shared by neighbouring tiles.
         progress: Called with (tiles done, tiles in all).
     """
@@ -123,6 +130,24 @@ def predict_tiled(forward: Callable[[np.ndarray], np.ndarray], rgb: np.ndarray, 
             progress(k + 1, len(wins))
     acc /= wsum
     return acc
+
+
+def fixed_size_forward(predict: Callable[[np.ndarray], np.ndarray],
+                       size: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
+    """Wrap a predictor that takes only ``size`` (H, W) inputs (an export).
+
+    A smaller crop is padded by reflection to ``size`` and its logits cropped back, so nothing is ever
+    stretched.
+    """
+    h, w = size
+
+    def forward(crop: np.ndarray) -> np.ndarray:
+        ch, cw = crop.shape[:2]
+        if (ch, cw) != (h, w):
+            crop = np.pad(crop, ((0, h - ch), (0, w - cw), (0, 0)), mode="reflect" if min(ch, cw) > 1 else "edge")
+        return np.asarray(predict(crop))[:, :ch, :cw]
+
+    return forward
 
 
 def _network_forward(model: Any) -> Callable[[np.ndarray], np.ndarray]:
