@@ -34,7 +34,7 @@ from segcam.images import ImageError, read_image
 from segcam.layers import list_layers, resolve_layers
 from segcam.methods import get_method, list_methods
 from segcam.overlay import heatmap, overlay
-from segcam.result import Explanation, LayerMap
+from segcam.result import Explanation, LayerMap, read_map
 from segcam.targets import BoxTarget, ImageTarget, MaskTarget, PixelTarget, PredictedTarget, parse_target
 from segcam.weights import WeightsError, load_weights
 from segcam.zoo import ZooModel, create_model, list_models, load_paddleseg
@@ -43,5 +43,5 @@ __all__ = [
     "BoxTarget", "Explanation", "ImageError", "ImageTarget", "LayerMap", "MaskTarget", "PixelTarget",
     "PredictedTarget", "WeightsError", "ZooModel", "__version__", "create_model", "explain", "get_method",
     "heatmap", "list_layers", "list_methods", "list_models", "load_paddleseg", "load_weights", "overlay",
-    "parse_target", "read_image", "resolve_layers",
+    "parse_target", "read_image", "read_map", "resolve_layers",
 ]

@@ -28,7 +28,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -36,7 +36,7 @@ from segcam.io_utils import safe_name, save_csv, save_json
 from segcam.result import ARTIFACTS, ImageExplanation
 
 __all__ = ["BatchSummary", "ExplainJob", "RayOptions", "RunFolder", "RunFolderError", "check_output_dir",
-           "compute_image", "error_entry", "explain_image", "ok_row", "output_stems", "preflight", "run_explain",
+           "compute_image", "error_entry", "explain_each", "explain_image", "ok_row", "output_stems", "preflight", "run_explain",
            "write_image"]
 
 JOURNAL = ".segcam-journal.jsonl"
@@ -416,33 +416,37 @@ class BatchSummary:
     failed: int = 0
 
 
-def _local_loop(job: ExplainJob, todo: list[tuple[Path, str]], run: RunFolder, summary: BatchSummary, out: Path,
-                progress: bool, warn: Callable[[str], None] | None, writers: int) -> None:
-    """The in-process engine: explain one image at a time, write on ``writers`` threads meanwhile.
+def explain_each(job: ExplainJob, todo: Iterable[tuple[Path, str]], out: Path,
+                 on_done: Callable[[str, dict[str, Any], dict[str, Any]], None],
+                 warn: Callable[[str], None] | None = None, writers: int = 1) -> None:
+    """Explain and write each ``(path, name)``; ``on_done(name, record, row)`` as each one is finished.
 
-    Writing (PNG/JPEG encoding, zlib) releases the GIL, so a writer thread encodes image i while image
-    i+1 is explained; at most :data:`MAX_PENDING_WRITES` explained images wait in memory.
+    The one per-image loop of every engine (the local one, and each Ray actor). Images are explained one
+    at a time; their files are written by ``writers`` threads meanwhile (PNG/JPEG encoding and zlib
+    release the GIL), with at most :data:`MAX_PENDING_WRITES` explained images waiting in memory. A bad
+    image is reported through ``on_done`` with status ``error`` and the loop goes on.
+
+    Raises:
+        OSError: Files could not be written (images finished before it are still reported).
+        KeyboardInterrupt: Likewise: what was written before the interrupt is reported first.
     """
-    from tqdm import tqdm
-
     from segcam.images import ImageError
 
     pending: deque[tuple[str, Path, float, Future]] = deque()
 
     def finish_one() -> None:
         name, path, t0, fut = pending.popleft()
-        rec = fut.result()  # an OSError while writing stops the batch
-        run.add(name, rec, ok_row(path, name, rec, time.time() - t0))
-        summary.done += 1
+        rec = fut.result()
+        on_done(name, rec, ok_row(path, name, rec, time.time() - t0))
 
     pool = ThreadPoolExecutor(max_workers=max(1, writers), thread_name_prefix="segcam-writer")
     try:
-        for path, name in tqdm(todo, desc="explain", unit="img", file=sys.stderr, disable=None if progress else True):
+        for path, name in todo:
             t0 = time.time()
             try:
                 image = compute_image(job, path, name, warn=warn)
             except (ImageError, FileNotFoundError, ValueError) as exc:
-                run.add(name, *error_entry(path, name, exc, time.time() - t0))
+                on_done(name, *error_entry(path, name, exc, time.time() - t0))
                 if warn is not None:
                     warn(f"error: {exc}")
                 continue
@@ -454,8 +458,21 @@ def _local_loop(job: ExplainJob, todo: list[tuple[Path, str]], run: RunFolder, s
     finally:
         pool.shutdown(wait=True)
         with contextlib.suppress(OSError):
-            while pending and pending[0][3].exception() is None:  # written before an interrupt: record them
+            while pending and pending[0][3].exception() is None:  # written before an interrupt: report them
                 finish_one()
+
+
+def _local_loop(job: ExplainJob, todo: list[tuple[Path, str]], run: RunFolder, summary: BatchSummary, out: Path,
+                progress: bool, warn: Callable[[str], None] | None, writers: int) -> None:
+    """The in-process engine: :func:`explain_each` over ``todo``, journalled in ``run``."""
+    from tqdm import tqdm
+
+    def on_done(name: str, rec: dict[str, Any], row: dict[str, Any]) -> None:
+        run.add(name, rec, row)
+        summary.done += rec.get("status") == "ok"
+
+    bar = tqdm(todo, desc="explain", unit="img", file=sys.stderr, disable=None if progress else True)
+    explain_each(job, bar, out, on_done, warn=warn, writers=writers)
 
 
 def ok_row(path: Path, name: str, rec: dict[str, Any], seconds: float) -> dict[str, Any]:

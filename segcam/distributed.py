@@ -3,8 +3,9 @@
 Ray Data streams the image paths through ``map_batches`` on a fixed pool of
 actors; each actor builds the model once (from :attr:`segcam.zoo.ZooModel.source`,
 plain data, never a pickled network), explains its images with the same
-:func:`segcam.batch.compute_image` / :func:`segcam.batch.write_image` as the
-local engine and writes the files straight into the output folder. The
+:func:`segcam.batch.explain_each` loop as the local engine (the next image is
+computed while the last one is written) and writes the files straight into the
+output folder. The
 driver receives one small row per image (its manifest record and summary
 row) and journals it in the :class:`segcam.batch.RunFolder`, so the output
 layout, ``manifest.json``, ``summary.csv``, the lock and the resume of a killed
@@ -22,12 +23,11 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from segcam.batch import BatchSummary, ExplainJob, RayOptions, RunFolder, error_entry, ok_row
+from segcam.batch import BatchSummary, ExplainJob, RayOptions, RunFolder, explain_each
 
 __all__ = ["RayUnavailableError", "ray_loop"]
 
@@ -76,23 +76,15 @@ class _Explainer:
         self.out = Path(out)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
-        from segcam.batch import compute_image, write_image
-        from segcam.images import ImageError
-
         names, records, rows = [], [], []
-        for path_s, name in zip(batch["path"], batch["name"]):
-            path, name = Path(str(path_s)), str(name)
-            t0 = time.time()
-            try:
-                image = compute_image(self.job, path, name)
-            except (ImageError, FileNotFoundError, ValueError) as exc:
-                rec, row = error_entry(path, name, exc, time.time() - t0)
-            else:
-                rec = write_image(self.job, image, path, self.out)  # an OSError fails the task (Ray retries it)
-                row = ok_row(path, name, rec, time.time() - t0)
+
+        def on_done(name: str, rec: dict[str, Any], row: dict[str, Any]) -> None:
             names.append(name)
             records.append(json.dumps(rec, default=str))
             rows.append(json.dumps(row, default=str))
+
+        todo = [(Path(str(p)), str(n)) for p, n in zip(batch["path"], batch["name"])]
+        explain_each(self.job, todo, self.out, on_done)  # an OSError fails the task (Ray retries it)
         return {"name": names, "record": records, "row": rows}
 
 

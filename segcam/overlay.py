@@ -38,12 +38,24 @@ def _unit(cam: np.ndarray) -> np.ndarray:
     return np.clip(cam, 0.0, 1.0)
 
 
-def heatmap(cam: np.ndarray, cmap: str = DEFAULT_CMAP) -> np.ndarray:
-    """Colour a [0, 1] map with a matplotlib colormap; returns H x W x 3 uint8 RGB."""
+def _lut(cmap: str) -> tuple[np.ndarray, int]:
+    """The colormap's N x 3 uint8 lookup table (its own entries, rounded) and N."""
     import matplotlib
 
-    rgba = matplotlib.colormaps[check_cmap(cmap)](_unit(cam))
-    return np.rint(rgba[..., :3] * 255).astype(np.uint8)
+    cm = matplotlib.colormaps[check_cmap(cmap)]
+    return np.rint(cm(np.arange(cm.N))[:, :3] * 255).astype(np.uint8), cm.N
+
+
+def heatmap(cam: np.ndarray, cmap: str = DEFAULT_CMAP) -> np.ndarray:
+    """Colour a [0, 1] map with a matplotlib colormap; returns H x W x 3 uint8 RGB.
+
+    Indexes the colormap's own table as matplotlib does (``int(x * N)``, the top bin for 1.0), without its
+    float64 RGBA intermediate: 3 bytes per pixel instead of 35, which matters for a 24-megapixel map.
+    """
+    unit = _unit(cam)
+    lut, n = _lut(cmap)
+    idx = np.minimum((unit * np.float32(n)).astype(np.intp), n - 1)
+    return lut[idx]
 
 
 def overlay(image: np.ndarray, cam: np.ndarray, cmap: str = DEFAULT_CMAP, alpha: float = 0.5, bgr: bool = False) -> np.ndarray:
@@ -69,14 +81,16 @@ def overlay(image: np.ndarray, cam: np.ndarray, cmap: str = DEFAULT_CMAP, alpha:
         raise ValueError(f"image must be H x W x 3, got shape {img.shape}")
     if bgr:
         img = img[..., ::-1]
-    if img.dtype == np.uint8:
-        img = img.astype(np.float32)
-    else:
+    if img.dtype != np.uint8:
         img = img.astype(np.float32)
         if img.min() < 0 or img.max() > 1:
             raise ValueError("a float image must be in [0, 1]; pass uint8 for 0..255 images")
-        img = img * 255.0
-    heat = heatmap(cam, cmap).astype(np.float32)
+        img = np.rint(img * 255.0).astype(np.uint8)
+    img = np.ascontiguousarray(img)
+    heat = heatmap(cam, cmap)
     if heat.shape != img.shape:
         raise ValueError(f"CAM size {heat.shape[:2]} differs from image size {img.shape[:2]}")
-    return np.rint((1.0 - alpha) * img + alpha * heat).astype(np.uint8)
+    import cv2
+
+    # uint8 in, uint8 out, rounded: no float copies of a large photo
+    return cv2.addWeighted(img, 1.0 - alpha, heat, alpha, 0.0)

@@ -1,0 +1,203 @@
+"""Survey-scale costs of ``segcam explain``: saving, output size, the Ray engine, tiles and memory.
+
+Every number is a ratio of two runs made in this one invocation (the machine is noisy; read the ratios):
+
+* ``save``: throughput of the batch pipeline writing the default artifacts over the same batch computing
+  only (target >= 0.85), on N DeepCrack test frames, one layer;
+* ``bytes``: default output per image-layer at 544x384 (target <= 300 KB), and per artifact;
+* ``ray2``: ``--engine ray`` with 2 workers over the local engine on the same photos (target >= 1.6x on
+  2 cores); ``ray1``: Ray with 1 worker over the local engine (per-image overhead, target <= 10 %).
+  Each engine runs with one Paddle thread per worker; Ray's start-up (ray.init, actors loading the model)
+  is counted;
+* ``tile``: pixel agreement of tiled and whole-photo prediction and the seam ratio (see tests/test_survey.py);
+* ``memory``: peak resident memory of ``segcam explain --tile 1024`` on a 6000x4000 photo (a mosaic of
+  DeepCrack frames), in a child process (target < 4 GB).
+
+Usage: ``python benchmarks/bench_survey.py [--images 60] [--ray-images 100] [--model hrsegnet_b16]
+[--skip ray memory] [--out benchmarks/results/survey.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import segcam
+from segcam.batch import ExplainJob, RayOptions, compute_image, run_explain
+from segcam.data import data_root
+
+
+def frames(n: int) -> list[Path]:
+    paths = sorted((data_root() / "deepcrack" / "images" / "test").glob("*.jpg"))
+    return [paths[i % len(paths)] for i in range(n)]
+
+
+def unique_copies(paths: list[Path], folder: Path) -> list[Path]:
+    """Symlinks with distinct names (the same frame may appear twice in a long list)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, p in enumerate(paths):
+        link = folder / f"{i:04d}_{p.name}"
+        link.symlink_to(p)
+        out.append(link)
+    return out
+
+
+def bench_save(model, paths: list[Path], layer: str, tmp: Path) -> dict:
+    job = ExplainJob(model, (layer,))
+    compute_image(job, paths[0], "warm")  # warm-up
+    t = time.perf_counter()
+    for i, p in enumerate(paths):
+        compute_image(job, p, f"x{i}")
+    compute_only = time.perf_counter() - t
+    out = tmp / "save"
+    t = time.perf_counter()
+    run_explain(job, paths, out, progress=False)
+    with_save = time.perf_counter() - t
+    sizes: dict[str, list[int]] = {"overlay": [], "heatmap": [], "raw": []}
+    man = json.loads((out / "manifest.json").read_text())
+    for rec in man["images"]:
+        for key in sizes:
+            sizes[key].append((out / rec["layers"][layer][key]).stat().st_size)
+    per_layer = [sum(v) for v in zip(*sizes.values())]
+    pred = np.mean([(out / r["prediction"]).stat().st_size for r in man["images"]])
+    return {"images": len(paths), "layer": layer, "compute_only_s": compute_only, "with_save_s": with_save,
+            "save_ratio": compute_only / with_save, "kb_per_image_layer": float(np.mean(per_layer)) / 1000,
+            "kb_per_image_layer_max": float(np.max(per_layer)) / 1000,
+            "kb_by_artifact": {k: float(np.mean(v)) / 1000 for k, v in sizes.items()},
+            "kb_prediction_per_image": float(pred) / 1000}
+
+
+def bench_ray(model, paths: list[Path], layer: str, tmp: Path, small: int = 20) -> dict:
+    """Wall time of each engine on all ``paths`` and on the first ``small`` of them.
+
+    The whole-job ratios count Ray's start-up (ray.init, actors importing Paddle and loading the model);
+    the steady-state ratios divide the extra images by the extra time, ``(N - small) / (t_N - t_small)``,
+    so start-up cancels out.
+    """
+    import paddle
+
+    paddle.base.core.set_num_threads(1)
+    job = ExplainJob(model, (layer,))
+    res: dict = {"images": len(paths), "small": small}
+    engines = {"local": {}, "ray1": {"engine": "ray", "ray_options": RayOptions(workers=1, batch_size=4, threads=1)},
+               "ray2": {"engine": "ray", "ray_options": RayOptions(workers=2, batch_size=4, threads=1)}}
+    for key, kw in engines.items():
+        for n in (len(paths), small):
+            t = time.perf_counter()
+            run_explain(job, paths[:n], tmp / f"{key}_{n}", progress=False, **kw)
+            res[f"{key}_{n}_s"] = time.perf_counter() - t
+        res[f"{key}_steady_img_per_s"] = (len(paths) - small) / (res[f"{key}_{len(paths)}_s"] - res[f"{key}_{small}_s"])
+    n = len(paths)
+    res["ray2_speedup"] = res[f"local_{n}_s"] / res[f"ray2_{n}_s"]
+    res["ray1_overhead"] = res[f"ray1_{n}_s"] / res[f"local_{n}_s"] - 1
+    res["ray2_speedup_steady"] = res["ray2_steady_img_per_s"] / res["local_steady_img_per_s"]
+    res["ray1_overhead_steady"] = res["local_steady_img_per_s"] / res["ray1_steady_img_per_s"] - 1
+    same = all((tmp / f"local_{n}" / f.name).read_bytes() == f.read_bytes()
+               for f in (tmp / f"ray2_{n}").iterdir() if f.suffix in (".png", ".jpg", ".npz"))
+    res["ray2_outputs_identical_to_local"] = same
+    return res
+
+
+def bench_tile(model, paths: list[Path]) -> dict:
+    from segcam.tiling import _network_forward, explain_tiled, predict_tiled
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_survey import _border_and_inside_gradient
+
+    fwd = _network_forward(model)
+    agree, seam = [], []
+    for p in paths:
+        rgb = segcam.read_image(p)
+        whole = fwd(rgb).argmax(0)
+        tiled = predict_tiled(fwd, rgb, 256, 64).argmax(0)
+        agree.append(float((whole == tiled)[16:-16, 16:-16].mean()))
+        wm = segcam.explain(model, rgb, ["seg3"])[0].maps["seg3"].normalized
+        tm = explain_tiled(model, rgb, ["seg3"], tile=256, overlap=64).maps["seg3"].normalized
+        (tb, ti), (wb, wi) = _border_and_inside_gradient(tm, 256, 64), _border_and_inside_gradient(wm, 256, 64)
+        seam.append((tb / ti) / (wb / wi))
+    return {"frames": len(paths), "tile": 256, "overlap": 64, "agreement_mean": float(np.mean(agree)),
+            "agreement_min": float(np.min(agree)), "seam_ratio_mean": float(np.mean(seam)),
+            "seam_ratio_max": float(np.max(seam))}
+
+
+def bench_memory(model_name: str, tmp: Path) -> dict:
+    srcs = [np.asarray(Image.open(p).convert("RGB")) for p in frames(8)]
+    rows = []
+    for r in range(-(-4000 // 384)):
+        row = np.concatenate([srcs[(r + c) % len(srcs)] for c in range(-(-6000 // 544))], axis=1)
+        rows.append(row)
+    mosaic = np.concatenate(rows, axis=0)[:4000, :6000]
+    path = tmp / "survey_6000x4000.png"
+    Image.fromarray(mosaic).save(path)
+    out = tmp / "memory"
+    cmd = [sys.executable, "-m", "segcam", "explain", "--model", model_name, "--layer", "seg3", "--tile", "1024",
+           "--tile-overlap", "128", "--threads", "2", "--out", str(out), str(path)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "GLOG_minloglevel": "2"})
+    seconds = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    files = {p.name: p.stat().st_size for p in out.iterdir() if not p.name.startswith(".")}
+    return {"photo": "6000x4000", "model": model_name, "tile": 1024, "overlap": 128, "seconds": seconds,
+            "peak_rss_gb": max(peak, before) / 1024 ** 2, "output_mb": {k: v / 1e6 for k, v in sorted(files.items())}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--images", type=int, default=60)
+    ap.add_argument("--ray-images", type=int, default=100)
+    ap.add_argument("--model", default="hrsegnet_b16")
+    ap.add_argument("--layer", default="seg_head")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["save", "ray", "tile", "memory"])
+    ap.add_argument("--out", default="benchmarks/results/survey.json")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    model = segcam.create_model(args.model)
+    results: dict = {"model": args.model, "cpus": os.cpu_count(), "versions": segcam.result.versions()}
+    tmp = Path(tempfile.mkdtemp(prefix="segcam-bench-"))
+    try:
+        if "save" not in args.skip:
+            results["save"] = r = bench_save(model, unique_copies(frames(args.images), tmp / "in"), args.layer, tmp)
+            print(f"save: {r['save_ratio']:.2f} of compute-only throughput ({r['images']} images, "
+                  f"{r['compute_only_s']:.1f} s vs {r['with_save_s']:.1f} s); {r['kb_per_image_layer']:.0f} KB per "
+                  f"image-layer (max {r['kb_per_image_layer_max']:.0f}; {r['kb_by_artifact']})", flush=True)
+        if "tile" not in args.skip:
+            results["tile"] = r = bench_tile(model, frames(8))
+            print(f"tile: agreement {r['agreement_mean']:.4f} (min {r['agreement_min']:.4f}); seam ratio "
+                  f"{r['seam_ratio_mean']:.2f} (max {r['seam_ratio_max']:.2f})", flush=True)
+        if "ray" not in args.skip:
+            results["ray"] = r = bench_ray(model, unique_copies(frames(args.ray_images), tmp / "ray_in"), args.layer,
+                                           tmp)
+            print(f"ray: 2 workers {r['ray2_speedup']:.2f}x the local engine (steady state "
+                  f"{r['ray2_speedup_steady']:.2f}x); 1 worker overhead {100 * r['ray1_overhead']:+.1f} % (steady "
+                  f"{100 * r['ray1_overhead_steady']:+.1f} %) ({r})", flush=True)
+        if "memory" not in args.skip:
+            results["memory"] = r = bench_memory(args.model, tmp)
+            print(f"memory: 6000x4000 tiled 1024: peak {r['peak_rss_gb']:.2f} GB, {r['seconds']:.0f} s, "
+                  f"outputs {r['output_mb']}", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+    old.update(results)
+    Path(args.out).write_text(json.dumps(old, indent=2, default=str) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
