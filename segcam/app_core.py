@@ -25,8 +25,8 @@ from segcam.result import ImageExplanation
 from segcam.targets import Target
 
 __all__ = ["AppModel", "Views", "allowed_file", "colorbar", "compute", "example_images", "image_key", "inside",
-           "layer_choices", "load_model", "load_run", "mark_target", "npy_bytes", "png_bytes", "read_png", "render",
-           "runs_root", "target_key", "weights_roots", "zero_map_reason"]
+           "is_slow", "layer_choices", "load_model", "load_run", "mark_target", "npy_bytes", "png_bytes",
+           "private_copy", "read_png", "render", "runs_root", "target_key", "weights_roots", "zero_map_reason"]
 
 #: Largest image side the app computes on; larger uploads are downscaled with a notice.
 APP_MAX_SIDE = 1024
@@ -144,10 +144,30 @@ def image_key(rgb: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(rgb).tobytes() + str(rgb.shape).encode()).hexdigest()
 
 
-def compute(app_model: AppModel, rgb: np.ndarray, layers: Sequence[str], target: Target, method: str) -> ImageExplanation:
+def compute(app_model: AppModel, rgb: np.ndarray, layers: Sequence[str], target: Target, method: str,
+            score: str = "logit", progress: Any = None) -> ImageExplanation:
     """All requested layers' maps for one image and target, in one pass, under the model's lock."""
     with app_model.lock:
-        return explain(app_model.model, rgb, list(layers), target, method)[0]
+        return explain(app_model.model, rgb, list(layers), target, method, score=score, progress=progress)[0]
+
+
+def private_copy(app_model: AppModel) -> AppModel:
+    """A copy of the model with its own lock, for one session's long run (Score-CAM, Ablation-CAM).
+
+    Perturbation methods make hundreds of forward passes; on the shared model they would hold its lock
+    for minutes and every other session's cheap rerun would wait. The copy costs the model's memory once
+    per session that runs such a method.
+    """
+    import copy
+
+    return AppModel(copy.deepcopy(app_model.model), threading.Lock(), app_model.key)
+
+
+def is_slow(method: str) -> bool:
+    """Methods that run one forward pass per batch of channels (seconds to minutes): run on request."""
+    from segcam.methods import get_method
+
+    return not get_method(method).uses_gradients
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,17 @@ import numpy as np
 import streamlit as st
 
 from segcam import app_core
+from segcam.defaults import location_note, recipe_for
+from segcam.engine import SCORES
 from segcam.images import ImageError, read_image, read_image_bytes
 from segcam.methods import display_name, list_methods
 from segcam.overlay import COLORMAPS
 from segcam.targets import BoxTarget, MaskTarget, PixelTarget, PredictedTarget, TargetError
 from segcam.weights import PARTIAL_HINT
 from segcam.zoo import list_models
+
+#: The method/score choice that follows the target kind (segcam.defaults).
+AUTO = "auto"
 
 LOG = logging.getLogger("segcam.app")
 ERRORS = (ImageError, TargetError, FileNotFoundError, KeyError, ValueError, TypeError, OSError)
@@ -56,15 +62,48 @@ def _views(res: Any, layer: str, cmap: str, alpha: float, norm: str) -> app_core
     return cache[key]
 
 
-def _cached_compute(app_model: app_core.AppModel, rgb: np.ndarray, layers: tuple[str, ...], target: Any, method: str) -> Any:
-    """Results kept in the session per (model, image, layers, target, method): re-renders never recompute."""
-    key = (app_model.key, app_core.image_key(rgb), layers, app_core.target_key(target), method)
+def _cached_compute(app_model: app_core.AppModel, rgb: np.ndarray, layers: tuple[str, ...], target: Any, method: str,
+                    score: str, label: str = "") -> Any:
+    """Results kept in the session per (model, image, layers, target, method, score): re-renders never recompute.
+
+    Slow (perturbation) methods run only when the Compute button is pressed, on the session's own copy of the
+    model (other sessions' cheap reruns do not wait for them), with a progress bar and an estimate; the Cancel
+    button reruns the page, which stops the run at its next progress update. Returns None while waiting.
+    """
+    key = (app_model.key, app_core.image_key(rgb), layers, app_core.target_key(target), method, score)
     cache = st.session_state.setdefault("results", {})
-    if key not in cache:
-        if len(cache) > 16:
-            cache.clear()
-            st.session_state.get("views", {}).clear()  # view keys hold ids of the dropped results
-        cache[key] = app_core.compute(app_model, rgb, layers, target, method)
+    if key in cache:
+        return cache[key]
+    progress = None
+    if app_core.is_slow(method):
+        name = display_name(method)
+        if st.session_state.pop(f"running_{label}", None):
+            st.warning(f"{name} was cancelled; press Compute to run it again.")
+        st.info(f"{name} makes one forward pass per batch of channels of every layer (seconds to minutes on a "
+                "CPU), so it runs when you press Compute.")
+        if not st.button(f"Compute {name}", key=f"compute_{label}"):
+            return None
+        st.session_state[f"running_{label}"] = True
+        st.button("Cancel", key=f"cancel_{label}", help="stops the run at its next forward pass")
+        bar = st.progress(0.0, text=f"{name}: starting")
+        t0 = time.monotonic()
+
+        def progress(stage: str, done: int, total: int) -> None:
+            frac = min(done / max(total, 1), 1.0)
+            spent = time.monotonic() - t0
+            left = f", about {spent / frac * (1 - frac):.0f} s left" if frac > 0 and stage != "forward pass" else ""
+            bar.progress(frac, text=f"{name} · {stage} {done}/{total} · {spent:.0f} s{left}")
+
+        copies = st.session_state.setdefault("private_models", {})
+        if app_model.key not in copies:
+            copies.clear()  # one private copy per session at a time
+            copies[app_model.key] = app_core.private_copy(app_model)
+        app_model = copies[app_model.key]
+    if len(cache) > 16:
+        cache.clear()
+        st.session_state.get("views", {}).clear()  # view keys hold ids of the dropped results
+    cache[key] = app_core.compute(app_model, rgb, layers, target, method, score, progress=progress)
+    st.session_state.pop(f"running_{label}", None)
     return cache[key]
 
 
@@ -242,13 +281,14 @@ def _picker(rgb: np.ndarray, help_text: str, click_grid: bool = False) -> None:
     st.plotly_chart(fig, on_select=_apply_pick, selection_mode=("points", "box"), key="picker")
 
 
-def _downloads(res: Any, layer: str, views: app_core.Views, name: str, cmap: str, alpha: float, norm: str) -> None:
+def _downloads(res: Any, layer: str, views: app_core.Views, name: str, cmap: str, alpha: float, norm: str,
+               method: str, score: str) -> None:
     c1, c2, c3 = st.columns(3)
     c1.download_button("Overlay PNG", app_core.png_bytes(views.overlay), f"{name}__{layer}__overlay.png", "image/png")
     c2.download_button("Raw map .npy", app_core.npy_bytes(res.maps[layer].upsampled), f"{name}__{layer}.npy")
     ss = st.session_state
     state = (name, app_core.image_key(res.image), app_core.image_key(res.target_mask.astype(np.uint8)),
-             tuple(res.maps), cmap, alpha, norm, ss.get("method"), ss.get("m1_name"), ss.get("m1_weights"))
+             tuple(res.maps), cmap, alpha, norm, method, score, ss.get("m1_name"), ss.get("m1_weights"))
     if c3.button("Figure panel (PDF)", key="make_fig"):
         import tempfile
 
@@ -259,7 +299,7 @@ def _downloads(res: Any, layer: str, views: app_core.Views, name: str, cmap: str
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 (pdf,) = cam_grid([row], layers, Path(tmp) / "panel.pdf", cmap=cmap, alpha=alpha, normalization=norm,
-                                  colorbar_label=display_name(ss.get("method") or "seg_grad_cam"))
+                                  colorbar_label=display_name(method))
                 st.session_state["figure_pdf"] = (state, pdf.read_bytes())
             except ValueError as exc:
                 _error(str(exc))
@@ -340,7 +380,11 @@ def _page() -> None:
             return
         default = [c for c in ("seg_head",) if c in choices]
         layers = st.multiselect("Layers", choices, default=default, key="layers")
-        method = st.selectbox("Method", list_methods(), index=list_methods().index("seg_grad_cam"), key="method")
+        method_choice = st.selectbox("Method", [AUTO, *list_methods()], key="method",
+                                     help="auto: the measured default for the target kind (README 'Choosing a method')")
+        score_choice = st.radio("Score", [AUTO, *SCORES], key="score", horizontal=True,
+                                help="summed over the target: logit, margin (crack vs the other classes) or "
+                                     "probability; auto: the measured default for the target kind")
         category = int(st.number_input("Class", 0, 9, 1, key="category"))
         cmap = st.selectbox("Colormap", list(COLORMAPS), key="cmap")
         alpha = st.slider("Heatmap alpha", 0.0, 1.0, 0.5, 0.05, key="alpha")
@@ -359,8 +403,14 @@ def _page() -> None:
     target = _target(rgb, category)
     if target is None:
         return
+    recipe = recipe_for(target)
+    method = recipe.method if method_choice == AUTO else method_choice
+    score = recipe.score if score_choice == AUTO else score_choice
+    note = location_note(method, target)
+    if note:
+        st.info(f"Note: {note}.")
     try:
-        res = _cached_compute(am, rgb, tuple(layers), target, method)
+        res = _cached_compute(am, rgb, tuple(layers), target, method, score, "a")
     except ERRORS as exc:
         _error(f"Cannot explain {img_name}: {exc}")
         return
@@ -368,20 +418,23 @@ def _page() -> None:
         LOG.exception("explain failed")
         _error(f"Unexpected error while explaining {img_name}: {type(exc).__name__}: {exc}")
         return
+    if res is None:  # a slow method waiting for its Compute button
+        return
     if res.empty_target:
         st.warning("The target region is empty, so every map is zero: choose another target.")
     if mode == "Compare models":
         am2 = _load(name2, weights2, config2)
         if am2 is None:
             return
+        if not all(lay in cached_layers(am2, am2.key) for lay in layers):
+            _error("The second model lacks some selected layers; choose aliases such as seg_head.")
+            return
         try:
-            res2 = _cached_compute(am2, rgb, tuple(layers), target, method) if all(
-                lay in cached_layers(am2, am2.key) for lay in layers) else None
+            res2 = _cached_compute(am2, rgb, tuple(layers), target, method, score, "b")
         except ERRORS as exc:
             _error(f"Cannot explain with the second model: {exc}")
             return
         if res2 is None:
-            _error("The second model lacks some selected layers; choose aliases such as seg_head.")
             return
         for layer in layers:
             c1, c2 = st.columns(2)
@@ -408,7 +461,8 @@ def _page() -> None:
                   caption=f"0 … 1 = {scale} ({norm}); raw max {m.raw_max:.3g}")
     st.caption(f"{shown} → {m.layer_name} · feature map {m.raw.shape[1]}x{m.raw.shape[0]} · raw max {m.raw_max:.4g} "
                f"(units of score x activation: compare across images, not across layers) · "
-               f"{res.target} ({int(res.target_mask.sum())} px) · {method} · class {res.category}")
+               f"{res.target} ({int(res.target_mask.sum())} px) · {display_name(method)} · score {score}"
+               f"{' (auto)' if score_choice == AUTO else ''} · class {res.category}")
     reason = app_core.zero_map_reason(res, shown)
     if reason:
         st.info(f"This map is all zero: {reason}.")
@@ -417,7 +471,7 @@ def _page() -> None:
         strip = st.columns(len(layers))
         for col, layer in zip(strip, layers):
             col.image(_views(res, layer, cmap, alpha, norm).overlay, caption=layer, width="stretch")
-    _downloads(res, shown, views, img_name, cmap, alpha, norm)
+    _downloads(res, shown, views, img_name, cmap, alpha, norm, method, score)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,9 @@ def output_stems(images: Sequence[str | Path]) -> list[str]:
     ``-2``, ``-3``... chosen so that no stem equals, ignoring case, any other
     image's stem or any stem already given.
     """
-    bases = [safe_name(Path(p).stem) for p in images]
+    from segcam.images import source_stem
+
+    bases = [safe_name(source_stem(p)) for p in images]
     base_count: dict[str, int] = {}
     for b in bases:
         base_count[b.casefold()] = base_count.get(b.casefold(), 0) + 1
@@ -134,14 +136,17 @@ class ExplainJob:
                 "tile_overlap": self.tile_overlap if self.tile else None}
 
 
-def _mask_for(target_dir: Path, image: Path) -> Path:
+def _mask_for(target_dir: Path, image: str | Path) -> Path:
+    from segcam.images import source_stem
+
     if target_dir.is_file():
         return target_dir
+    stem = source_stem(image)
     for suffix in (".png", ".bmp", ".tif", ".jpg"):
-        cand = target_dir / f"{image.stem}{suffix}"
+        cand = target_dir / f"{stem}{suffix}"
         if cand.is_file():
             return cand
-    raise FileNotFoundError(f"no mask named {image.stem}.png in {target_dir}; masks are matched by image stem")
+    raise FileNotFoundError(f"no mask named {stem}.png in {target_dir}; masks are matched by image stem")
 
 
 def _target_for(job: ExplainJob, path: Path) -> Any:
@@ -158,7 +163,7 @@ def _target_for(job: ExplainJob, path: Path) -> Any:
     return ErrorRegionTarget(job.category, kind, truth, str(mpath))
 
 
-def compute_image(job: ExplainJob, path: Path, name: str,
+def compute_image(job: ExplainJob, path: str | Path, name: str,
                   warn: Callable[[str], None] | None = None) -> ImageExplanation:
     """Read one image file and explain it (tile by tile when ``job.tile`` is set and the photo is larger).
 
@@ -166,10 +171,11 @@ def compute_image(job: ExplainJob, path: Path, name: str,
         segcam.images.ImageError, FileNotFoundError, ValueError: A bad image or mask (the batch records it).
     """
     from segcam.engine import EmptyTargetWarning, explain
-    from segcam.images import read_image
+    from segcam.images import is_uri, read_image, read_image_uri
 
     max_side = job.max_side if not job.tile else max(job.max_side, TILED_MAX_SIDE)
-    rgb = read_image(path, max_side=max_side, downscale=job.downscale)
+    read = read_image_uri if is_uri(path) else read_image
+    rgb = read(path, max_side=max_side, downscale=job.downscale)
     target = _target_for(job, path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", EmptyTargetWarning)
@@ -187,15 +193,20 @@ def compute_image(job: ExplainJob, path: Path, name: str,
     return image.with_fused() if job.fuse and len(job.layers) > 1 else image
 
 
-def write_image(job: ExplainJob, image: ImageExplanation, path: Path, out: Path) -> dict[str, Any]:
+def write_image(job: ExplainJob, image: ImageExplanation, path: str | Path, out: Path) -> dict[str, Any]:
     """Write one explained image's artifacts into ``out``; returns its manifest record.
 
     Raises:
         OSError: The outputs could not be written.
     """
+    from segcam.images import is_uri
+
     rec = image.save(out, job.cmap, job.alpha, job.normalization, job.artifacts)
-    rec.update(image=str(path.resolve()), image_relative=os.path.relpath(path.resolve(), out.resolve()),
-               status="ok")
+    if is_uri(path):  # a remote photo: recorded as given
+        rec.update(image=str(path), image_relative=None, status="ok")
+    else:
+        rec.update(image=str(Path(path).resolve()),
+                   image_relative=os.path.relpath(Path(path).resolve(), out.resolve()), status="ok")
     return rec
 
 
@@ -522,6 +533,7 @@ def run_explain(job: ExplainJob, images: Sequence[Path], out: str | Path, overwr
         RunFolderError: See :class:`RunFolder`; also an OSError while writing outputs.
         KeyboardInterrupt: Ctrl-C/SIGTERM; what finished is recorded and a rerun resumes.
     """
+    from segcam.images import is_uri
     from segcam.result import build_manifest
 
     if engine not in ENGINES:
@@ -549,7 +561,7 @@ def run_explain(job: ExplainJob, images: Sequence[Path], out: str | Path, overwr
             if run.is_done(name):
                 summary.skipped += 1
             else:
-                todo.append((Path(path), name))
+                todo.append((path if is_uri(path) else Path(path), name))
         try:
             if engine == "ray":
                 from segcam.distributed import ray_loop

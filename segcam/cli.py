@@ -51,11 +51,17 @@ def _split_layers_and_images(layers: list[str] | None, images: list[str]) -> tup
     return keep, moved + list(images)
 
 
-def _collect_images(inputs: Sequence[str]) -> list[Path]:
-    from segcam.images import IMAGE_SUFFIXES
+def _collect_images(inputs: Sequence[str]) -> list[Path | str]:
+    from segcam.images import IMAGE_SUFFIXES, ImageError, is_uri, list_uri_images
 
-    found: list[Path] = []
+    found: list[Path | str] = []
     for item in inputs:
+        if is_uri(item):  # s3://, gs://, file://...: listed and read through pyarrow's file systems
+            try:
+                found += list_uri_images(item)
+            except ImageError as exc:
+                raise UsageError(str(exc)) from None
+            continue
         path = Path(item)
         if path.is_dir():
             found += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -134,6 +140,8 @@ def _check_target_fits(target: Any, images: list[Path]) -> None:
 def cmd_explain(args: argparse.Namespace) -> int:
     import segcam
     from segcam.batch import ExplainJob, RayOptions, check_output_dir, run_explain
+    from segcam.defaults import location_note, recipe_for, target_kind
+    from segcam.layers import LayerNotFoundError, resolve_layers
     from segcam.images import MIN_SIDE
     from segcam.overlay import check_cmap
     from segcam.result import NORMALIZATIONS, parse_artifacts
@@ -157,14 +165,20 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers and --batch-size must be >= 1, got {args.workers} and {args.batch_size}")
     if args.engine != "ray" and (args.ray_address is not None):
         raise UsageError("--ray-address needs --engine ray")
+    target = parse_target(args.target, args.category)
+    recipe = recipe_for(target)
+    chosen = [f"{k} {v}" for k, v, given in (("method", recipe.method, args.method), ("score", recipe.score, args.score))
+              if given is None]
+    args.method = args.method or recipe.method
+    args.score = args.score or recipe.score
     method_args = _method_args(args.method_arg)
     try:
         segcam.get_method(args.method, **method_args)
     except TypeError as exc:
         raise UsageError(str(exc)) from exc
-    target = parse_target(args.target, args.category)
     layers, inputs = _split_layers_and_images(args.layer, args.images)
-    layers = layers or ["seg_head"]
+    if not layers:
+        chosen.append(f"layer {recipe.layer}")
     if not inputs:
         raise UsageError("no input image given; name image files, folders or globs after the options")
     args.images = inputs
@@ -174,6 +188,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
     _check_target_fits(target, images)
     model = _load_model(args)
     print(f"segcam: model {model.name}: {model.describe_weights()}", file=sys.stderr)
+    if not layers:  # the recipe's layer where the model has it (every zoo model has seg_head)
+        try:
+            resolve_layers(model, [recipe.layer])
+            layers = [recipe.layer]
+        except LayerNotFoundError:
+            layers = ["seg_head"]
+    if chosen:
+        print(f"segcam: {target_kind(target)} target: {', '.join(chosen)} (the measured defaults for this target "
+              "kind; README 'Choosing a method')", file=sys.stderr)
+    note = location_note(args.method, target)
+    if note:
+        print(f"segcam: note: {note}", file=sys.stderr)
     job = ExplainJob(model, tuple(layers), args.method, method_args, target, args.target, args.category, args.cmap,
                      args.alpha, args.normalization, args.max_side, args.downscale, score=args.score, fuse=args.fuse,
                      artifacts=artifacts, tile=args.tile, tile_overlap=args.tile_overlap)
@@ -501,10 +527,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("images", nargs="*", help="image files, folders or glob patterns")
     p.add_argument("--layer", "--layers", dest="layer", nargs="+", action="extend", metavar="LAYER",
-                   help="one or more layer names, aliases or name[i] (default seg_head)")
-    p.add_argument("--method", default="seg_grad_cam", help="CAM method: " + ", ".join(segcam.list_methods()))
-    p.add_argument("--score", default="logit", choices=["logit", "margin", "prob"],
-                   help="summed over the target: logit y_c, margin y_c - logsumexp(others), or softmax prob")
+                   help="one or more layer names, aliases or name[i] (default: the measured one for the target kind)")
+    p.add_argument("--method", default=None,
+                   help="CAM method (default: the measured one for the target kind, see README): "
+                        + ", ".join(segcam.list_methods()))
+    p.add_argument("--score", default=None, choices=["logit", "margin", "prob"],
+                   help="summed over the target: logit y_c, margin y_c - logsumexp(others), or softmax prob "
+                        "(default: the measured one for the target kind)")
     p.add_argument("--fuse", action="store_true",
                    help="also write a fused map of all layers (mean of the per-layer normalised maps)")
     p.add_argument("--method-arg", action="append", metavar="KEY=VALUE",

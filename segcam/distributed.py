@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from segcam.batch import BatchSummary, ExplainJob, RayOptions, RunFolder, explain_each
+from segcam.images import is_uri
 
 __all__ = ["RayUnavailableError", "ray_loop"]
 
@@ -83,7 +84,7 @@ class _Explainer:
             records.append(json.dumps(rec, default=str))
             rows.append(json.dumps(row, default=str))
 
-        todo = [(Path(str(p)), str(n)) for p, n in zip(batch["path"], batch["name"])]
+        todo = [(str(p) if is_uri(str(p)) else Path(str(p)), str(n)) for p, n in zip(batch["path"], batch["name"])]
         explain_each(self.job, todo, self.out, on_done)  # an OSError fails the task (Ray retries it)
         return {"name": names, "record": records, "row": rows}
 
@@ -120,7 +121,7 @@ def ray_loop(job: ExplainJob, todo: list[tuple[Path, str]], run: RunFolder, summ
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # one tqdm bar of images instead of Ray's per-operator bars
         ctx.print_on_execution_start = False
-        ds = ray.data.from_items([{"path": str(p.resolve()), "name": n} for p, n in todo],
+        ds = ray.data.from_items([{"path": p if isinstance(p, str) else str(p.resolve()), "name": n} for p, n in todo],
                                  override_num_blocks=max(1, min(len(todo), 4 * opts.workers)))
         ds = ds.map_batches(_Explainer, fn_constructor_kwargs={"spec": spec, "out": str(out.resolve()),
                                                                "threads": opts.threads},

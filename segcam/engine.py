@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -74,12 +74,13 @@ class CamContext:
     """
 
     def __init__(self, net: paddle.nn.Layer, x: np.ndarray, weight: np.ndarray, layer: paddle.nn.Layer | None = None,
-                 score: str = "logit") -> None:
+                 score: str = "logit", on_pass: Any = None) -> None:
         self.net = net
         self.x = x
         self.weight = weight
         self.layer = layer
         self.score = score
+        self.on_pass = on_pass  # called after every forward pass (progress reporting)
 
     def region_scores(self, i: int, inputs: np.ndarray, mean: bool = False) -> np.ndarray:
         """Target score of image ``i``'s region for each of B inputs (B x 3 x H x W); sum (or mean) of logits."""
@@ -88,6 +89,8 @@ class CamContext:
             logits = score_planes(main_logits(out, tuple(self.x.shape[2:])), self.score)
         w = self.weight[i]
         scores = (logits.numpy() * w[None]).sum(axis=(1, 2, 3))
+        if self.on_pass is not None:
+            self.on_pass()
         return scores / max(float(w.sum()), 1.0) if mean else scores
 
     def ablation_scores(self, i: int, channels: list[int]) -> np.ndarray:
@@ -202,7 +205,8 @@ def _image_maps(per_layer: dict[str, tuple[str, np.ndarray, np.ndarray]], i: int
 def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str | Sequence[str] = "seg_head",
             targets: Target | Sequence[Target] | None = None, method: str | BaseCAM = "seg_grad_cam",
             names: Sequence[str] | None = None, score: str = "logit", mean: Sequence[float] | None = None,
-            std: Sequence[float] | None = None, **method_args: Any) -> Explanation:
+            std: Sequence[float] | None = None, progress: Callable[[str, int, int], None] | None = None,
+            **method_args: Any) -> Explanation:
     """Explain why the model marks pixels as crack, for every requested layer.
 
     All layers come from ONE forward and ONE backward pass over the whole batch.
@@ -222,6 +226,9 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
         mean: Input normalisation mean (RGB on [0, 1]); required for a bare network, whose training
             normalisation segcam cannot know (PaddleSeg's default is 0.5, 0.5, 0.5).
         std: Input normalisation std, with ``mean``.
+        progress: Called as ``progress(stage, done, total)``: once after the forward/backward pass, then for
+            perturbation methods (Score-CAM, Ablation-CAM) after each of their forward passes, per layer.
+            An exception it raises (e.g. a cancelled web request) stops the explanation; hooks are removed.
         **method_args: Options of the method (``batch_size`` for Score-/Ablation-CAM, ``pool`` for XRes).
 
     Returns:
@@ -271,6 +278,8 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
         logits = main_logits(net(x), size)
     cap.check_single_calls()
     logits_np = logits.detach().numpy()
+    if progress is not None:
+        progress("forward pass", 1, 1)
     weight, masks = _target_weights(logits_np, targets, names)
     acts = [cap.activations[r.name] for r in resolved]
     x_np = x.numpy()
@@ -292,7 +301,14 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
         act = a.detach().numpy()
         if act.ndim != 4:
             raise LayerGradientError(f"layer {r.requested!r} outputs shape {list(act.shape)}, not N x K x h x w feature maps")
-        raw = cam_method.cam(act, g, CamContext(net, x_np, weight, r.layer, score))
+        on_pass = None
+        if progress is not None and hasattr(cam_method, "passes"):
+            total, done = n * cam_method.passes(act.shape[1]), [0]
+
+            def on_pass(stage: str = f"layer {r.requested}: forward pass", total: int = total, done: list = done) -> None:
+                done[0] += 1
+                progress(stage, done[0], total)
+        raw = cam_method.cam(act, g, CamContext(net, x_np, weight, r.layer, score, on_pass))
         per_layer[r.requested] = (r.name, raw, _resize(raw, size))
 
     pred = logits_np.argmax(axis=1).astype(np.uint8)

@@ -109,7 +109,7 @@ def _mask_rgb(mask: np.ndarray) -> np.ndarray:
 def cam_grid(rows: Sequence[FigureRow], map_titles: Sequence[str], out: str | Path | Sequence[str | Path],
              width: str | float = "double", cmap: str = DEFAULT_CMAP, alpha: float = 0.5,
              normalization: str = "per_map", dpi: int = 600, colorbar_label: str = "Seg-Grad-CAM",
-             font_pt: float = FONT_PT) -> list[Path]:
+             font_pt: float = FONT_PT, keep_figure: list | None = None) -> list[Path]:
     """Draw rows = images, columns = input | ground truth | prediction | one CAM overlay per sweep item.
 
     Args:
@@ -123,6 +123,7 @@ def cam_grid(rows: Sequence[FigureRow], map_titles: Sequence[str], out: str | Pa
         dpi: Raster resolution of PNG output (and of images embedded in PDF/SVG stays native).
         colorbar_label: Colorbar text; the normalisation is appended.
         font_pt: Font size (>= 7 pt).
+        keep_figure: A list to receive the open figure instead of saving it (layout tests measure its text).
 
     Returns:
         The written paths.
@@ -134,8 +135,6 @@ def cam_grid(rows: Sequence[FigureRow], map_titles: Sequence[str], out: str | Pa
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
 
     check_cmap(cmap)
     if not rows:
@@ -155,72 +154,134 @@ def cam_grid(rows: Sequence[FigureRow], map_titles: Sequence[str], out: str | Pa
                                   f"{r.image.shape[1]}x{r.image.shape[0]}; give masks of the image's size")
     width_mm = resolve_width(width)
     ncols, nrows = len(titles), len(rows)
-    label_mm, cbar_mm, title_mm = 4.5, 17.0, 4.0
-    panel_w = (width_mm - label_mm - cbar_mm) / ncols
-    if panel_w < MIN_PANEL_MM:
-        most = int((width_mm - label_mm - cbar_mm) // MIN_PANEL_MM)
-        raise FigureError(f"{ncols} columns in {width_mm:.0f} mm give {panel_w:.1f} mm panels (< {MIN_PANEL_MM:.0f} mm); "
-                          f"use at most {most} columns ({most - (ncols - len(map_titles))} maps), a wider --width, "
-                          "or split the figure")
     aspect = max(r.image.shape[0] / r.image.shape[1] for r in rows)
-    height_mm = title_mm + nrows * panel_w * aspect + 2.0
     top = max((float(m.max()) for r in rows for m in r.maps), default=0.0)
+    norm_text = "per map" if normalization == "per_map" else f"shared, max {top:.3g}"
     written = []
     with matplotlib.rc_context(paper_rc(font_pt)):
-        fig = plt.figure(figsize=(width_mm * MM, height_mm * MM))
-        left, right = label_mm / width_mm, 1 - cbar_mm / width_mm
-        bottom, top_frac = 1.0 / height_mm, 1 - title_mm / height_mm
-        gs = fig.add_gridspec(nrows, ncols, left=left, right=right, bottom=bottom, top=top_frac, wspace=0.04,
-                              hspace=0.04)
-        letters = iter(_labels())
-        for i, r in enumerate(rows):
-            panels = [r.image]
-            if has_gt:
-                panels.append(_mask_rgb(r.truth) if r.truth is not None else np.zeros_like(r.image))
-            if has_pred:
-                panels.append(_mask_rgb(r.prediction) if r.prediction is not None else np.zeros_like(r.image))
-            for m in r.maps:
-                scale = top if normalization == "shared" else float(m.max())
-                unit = np.clip(m / scale, 0, 1) if scale > 0 else np.zeros_like(m, dtype=np.float32)
-                panels.append(overlay(r.image, unit, cmap, alpha))
-            for j, panel in enumerate(panels):
-                ax = fig.add_subplot(gs[i, j])
-                ax.imshow(panel, interpolation="nearest", aspect="equal")
-                ax.set_gid(f"panel-{i}-{j}")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                for spine in ax.spines.values():
-                    spine.set_linewidth(0.3)
-                if i == 0:
-                    ax.set_title(titles[j], pad=2)
-                if j == 0:
-                    ax.set_ylabel(_fit(r.label, panel_w * aspect), labelpad=2)
-                ax.annotate(f"({next(letters)})", xy=(0, 1), xycoords="axes fraction", xytext=(2, -2),
-                            textcoords="offset points", va="top", ha="left", fontweight="bold", color="white",
-                            bbox={"boxstyle": "square,pad=0.1", "fc": "black", "ec": "none", "alpha": 0.6})
-        cax = fig.add_axes([right + 1.5 / width_mm, bottom + 0.1 * (top_frac - bottom), 2.0 / width_mm,
-                            0.8 * (top_frac - bottom)])
-        norm_text = "per map" if normalization == "per_map" else f"shared, max {top:.3g}"
-        cbar = fig.colorbar(ScalarMappable(norm=Normalize(0, 1), cmap=cmap), cax=cax)
-        label = f"{colorbar_label} ({norm_text})"
-        if len(label) * 1.5 > 0.8 * (height_mm - title_mm):  # ~1.5 mm per 7-pt character: wrap to two lines
-            label = f"{colorbar_label}\n({norm_text})"
-        cbar.set_label(label)
-        cbar.ax.set_gid("colorbar")
-        cbar.outline.set_linewidth(0.3)
+        measure = _TextMeasure(font_pt)
+        label_mm, title_mm = measure.line_mm + 1.5, measure.line_mm + 1.2
+        # The colorbar column holds the bar, its tick labels and the label wrapped to the bar's length; the
+        # bar's length depends on the panels' height, which depends on what the colorbar leaves. Estimate,
+        # draw, then measure what matplotlib drew and widen the column by any overflow (at most twice).
+        cbar_mm = 17.0
+        for _ in range(3):
+            panel_w = (width_mm - label_mm - cbar_mm) / ncols
+            bar_mm = max(0.8 * nrows * max(panel_w, 1.0) * aspect, 8.0)
+            cbar_lines = measure.wrap(f"{colorbar_label} ({norm_text})", bar_mm)
+            cbar_mm = 1.5 + 2.0 + 0.8 + measure.width_mm("0.0") + 1.2 + len(cbar_lines) * measure.line_mm + 0.8
+        for attempt in range(3):
+            panel_w = (width_mm - label_mm - cbar_mm) / ncols
+            if panel_w < MIN_PANEL_MM:
+                most = int((width_mm - label_mm - cbar_mm) // MIN_PANEL_MM)
+                raise FigureError(f"{ncols} columns in {width_mm:.0f} mm give {panel_w:.1f} mm panels "
+                                  f"(< {MIN_PANEL_MM:.0f} mm); use at most {most} columns "
+                                  f"({most - (ncols - len(map_titles))} maps), a wider --width, or split the figure")
+            height_mm = title_mm + nrows * panel_w * aspect + 2.0
+            fig = plt.figure(figsize=(width_mm * MM, height_mm * MM))
+            shown_titles = [measure.fit(t, panel_w - 0.5) for t in titles]
+            row_labels = [measure.fit(r.label, panel_w * aspect - 0.5) for r in rows]
+            cbar_label = _draw_grid(fig, rows, shown_titles, row_labels, has_gt, has_pred, width_mm, height_mm,
+                                    label_mm, cbar_mm, title_mm, aspect, cmap, alpha, normalization, top,
+                                    "\n".join(cbar_lines))
+            fig.canvas.draw()
+            fig.canvas.draw()  # the axis label settles on the second draw (it follows the tick labels)
+            over_px = cbar_label.get_window_extent(fig.canvas.get_renderer()).x1 - fig.bbox.x1
+            if over_px <= -0.5 or attempt == 2:
+                break
+            plt.close(fig)
+            cbar_mm += (over_px + 1.0) / fig.dpi * 25.4 + 0.3
+        if keep_figure is not None:
+            keep_figure.append(fig)
+            return []
         for path in outs:
             written.append(save_figure(fig, path, dpi))
         plt.close(fig)
     return written
 
 
-def _fit(label: str, length_mm: float) -> str:
-    """Shorten a row label to what fits along a panel side at 7 pt (about 1.5 mm per character)."""
-    most = max(4, int(length_mm / 1.5))
-    if len(label) <= most:
-        return label
-    head = min(3, most // 3)
-    return label[:head] + "\u2026" + label[len(label) - (most - head - 1):]
+def _draw_grid(fig: Any, rows: Sequence[FigureRow], titles: list[str], row_labels: list[str], has_gt: bool,
+               has_pred: bool, width_mm: float, height_mm: float, label_mm: float, cbar_mm: float, title_mm: float,
+               aspect: float, cmap: str, alpha: float, normalization: str, top: float, cbar_label: str) -> Any:
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    nrows, ncols = len(rows), len(titles)
+    left, right = label_mm / width_mm, 1 - cbar_mm / width_mm
+    bottom, top_frac = 1.0 / height_mm, 1 - title_mm / height_mm
+    gs = fig.add_gridspec(nrows, ncols, left=left, right=right, bottom=bottom, top=top_frac, wspace=0.04,
+                          hspace=0.04)
+    letters = iter(_labels())
+    for i, r in enumerate(rows):
+        panels = [r.image]
+        if has_gt:
+            panels.append(_mask_rgb(r.truth) if r.truth is not None else np.zeros_like(r.image))
+        if has_pred:
+            panels.append(_mask_rgb(r.prediction) if r.prediction is not None else np.zeros_like(r.image))
+        for m in r.maps:
+            scale = top if normalization == "shared" else float(m.max())
+            unit = np.clip(m / scale, 0, 1) if scale > 0 else np.zeros_like(m, dtype=np.float32)
+            panels.append(overlay(r.image, unit, cmap, alpha))
+        for j, panel in enumerate(panels):
+            ax = fig.add_subplot(gs[i, j])
+            ax.imshow(panel, interpolation="nearest", aspect="equal")
+            ax.set_gid(f"panel-{i}-{j}")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_linewidth(0.3)
+            if i == 0:
+                ax.set_title(titles[j], pad=2)
+            if j == 0:
+                ax.set_ylabel(row_labels[i], labelpad=2)
+            ax.annotate(f"({next(letters)})", xy=(0, 1), xycoords="axes fraction", xytext=(2, -2),
+                        textcoords="offset points", va="top", ha="left", fontweight="bold", color="white",
+                        bbox={"boxstyle": "square,pad=0.1", "fc": "black", "ec": "none", "alpha": 0.6})
+    cax = fig.add_axes([right + 1.5 / width_mm, bottom + 0.1 * (top_frac - bottom), 2.0 / width_mm,
+                        0.8 * (top_frac - bottom)])
+    cbar = fig.colorbar(ScalarMappable(norm=Normalize(0, 1), cmap=cmap), cax=cax)
+    cbar.set_label(cbar_label)
+    cbar.ax.set_gid("colorbar")
+    cbar.outline.set_linewidth(0.3)
+    return cbar.ax.yaxis.label
+
+
+class _TextMeasure:
+    """Widths of text as drawn (Agg renderer, the figure's font), in millimetres."""
+
+    def __init__(self, font_pt: float) -> None:
+        import matplotlib.pyplot as plt
+
+        self._fig = plt.figure(figsize=(4, 4))
+        self._renderer = self._fig.canvas.get_renderer()
+        self._text = self._fig.text(0, 0, "", fontsize=font_pt)
+        self.line_mm = font_pt * 1.25 / 72 * 25.4  # one line of text, with leading
+        plt.close(self._fig)
+
+    def width_mm(self, text: str) -> float:
+        self._text.set_text(text)
+        return self._text.get_window_extent(self._renderer).width / self._fig.dpi * 25.4
+
+    def fit(self, label: str, length_mm: float) -> str:
+        """``label``, or its start and end around an ellipsis, whichever fits ``length_mm``."""
+        if self.width_mm(label) <= length_mm:
+            return label
+        for keep in range(len(label) - 1, 1, -1):
+            head = min(3, keep // 3)
+            short = label[:head] + "\u2026" + label[len(label) - (keep - head):]
+            if self.width_mm(short) <= length_mm:
+                return short
+        return label[:1] + "\u2026"
+
+    def wrap(self, text: str, length_mm: float) -> list[str]:
+        """Greedy word wrap to lines no longer than ``length_mm`` (a word longer than that is shortened)."""
+        lines: list[str] = []
+        for word in text.split():
+            if lines and self.width_mm(f"{lines[-1]} {word}") <= length_mm:
+                lines[-1] = f"{lines[-1]} {word}"
+            else:
+                lines.append(self.fit(word, length_mm))
+        return lines or [""]
 
 
 def _labels() -> list[str]:

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["IMAGE_SUFFIXES", "ImageError", "normalize", "read_image", "read_image_bytes", "to_uint8_rgb"]
+__all__ = ["IMAGE_SUFFIXES", "ImageError", "is_uri", "list_uri_images", "normalize", "read_image", "read_image_bytes",
+           "read_image_uri", "source_stem", "to_uint8_rgb"]
 
 #: The one list of image suffixes: folder scans pick these, and a named file with another suffix is refused.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -55,6 +56,74 @@ def read_image_bytes(data: bytes, name: str = "upload", max_side: int = MAX_SIDE
     import io
 
     return _decode(lambda: Image.open(io.BytesIO(data)), name, max_side, downscale)
+
+
+def is_uri(source: str | Path) -> bool:
+    """True for ``scheme://...`` sources (``s3://``, ``gs://``, ``file://``...), read through pyarrow."""
+    return isinstance(source, str) and "://" in source
+
+
+def source_stem(source: str | Path) -> str:
+    """The file stem of a path or URI (``s3://b/x/img.jpg`` -> ``img``)."""
+    from pathlib import PurePosixPath
+    from urllib.parse import urlparse
+
+    return PurePosixPath(urlparse(source).path).stem if is_uri(source) else Path(source).stem
+
+
+def _uri_fs(uri: str) -> tuple[object, str]:
+    try:
+        import pyarrow.fs as pafs
+    except ImportError:
+        raise ImageError(f"{uri}: reading URIs needs pyarrow (pip install \"segcam[ray]\")") from None
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, ArrowNotImplementedError, OSError...
+        raise ImageError(f"{uri}: no file system for this URI ({exc})") from None
+
+
+def list_uri_images(uri: str) -> list[str]:
+    """The image files directly under a folder URI (sorted), or ``[uri]`` when it names a file.
+
+    Raises:
+        ImageError: No file system for the URI, or it cannot be listed.
+    """
+    import pyarrow.fs as pafs
+
+    fs, path = _uri_fs(uri)
+    try:
+        info = fs.get_file_info(path)
+        if info.type != pafs.FileType.Directory:
+            return [uri]
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=False))
+    except OSError as exc:
+        raise ImageError(f"{uri}: cannot be listed ({exc})") from None
+    base = uri.rstrip("/")
+    return sorted(f"{base}/{i.base_name}" for i in infos
+                  if i.type == pafs.FileType.File and Path(i.base_name).suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_image_uri(uri: str, max_side: int = MAX_SIDE, downscale: bool = False) -> np.ndarray:
+    """Like :func:`read_image` for a URI, read through the pyarrow file system of its scheme.
+
+    Raises:
+        ImageError: As :func:`read_image`, or a URI pyarrow cannot open.
+    """
+    from urllib.parse import urlparse
+
+    suffix = Path(urlparse(uri).path).suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ImageError(f"{uri}: suffix {suffix or '(none)'} is not an image type segcam reads; "
+                         f"use one of {', '.join(IMAGE_SUFFIXES)}")
+    fs, path = _uri_fs(uri)
+    try:
+        with fs.open_input_file(path) as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise ImageError(f"{uri}: file not found; check the URI") from None
+    except OSError as exc:
+        raise ImageError(f"{uri}: cannot be read ({exc})") from None
+    return read_image_bytes(data, uri, max_side, downscale)
 
 
 def read_image(path: str | Path, max_side: int = MAX_SIDE, downscale: bool = False) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -279,6 +280,13 @@ def test_real_browser_renders_the_overlay(tmp_path) -> None:
                     last = xy
                     time.sleep(0.5)
                 assert abs(int(xy[0]) - 136) <= 6 and abs(int(xy[1]) - 288) <= 6, (before, xy)
+                # a slow method waits for Compute, then shows its progress (pass counter and time left)
+                page.locator("[data-testid='stSelectbox']").filter(has_text="Method").click()
+                page.keyboard.type("seg_score_cam")
+                page.keyboard.press("Enter")
+                page.get_by_role("button", name="Compute Seg-Score-CAM").click(timeout=60_000)
+                page.get_by_text(re.compile(r"Seg-Score-CAM · layer seg_head: forward pass \d+/\d+")).first.wait_for(
+                    timeout=180_000)
                 assert page.get_by_text("Traceback").count() == 0
             finally:
                 browser.close()
@@ -405,3 +413,35 @@ def test_views_mark_small_targets_explain_zero_maps_and_show_a_scale() -> None:
     layer = next(iter(res.maps))
     assert "no positive evidence" in app_core.zero_map_reason(zero, layer)
     assert app_core.zero_map_reason(res, layer) is None or res.maps[layer].raw_max == 0
+
+
+def test_slow_method_waits_for_compute_shows_progress_and_can_be_cancelled() -> None:
+    at = _app(method="seg_score_cam", layers=["seg3"])
+    _ok(at)
+    assert not [c for c in _captions(at) if c == "Overlay"]  # nothing computed yet
+    assert any("press Compute" in i.value for i in at.info)
+    at.button(key="compute_a").click().run()
+    _ok(at)
+    assert "Overlay" in _captions(at)
+    bars = at.get("progress")
+    assert bars and "Seg-Score-CAM · layer seg3: forward pass" in bars[-1].proto.text
+    assert bars[-1].proto.value == 100  # finished: every forward pass reported
+    # a run interrupted (the Cancel button reruns the page mid-run) says so on the next page
+    at.session_state["running_a"] = True
+    at.session_state["results"] = {}
+    at.run()
+    assert any("cancelled" in w.value for w in at.warning)
+
+
+def test_auto_method_follows_the_target_kind_and_blind_methods_are_flagged() -> None:
+    from segcam.defaults import DEFAULTS
+
+    at = _app(example="deepcrack_11215-9.jpg")
+    _ok(at)
+    at.radio(key="target_kind").set_value("Pixel").run()
+    _ok(at)
+    caption = " ".join(c.value for c in at.caption)
+    assert f"score {DEFAULTS['pixel'].score} (auto)" in caption
+    at.selectbox(key="method").set_value("seg_grad_cam").run()
+    _ok(at)
+    assert any("barely depends on where the target is" in i.value for i in at.info)

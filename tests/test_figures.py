@@ -131,3 +131,53 @@ def test_cli_figure_bad_input(tmp_path, capsys) -> None:
     assert main(["figure", "--manifest", str(run), "--masks", str(masks), "--out", str(tmp_path / "x")]) == 2
     assert "image's size" in capsys.readouterr().err
     assert not list(tmp_path.glob("x.*"))
+
+
+def _text_boxes(fig) -> list[tuple[str, object]]:
+    """Every visible, non-empty text of a figure drawn as cam_grid saves it, with its extent in display pixels."""
+    import matplotlib
+    from matplotlib.text import Text
+
+    from segcam.figures import paper_rc
+
+    with matplotlib.rc_context(paper_rc()):  # cam_grid saves inside this context; some settings apply at draw
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        return [(t.get_text(), t.get_window_extent(renderer)) for t in fig.findobj(Text)
+                if t.get_visible() and t.get_text().strip()]
+
+
+LONG = "deepcrack_IMG_6472-1_a_very_long_survey_photo_name"
+
+
+@pytest.mark.parametrize("width", ["single", "onehalf", "double"])
+@pytest.mark.parametrize("nrows,maps", [(1, 1), (1, 3), (2, 2), (5, 4)])
+@pytest.mark.parametrize("label", ["Seg-Grad-CAM", "Seg-Grad-CAM++ (high-resolution) activation"])
+def test_figure_text_never_overlaps_or_leaves_the_canvas(width, nrows, maps, label) -> None:
+    """Measured, not eyeballed: the drawn text's bounding boxes (titles, row labels, panel letters, colorbar
+    ticks and label) are pairwise disjoint and inside the figure, for every supported width and row count."""
+    import matplotlib.pyplot as plt
+
+    rows = _rows(nrows, maps)
+    rows = [FigureRow(LONG if i == 0 else r.label, r.image, r.maps, r.truth, r.prediction) for i, r in enumerate(rows)]
+    titles = ["stage2", "seg1", "seg3", "fused_product"][:maps]
+    figs: list = []
+    try:
+        cam_grid(rows, titles, "unused.pdf", width=width, normalization="shared", colorbar_label=label,
+                 keep_figure=figs)
+    except FigureError as exc:  # too many columns for this width: refused, saying what fits
+        assert "use at most" in str(exc) and not figs
+        return
+    fig = figs[0]
+    try:
+        boxes = _text_boxes(fig)
+        canvas = fig.bbox
+        assert len(boxes) >= nrows * (maps + 3)
+        for text, bb in boxes:
+            assert bb.x0 >= canvas.x0 - 0.5 and bb.y0 >= canvas.y0 - 0.5, (text, bb, canvas)
+            assert bb.x1 <= canvas.x1 + 0.5 and bb.y1 <= canvas.y1 + 0.5, (text, bb, canvas)
+        for i, (ta, a) in enumerate(boxes):
+            for tb, b in boxes[i + 1:]:
+                assert not a.overlaps(b), (ta, tb, a, b)
+    finally:
+        plt.close(fig)

@@ -58,7 +58,7 @@ def model():
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory, model):
     root = tmp_path_factory.mktemp("ray")
-    images = _images(root / "in", 6)
+    images = _images(root / "in", 10)
     local = root / "local"
     run_explain(_job(model), images, local, progress=False)
     return images, local
@@ -69,18 +69,20 @@ def test_ray_engine_writes_what_the_local_engine_writes(tmp_path, model, local_r
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         out = tmp_path / "ray"
-        summary = run_explain(_job(model), images, out, engine="ray", progress=False,
+        uris = [f"file://{p.resolve()}" for p in images]  # read through pyarrow's file system, as s3:// would be
+        summary = run_explain(_job(model), uris, out, engine="ray", progress=False,
                               ray_options=RayOptions(workers=2, batch_size=2))
         assert ray.is_initialized()  # a Ray the caller started is left running
     finally:
         ray.shutdown()
-    assert (summary.done, summary.failed) == (6, 1)
+    assert (summary.done, summary.failed) == (10, 1)
     assert _outputs(out) == _outputs(local)  # byte-identical PNG/JPEG/npz
-    assert sorted(_summary_names(out)) == sorted(_summary_names(local)) and len(_summary_names(out)) == 7
+    assert sorted(_summary_names(out)) == sorted(_summary_names(local)) and len(_summary_names(out)) == 11
     man, ref = json.loads((out / "manifest.json").read_text()), json.loads((local / "manifest.json").read_text())
     assert [r["name"] for r in man["images"]] == [r["name"] for r in ref["images"]]  # input order
     assert man["settings"] == ref["settings"]
     assert [r["status"] for r in man["images"]].count("error") == 1
+    assert man["images"][0]["image"].startswith("file://") and man["images"][0]["image_relative"] is None
 
 
 def _kill_one_actor_when(out: Path, n_done: int, killed: list[int]) -> None:
@@ -108,7 +110,7 @@ def test_two_node_cluster_survives_a_killed_worker(tmp_path, model, local_run) -
         ray.init(address=cluster.address, log_to_driver=False)
         out = tmp_path / "ray"
         killed: list[int] = []
-        killer = threading.Thread(target=_kill_one_actor_when, args=(out, 2, killed), daemon=True)
+        killer = threading.Thread(target=_kill_one_actor_when, args=(out, 1, killed), daemon=True)
         killer.start()
         summary = run_explain(_job(model), images, out, engine="ray", progress=False,
                               ray_options=RayOptions(workers=2, batch_size=1))
@@ -116,10 +118,10 @@ def test_two_node_cluster_survives_a_killed_worker(tmp_path, model, local_run) -
     finally:
         ray.shutdown()
         cluster.shutdown()
-    assert killed, "no worker was killed: the job finished before the killer saw two images"
-    assert (summary.done, summary.failed) == (6, 1)
+    assert killed, "no worker was killed: the job finished before the killer saw the first image"
+    assert (summary.done, summary.failed) == (10, 1)
     names = _summary_names(out)
-    assert sorted(names) == sorted(_summary_names(local)) and len(names) == len(set(names)) == 7
+    assert sorted(names) == sorted(_summary_names(local)) and len(names) == len(set(names)) == 11
     assert _outputs(out) == _outputs(local)
 
 
@@ -139,12 +141,12 @@ def test_killed_driver_resumes_and_skips_finished_images(tmp_path, local_run) ->
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
     proc.wait()
     done_before = len(journal.read_text().splitlines()) - 1
-    assert 2 <= done_before < 7
+    assert 2 <= done_before < 11
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 1, rerun.stderr  # one broken image
     assert "already done by an earlier run" in rerun.stderr
     names = _summary_names(out)
-    assert sorted(names) == sorted(_summary_names(local)) and len(names) == len(set(names)) == 7
+    assert sorted(names) == sorted(_summary_names(local)) and len(names) == len(set(names)) == 11
     assert _outputs(out) == _outputs(local)
 
 

@@ -154,3 +154,22 @@ def test_default_outputs_are_compact_and_the_raw_map_is_exact(tmp_path, b16) -> 
     np.savez(tmp_path / "evil.npz", other=np.zeros(2))
     with pytest.raises(ValueError, match="no 'raw' array"):
         read_map(tmp_path / "evil.npz")
+
+
+def test_uri_folders_are_listed_and_read_through_pyarrow(tmp_path) -> None:
+    """A file:// folder URI runs the same code path as s3:// or gs:// (pyarrow file systems), offline."""
+    src = tmp_path / "photos"
+    src.mkdir()
+    for name in ("cfd_001.jpg", "deepcrack_11218-3.jpg"):
+        (src / name).write_bytes((EXAMPLES / name).read_bytes())
+    (src / "notes.txt").write_text("not an image")
+    by_uri, by_path = tmp_path / "uri", tmp_path / "path"
+    assert main(["explain", "--model", "hrsegnet_b16", "--layer", "seg3", "--out", str(by_uri), f"file://{src}"]) == 0
+    assert main(["explain", "--model", "hrsegnet_b16", "--layer", "seg3", "--out", str(by_path), str(src)]) == 0
+    files = sorted(p.name for p in by_path.glob("*.*") if p.suffix in (".png", ".jpg", ".npz"))
+    assert len(files) == 6 and files == sorted(p.name for p in by_uri.glob("*.*") if p.suffix in (".png", ".jpg", ".npz"))
+    for name in files:
+        assert (by_uri / name).read_bytes() == (by_path / name).read_bytes()
+    man = json.loads((by_uri / "manifest.json").read_text())
+    assert [r["image"] for r in man["images"]] == [f"file://{src}/cfd_001.jpg", f"file://{src}/deepcrack_11218-3.jpg"]
+    assert main(["explain", "--model", "hrsegnet_b16", "--out", str(tmp_path / "x"), "nosuch://bucket/a.jpg"]) == 2

@@ -74,6 +74,10 @@ class PerturbationCAM(BaseCAM):
             out[i] = np.maximum(np.einsum("k,khw->hw", w, act), 0.0)
         return out
 
+    def passes(self, k: int) -> int:
+        """Forward passes per image for a layer of ``k`` channels (the unperturbed one and one per batch)."""
+        return 1 + len(self.batches(k))
+
     def batches(self, k: int) -> list[list[int]]:
         """Channel indices split into forward batches."""
         return [list(range(j, min(k, j + self.batch_size))) for j in range(0, k, self.batch_size)]
