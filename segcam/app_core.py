@@ -160,7 +160,12 @@ def private_copy(app_model: AppModel) -> AppModel:
     """
     import copy
 
-    return AppModel(copy.deepcopy(app_model.model), threading.Lock(), app_model.key)
+    from segcam.hooks import ensure_dygraph
+
+    ensure_dygraph()  # Paddle's mode is per thread, and Streamlit runs each session in its own
+    with app_model.lock:
+        model = copy.deepcopy(app_model.model)
+    return AppModel(model, threading.Lock(), app_model.key)
 
 
 def is_slow(method: str) -> bool:

@@ -308,6 +308,43 @@ def _downloads(res: Any, layer: str, views: app_core.Views, name: str, cmap: str
         c3.download_button("Download panel.pdf", built[1], f"{name}__panel.pdf", "application/pdf")
 
 
+def _compare(both: tuple, layers: list[str], img_name: str, cmap: str, alpha: float, norm: str, method: str,
+             score: str) -> None:
+    """Two models side by side: weights, prediction, then per layer the overlay with its scale and downloads."""
+    scale_note = ("both models' maps of a layer divided by the larger maximum of the two (comparable across models)"
+                  if norm == "shared" else "each map divided by its own maximum (compare shapes, not strengths)")
+    st.caption(f"{display_name(method)} · score {score} · {both[0][2].target} · normalisation {norm}: {scale_note}")
+    cols = st.columns(2)
+    for col, (label, am, r) in zip(cols, both):
+        col.markdown(f"**{label}** · {am.model.describe_weights()}")
+        col.image(app_core.render(r, layers[0], cmap, alpha, norm).prediction, width="stretch",
+                  caption=f"{label} prediction ({int((r.prediction == r.category).sum())} crack px)")
+    for layer in layers:
+        st.markdown(f"**{layer}**")
+        top = max(r.maps[layer].raw_max for _, _, r in both)
+        cols = st.columns(2)
+        for k, (col, (label, am, r)) in enumerate(zip(cols, both)):
+            m = r.maps[layer]
+            if norm == "shared":
+                unit = m.upsampled / top if top > 0 else np.zeros_like(m.upsampled)
+                scale = f"0 … 1 = {top:.3g} (the larger maximum of A and B)"
+            else:
+                unit = m.normalized
+                scale = f"0 … 1 = {m.raw_max:.3g} (this map's maximum)"
+            over = app_core.overlay(r.image, unit, cmap, alpha)
+            col.image(over, caption=f"{label} · {layer} → {m.layer_name} · raw max {m.raw_max:.3g}", width="stretch")
+            col.image(app_core.colorbar(cmap), caption=scale, width="stretch")
+            reason = app_core.zero_map_reason(r, layer)
+            if reason:
+                col.info(f"All zero: {reason}.")
+            stem = f"{img_name}__{am.model.name}__{layer}"
+            d1, d2 = col.columns(2)
+            d1.download_button("Overlay PNG", app_core.png_bytes(over), f"{stem}__overlay.png", "image/png",
+                               key=f"cmp_png_{k}_{layer}")
+            d2.download_button("Raw map .npy", app_core.npy_bytes(m.upsampled), f"{stem}.npy",
+                               key=f"cmp_npy_{k}_{layer}")
+
+
 def _browse_run() -> None:
     root = app_core.runs_root()
     folder = st.text_input(f"Run folder (the --out of segcam explain), relative to {root}", key="run_folder")
@@ -436,18 +473,8 @@ def _page() -> None:
             return
         if res2 is None:
             return
-        for layer in layers:
-            c1, c2 = st.columns(2)
-            both = [(f"A: {am.model.name}", res), (f"B: {am2.model.name}", res2)]
-            # shared: both models' maps of this layer divided by the larger maximum, so they are comparable
-            top = max(r.maps[layer].raw_max for _, r in both)
-            for col, (mname, r) in zip((c1, c2), both):
-                if norm == "shared":
-                    up = r.maps[layer].upsampled
-                    unit = up / top if top > 0 else np.zeros_like(up)
-                else:
-                    unit = r.maps[layer].normalized
-                col.image(app_core.overlay(r.image, unit, cmap, alpha), caption=f"{mname} · {layer}", width="stretch")
+        _compare(((f"A: {am.model.name}", am, res), (f"B: {am2.model.name}", am2, res2)), layers, img_name, cmap,
+                 alpha, norm, method, score)
         return
     shown = st.radio("Shown layer", layers, key="shown", horizontal=True)
     views = _views(res, shown, cmap, alpha, norm)

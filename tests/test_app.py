@@ -74,11 +74,19 @@ def test_compare_models() -> None:
     at.multiselect(key="layers").set_value(["seg_head", "stage2"]).run()
     at.sidebar.radio(key="mode").set_value("Compare models").run()
     _ok(at)
-    assert _captions(at) == ["A: hrsegnet_b16 · seg_head", "B: hrsegnet_b16 · seg_head",
-                             "A: hrsegnet_b16 · stage2", "B: hrsegnet_b16 · stage2"]
+    caps = _captions(at)
+    # per model: its prediction, then per layer its overlay (layer, real name, raw max) and its colour scale
+    assert [c.split(" (")[0] for c in caps[:2]] == ["A: hrsegnet_b16 prediction", "B: hrsegnet_b16 prediction"]
+    assert [c.split(" → ")[0] for c in caps[2::2]] == ["A: hrsegnet_b16 · seg_head", "B: hrsegnet_b16 · seg_head",
+                                                      "A: hrsegnet_b16 · stage2", "B: hrsegnet_b16 · stage2"]
+    assert all("raw max" in c for c in caps[2::2]) and all("this map's maximum" in c for c in caps[3::2])
+    assert len(at.get("download_button")) == 8  # overlay PNG + raw map per model and layer
+    assert any("RANDOMLY INITIALISED" in m.value for m in at.markdown)  # each model's weights are named
     at.radio(key="norm").set_value("shared").run()
     _ok(at)
-    assert len(_captions(at)) == 4
+    scales = [c for c in _captions(at) if c.startswith("0 … 1")]
+    assert len(scales) == 4 and all("larger maximum of A and B" in c for c in scales)
+    assert scales[0] == scales[1]  # one scale for both models of a layer
 
 
 def _upload(at: AppTest, name: str, data: bytes, mime: str = "image/png") -> AppTest:

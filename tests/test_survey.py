@@ -167,7 +167,7 @@ def test_uri_folders_are_listed_and_read_through_pyarrow(tmp_path) -> None:
     assert main(["explain", "--model", "hrsegnet_b16", "--layer", "seg3", "--out", str(by_uri), f"file://{src}"]) == 0
     assert main(["explain", "--model", "hrsegnet_b16", "--layer", "seg3", "--out", str(by_path), str(src)]) == 0
     files = sorted(p.name for p in by_path.glob("*.*") if p.suffix in (".png", ".jpg", ".npz"))
-    assert len(files) == 6 and files == sorted(p.name for p in by_uri.glob("*.*") if p.suffix in (".png", ".jpg", ".npz"))
+    assert len(files) == 8 and files == sorted(p.name for p in by_uri.glob("*.*") if p.suffix in (".png", ".jpg", ".npz"))
     for name in files:
         assert (by_uri / name).read_bytes() == (by_path / name).read_bytes()
     man = json.loads((by_uri / "manifest.json").read_text())
