@@ -141,8 +141,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     import segcam
     from segcam.batch import ExplainJob, RayOptions, check_output_dir, run_explain
     from segcam.defaults import location_note, recipe_for, target_kind
-    from segcam.layers import LayerNotFoundError, resolve_layers
     from segcam.images import MIN_SIDE
+    from segcam.layers import LayerNotFoundError, resolve_layers
     from segcam.overlay import check_cmap
     from segcam.result import NORMALIZATIONS, parse_artifacts
     from segcam.targets import parse_target

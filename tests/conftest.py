@@ -89,3 +89,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         if os.environ.get("SEGCAM_REQUIRE_DATA") == "1":
             pytest.fail(f"SEGCAM_REQUIRE_DATA=1 but the crack data sets are missing: {exc}")
         pytest.skip(f"needs the crack data sets (../shared/data or $SEGCAM_DATA): {exc}")
+
+
+def small_crops(folder: Path, n: int) -> list[Path]:
+    """``n`` distinct 128x96 crops of a DeepCrack example as PNGs (fast, real-photo batch inputs)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    src = np.asarray(Image.open(EXAMPLES / "deepcrack_11215-9.jpg").convert("RGB"))
+    paths = []
+    for i in range(n):
+        p = folder / f"img{i:02d}.png"
+        Image.fromarray(np.ascontiguousarray(src[i * 8:i * 8 + 96, i * 16:i * 16 + 128])).save(p)
+        paths.append(p)
+    return paths

@@ -27,7 +27,8 @@ def test_every_target_kind_has_a_measured_recipe() -> None:
         assert r.score in ("logit", "margin", "prob") and r.layer in ("seg3", "seg_head")
         if kind != "pred":
             assert r.own_energy >= 0.9 and r.method not in LOCATION_BLIND, (kind, r)  # the map follows the target
-    assert target_kind(PredictedTarget()) == "pred" and target_kind(parse_target(f"mask:{EXAMPLES.parent / 'masks'}", 1)) == "pred"
+    assert target_kind(PredictedTarget()) == "pred"
+    assert target_kind(parse_target(f"mask:{EXAMPLES.parent / 'masks'}", 1)) == "pred"
     assert target_kind(ComponentTarget(rank=2)) == "component"
     assert recipe_for(PixelTarget(1, 3, 4)) is DEFAULTS["pixel"] and recipe_for(BoxTarget(1, 0, 0, 9, 9)) is DEFAULTS["box"]
     assert location_note(DEFAULTS["pixel"].method, PixelTarget(1, 3, 4)) is None

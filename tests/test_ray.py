@@ -11,11 +11,9 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import ray  # the [dev] extra installs the [ray] one: these tests never skip
-from conftest import EXAMPLES
-from PIL import Image
+from conftest import EXAMPLES, small_crops
 
 import segcam
 from segcam.batch import ExplainJob, RayOptions, run_explain
@@ -24,13 +22,7 @@ SUFFIXES = (".png", ".jpg", ".npz")
 
 
 def _images(folder: Path, n: int) -> list[Path]:
-    folder.mkdir(parents=True)
-    src = np.asarray(Image.open(EXAMPLES / "deepcrack_11215-9.jpg").convert("RGB"))
-    paths = []
-    for i in range(n):
-        p = folder / f"img{i:02d}.png"
-        Image.fromarray(np.ascontiguousarray(src[i * 8:i * 8 + 96, i * 16:i * 16 + 128])).save(p)
-        paths.append(p)
+    paths = small_crops(folder, n)
     (folder / "broken.png").write_bytes(b"not a png")
     return [*paths, folder / "broken.png"]
 

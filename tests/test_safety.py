@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import small_crops
 from PIL import Image
 
 from segcam.cli import main
@@ -123,14 +124,7 @@ def test_colliding_names_get_their_own_files_end_to_end(tmp_path) -> None:
 
 
 def _small_images(folder: Path, n: int) -> list[str]:
-    folder.mkdir(parents=True)
-    src = np.asarray(Image.open(EXAMPLES / "deepcrack_11215-9.jpg").convert("RGB"))
-    paths = []
-    for i in range(n):
-        p = folder / f"img{i:02d}.png"
-        Image.fromarray(np.ascontiguousarray(src[i * 8:i * 8 + 96, i * 16:i * 16 + 128])).save(p)
-        paths.append(str(p))
-    return paths
+    return [str(p) for p in small_crops(folder, n)]
 
 
 def _journal_count(out: Path) -> int:
