@@ -68,33 +68,42 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="first N test images (0 = all 237)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--reuse-cost", action="store_true",
+                    help="keep params, FLOPs and the (uncontended) latency of OUT/comparison.json and re-evaluate only "
+                         "the quality of --models (for new weights: cost does not depend on them); other rows stay")
     args = ap.parse_args(argv)
     overrides = dict(w.split("=", 1) for w in args.weights)
     pairs = parse_data_spec(args.data)[: args.limit or None]
     x = paddle.to_tensor(np.random.default_rng(0).standard_normal((1, 3, 400, 400)).astype(np.float32))
+    old = {r["name"]: r for r in json.loads((Path(args.out) / "comparison.json").read_text())} if args.reuse_cost else {}
     rows = []
     for name in args.models:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = segcam.create_model(name, weights=overrides.get(name))
         net = model.network
-        params = sum(int(np.prod(p.shape)) for p in net.parameters() if not p.stop_gradient)
-        with paddle.no_grad():
-            net(x)
-            times = []
-            for _ in range(args.repeats):
-                t0 = time.perf_counter()
+        if name in old:
+            cost = {k: old[name][k] for k in ("params", "gflops", "latency_ms")}
+        else:
+            params = sum(int(np.prod(p.shape)) for p in net.parameters() if not p.stop_gradient)
+            with paddle.no_grad():
                 net(x)
-                times.append(time.perf_counter() - t0)
-        row = {"name": name, "params": params / 1e6, "gflops": (_flops(net, 400) or 0) / 1e9,
-               "latency_ms": statistics.median(times) * 1000, "weights": model.weights,
-               "weights_sha256": model.weights_sha256,
+                times = []
+                for _ in range(args.repeats):
+                    t0 = time.perf_counter()
+                    net(x)
+                    times.append(time.perf_counter() - t0)
+            cost = {"params": params / 1e6, "gflops": (_flops(net, 400) or 0) / 1e9,
+                    "latency_ms": statistics.median(times) * 1000}
+        row = {"name": name, **cost, "weights": model.weights, "weights_sha256": model.weights_sha256,
                "budget": _budget(model.weights)}
         if not model.random_init:
             res = evaluate(net, pairs, progress=True)
             row.update(miou=res["miou"], crack_iou=res["crack_iou"], f1=res["f1"], images=res["images"])
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
+    done = {r["name"] for r in rows}
+    rows = sorted(rows + [r for n, r in old.items() if n not in done], key=lambda r: r["name"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"| model | params (M) | GFLOPs @400 (paddle.flops) | CPU latency @400 (ms) | training (256x256 crops) "
