@@ -1,8 +1,11 @@
 """The batch pipeline: read -> predict -> explain -> write outputs, manifest and summary rows.
 
 ``segcam explain`` (and anything else that explains a list of photos) calls
-:func:`run_explain`; the per-image work is :func:`explain_image`, and the
-output folder's bookkeeping is :class:`RunFolder`:
+:func:`run_explain`, with the local engine (this process) or the Ray engine
+(:mod:`segcam.distributed`). Both run the one per-image loop,
+:func:`explain_each` (:func:`compute_image` then :func:`write_image`, writing on
+a thread while the next image is computed), and the output folder's
+bookkeeping is :class:`RunFolder`:
 
 * an exclusive lock on the folder (a second run into it is refused);
 * a journal (``.segcam-journal.jsonl``) appended and flushed as each image
@@ -36,8 +39,8 @@ from segcam.io_utils import safe_name, save_csv, save_json
 from segcam.result import ARTIFACTS, ImageExplanation
 
 __all__ = ["BatchSummary", "ExplainJob", "RayOptions", "RunFolder", "RunFolderError", "check_output_dir",
-           "compute_image", "error_entry", "explain_each", "explain_image", "ok_row", "output_stems", "preflight", "run_explain",
-           "write_image"]
+           "compute_image", "error_entry", "explain_each", "ok_row", "output_stems", "preflight",
+           "run_explain", "write_image"]
 
 JOURNAL = ".segcam-journal.jsonl"
 LOCK = ".segcam.lock"
@@ -123,7 +126,7 @@ class ExplainJob:
     fuse: bool = False
     artifacts: tuple[str, ...] = ARTIFACTS
     tile: int | None = None
-    tile_overlap: int = 64
+    tile_overlap: int = 128
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that decide the outputs: a rerun resumes only when they are the same."""
@@ -208,17 +211,6 @@ def write_image(job: ExplainJob, image: ImageExplanation, path: str | Path, out:
         rec.update(image=str(Path(path).resolve()),
                    image_relative=os.path.relpath(Path(path).resolve(), out.resolve()), status="ok")
     return rec
-
-
-def explain_image(job: ExplainJob, path: Path, name: str, out: Path,
-                  warn: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Explain one image file and write its outputs into ``out`` (:func:`compute_image`, :func:`write_image`).
-
-    Raises:
-        segcam.images.ImageError, FileNotFoundError, ValueError: A bad image or mask (the batch records it).
-        OSError: The outputs could not be written.
-    """
-    return write_image(job, compute_image(job, path, name, warn), path, out)
 
 
 def preflight(model: Any, layers: Sequence[str], method: str, method_args: dict[str, Any], category: int = 1,
