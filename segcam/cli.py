@@ -267,16 +267,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from segcam.io_utils import save_csv, save_json
     from segcam.training.loop import evaluate
 
+    if not 0 < args.scale <= 8:
+        raise UsageError(f"--scale must be in (0, 8], got {args.scale}")
     sets = {k: v[: args.limit or None] for k, v in parse_data_specs(args.data).items()}
     model = _load_model(args)
     print(f"segcam: model {model.name}: {model.describe_weights()}", file=sys.stderr)
     per_image: list[dict[str, Any]] = []
     results = {}
     for spec, pairs in sets.items():
-        res = evaluate(model.network, pairs, progress=True,
+        res = evaluate(model.network, pairs, progress=True, scale=args.scale,
                        on_image=lambda p, s, spec=spec: per_image.append({"data": spec, "image": str(p.image), **s}))
         results[spec] = res
-        print(f"{spec} ({res['images']} images, {model.name}): mIoU {res['miou']:.4f}  crack IoU "
+        at = f", scale {args.scale:g}" if args.scale != 1 else ""
+        print(f"{spec} ({res['images']} images, {model.name}{at}): mIoU {res['miou']:.4f}  crack IoU "
               f"{res['crack_iou']:.4f}  precision {res['precision']:.4f}  recall {res['recall']:.4f}  F1 {res['f1']:.4f}")
     if len(results) > 1:
         mean = {k: sum(r[k] for r in results.values()) / len(results) for k in ("miou", "crack_iou", "recall", "f1")}
@@ -287,7 +290,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         save_csv(args.csv, per_image)
     if args.json:
         save_json(args.json, {"model": model.name, "tag": model.tag, "weights_sha256": model.weights_sha256,
-                              "data": args.data, "results": results})
+                              "data": args.data, "scale": args.scale, "results": results})
     return 0
 
 
@@ -599,6 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", default=None, help="write per-image scores here")
     p.add_argument("--json", default=None, help="write the per-set scores here")
     p.add_argument("--limit", type=int, default=0, help="use only the first N images (0 = all)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="test-time scale: resize each image by this factor before the network and score the "
+                        "prediction resized back to the original size (e.g. 2 for small crops; see the model cards)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("figure", help="publication figure: rows = images, columns = input | GT | prediction | CAMs",

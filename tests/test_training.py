@@ -356,3 +356,51 @@ def test_training_can_start_from_trained_weights(tmp_path) -> None:
     assert state["init_weights"] == str(init)
     with pytest.raises(WeightsError, match="does not match"):
         train(cfg, tmp_path / "bad", iters=2, progress=False, init_weights=get_model_spec("hrsegnet_b48").tags["deepcrack"])
+
+
+class _RedIsCrack(paddle.nn.Layer):
+    """A stand-in network: crack logit = the red channel, background logit = 0; records its input size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[int, int]] = []
+
+    def forward(self, x):
+        self.seen.append(tuple(x.shape[2:]))
+        return [paddle.concat([paddle.zeros_like(x[:, :1]), x[:, :1]], axis=1)]
+
+
+def test_test_time_scale_runs_the_network_on_the_resized_image_and_scores_at_the_original_size() -> None:
+    from segcam.training.loop import predict_mask
+
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[10:30, 20:44, 0] = 255  # a red block = "crack"
+    net = _RedIsCrack()
+    plain = predict_mask(net, rgb)
+    doubled = predict_mask(net, rgb, scale=2)
+    half = predict_mask(net, rgb, scale=0.5)
+    assert net.seen == [(40, 60), (80, 120), (20, 30)]
+    assert plain.shape == doubled.shape == half.shape == (40, 60)
+    assert plain.sum() == 20 * 24 and (doubled == plain).all()  # blocks survive bilinear up and down
+    assert (half[12:28, 22:42] == 1).all() and (half[:8] == 0).all()
+    with pytest.raises(ValueError, match="scale must be a positive number"):
+        predict_mask(net, rgb, scale=0)
+
+
+def test_evaluate_cli_rejects_a_bad_scale(capsys) -> None:
+    from segcam.cli import main
+
+    assert main(["evaluate", "--model", "hrsegnet_b16", "--data", "deepcrack:test", "--scale", "0"]) == 2
+    assert "--scale must be in (0, 8], got 0.0" in capsys.readouterr().err
+
+
+@pytest.mark.needs_data
+def test_evaluate_cli_scale_is_reported(tmp_path, capsys) -> None:
+    from segcam.cli import main
+
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", "--model", "hrsegnet_b16", "--data", "gaps384_crops:test", "--limit", "3", "--scale", "2",
+                 "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["scale"] == 2 and rec["results"]["gaps384_crops:test"]["images"] == 3
+    assert "scale 2)" in capsys.readouterr().out

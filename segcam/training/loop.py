@@ -309,16 +309,35 @@ def train(config: str | Path, save_dir: str | Path, iters: int | None = None, ba
     return state
 
 
-def predict_mask(model: Any, rgb: np.ndarray) -> np.ndarray:
-    """Argmax class map (H x W, uint8) of one RGB image; the model must be in eval mode."""
+def predict_mask(model: Any, rgb: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Argmax class map (H x W, uint8) of one RGB image; the model must be in eval mode.
+
+    Args:
+        model: A segmentation network in eval mode.
+        rgb: H x W x 3 uint8 image.
+        scale: Test-time scale: the image is resized by this factor (bilinear) before the network and the
+            logits are resized back to H x W (bilinear) before the argmax. 1 runs the image as it is.
+
+    Raises:
+        ValueError: ``scale`` is not a positive number.
+    """
+    import cv2
+
+    if not scale > 0:
+        raise ValueError(f"scale must be a positive number, got {scale}")
     ensure_dygraph()
+    h, w = rgb.shape[:2]
+    x = rgb if scale == 1 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                          interpolation=cv2.INTER_LINEAR)
     with paddle.no_grad():
-        logits = model(paddle.to_tensor(normalize(rgb)))[0]
-    return logits.argmax(axis=1)[0].numpy().astype(np.uint8)
+        logits = model(paddle.to_tensor(normalize(x)))[0][0].numpy()
+    if scale != 1:
+        logits = np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in logits])
+    return logits.argmax(axis=0).astype(np.uint8)
 
 
 def evaluate(model: Any, pairs: list[Pair], on_image: Callable[[Pair, dict[str, float]], None] | None = None,
-             progress: bool = False) -> dict[str, Any]:
+             progress: bool = False, scale: float = 1.0) -> dict[str, Any]:
     """Full-frame evaluation: pixel confusion accumulated over all pairs.
 
     Args:
@@ -326,6 +345,8 @@ def evaluate(model: Any, pairs: list[Pair], on_image: Callable[[Pair, dict[str, 
         pairs: Image/mask pairs.
         on_image: Called with each pair and its own scores (for per-image CSVs).
         progress: Show a tqdm bar on stderr.
+        scale: Test-time scale for every image (see :func:`predict_mask`); scores are always taken at the
+            original size against the original mask.
 
     Returns:
         ``scores`` of the accumulated matrix plus ``images`` (count).
@@ -337,7 +358,7 @@ def evaluate(model: Any, pairs: list[Pair], on_image: Callable[[Pair, dict[str, 
     for pair in tqdm(pairs, disable=not progress, file=sys.stderr, desc="evaluate"):
         rgb = read_image(pair.image, max_side=8192)
         label = load_mask(pair.mask)
-        pred = predict_mask(model, rgb)
+        pred = predict_mask(model, rgb, scale)
         one = cm.update(pred, label)
         if on_image is not None:
             on_image(pair, scores(one))
