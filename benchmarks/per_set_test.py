@@ -1,6 +1,7 @@
 """Per-set test scores of shipped weights: every set with a test split, full frames (issue: crack-general weights).
 
     python benchmarks/per_set_test.py hrsegnet_b16.deepcrack hrsegnet_b16.mix hrsegnet_b48.deepcrack hrsegnet_b48.mix
+    python benchmarks/per_set_test.py hrsegnet_b48.mix --scale 2     # test-time scale (segcam evaluate --scale)
 
 Takes each tag's scores from its model card when the card has all five test sets (the release command measured
 them), else runs `segcam evaluate --data mix:test` (kept in results/per_set/ until the weights change), then
@@ -20,18 +21,18 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "per_set"
 
 
-def evaluate(tag: str, threads: int) -> dict:
+def evaluate(tag: str, threads: int, scale: float = 1.0) -> dict:
     from segcam.zoo import create_model, get_model_spec, split_tag
 
     name, tg = split_tag(tag)
     card = get_model_spec(name).tag_info(tg or get_model_spec(name).default_tag)
-    if all(s in card.get("metrics", {}) for s in SETS):
+    if scale == 1 and all(s in card.get("metrics", {}) for s in SETS):
         return {"results": card["metrics"]}
-    path = OUT / f"{tag}.json"
+    path = OUT / (f"{tag}.json" if scale == 1 else f"{tag}@{scale:g}.json")
     weights = Path(create_model(tag).weights)
     if not path.is_file() or path.stat().st_mtime < weights.stat().st_mtime:
         subprocess.run([sys.executable, "-m", "segcam", "evaluate", "--model", tag, "--data", "mix:test",
-                        "--threads", str(threads), "--json", str(path)], check=True)
+                        "--threads", str(threads), "--scale", str(scale), "--json", str(path)], check=True)
     return json.loads(path.read_text())
 
 
@@ -41,17 +42,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("tags", nargs="+")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--scale", type=float, default=1.0, help="test-time scale (segcam evaluate --scale)")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     head = " | ".join(f"{s.split(':')[0]} mIoU / crack IoU / recall / F1" for s in SETS)
     print(f"| weights | {head} | mean mIoU |")
     print("|---|" + "---|" * (len(SETS) + 1))
     for tag in args.tags:
-        res = evaluate(tag, args.threads)["results"]
+        res = evaluate(tag, args.threads, args.scale)["results"]
         cells = [f"{res[s]['miou']:.3f} / {res[s]['crack_iou']:.3f} / {res[s]['recall']:.3f} / {res[s]['f1']:.3f}"
                  for s in SETS]
         mean = sum(res[s]["miou"] for s in SETS) / len(SETS)
-        print(f"| {tag} | {' | '.join(cells)} | {mean:.3f} |")
+        label = tag if args.scale == 1 else f"{tag}, scale {args.scale:g}"
+        print(f"| {label} | {' | '.join(cells)} | {mean:.3f} |")
 
 
 if __name__ == "__main__":
