@@ -16,6 +16,7 @@ import paddle
 
 from segcam.config import build_component, load_config
 from segcam.data import Pair, load_mask
+from segcam.engine import main_logits
 from segcam.hooks import ensure_dygraph
 from segcam.images import normalize, read_image
 from segcam.io_utils import atomic_write
@@ -330,10 +331,8 @@ def predict_mask(model: Any, rgb: np.ndarray, scale: float = 1.0) -> np.ndarray:
     x = rgb if scale == 1 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
                                           interpolation=cv2.INTER_LINEAR)
     with paddle.no_grad():
-        logits = model(paddle.to_tensor(normalize(x)))[0][0].numpy()
-    if scale != 1:
-        logits = np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in logits])
-    return logits.argmax(axis=0).astype(np.uint8)
+        logits = main_logits(model(paddle.to_tensor(normalize(x))), size=None if scale == 1 else (h, w))
+    return logits.argmax(axis=1)[0].numpy().astype(np.uint8)
 
 
 def evaluate(model: Any, pairs: list[Pair], on_image: Callable[[Pair, dict[str, float]], None] | None = None,
