@@ -130,8 +130,8 @@ def bench_tile(model, paths: list[Path]) -> dict:
         tm = explain_tiled(model, rgb, ["seg3"], tile=256, overlap=64).maps["seg3"].normalized
         (tb, ti), (wb, wi) = _border_and_inside_gradient(tm, 256, 64), _border_and_inside_gradient(wm, 256, 64)
         seam.append((tb / ti) / (wb / wi))
-    # The CLI's default tiles (1024, overlap 128) on frames enlarged 3x (1632x1152), the largest size at which a
-    # whole-photo forward pass still fits comfortably for the comparison.
+    # The CLI's default tiles (1024, overlap 128) on frames enlarged 3x (1632x1152): two tiles per side, so the
+    # overlaps are exercised, while a whole-photo forward pass for the comparison stays quick on a CPU.
     big = []
     for p in paths[:4]:
         rgb = segcam.read_image(p)
