@@ -26,7 +26,8 @@ from segcam.targets import Target
 
 __all__ = ["AppModel", "Views", "allowed_file", "colorbar", "compute", "example_images", "image_key", "inside",
            "is_slow", "layer_choices", "load_model", "load_run", "mark_target", "npy_bytes", "png_bytes",
-           "private_copy", "read_png", "render", "runs_root", "target_key", "weights_roots", "zero_map_reason"]
+           "list_runs", "private_copy", "read_png", "render", "runs_root", "serving_refusal", "target_key",
+           "weights_roots", "zero_map_reason"]
 
 #: Largest image side the app computes on; larger uploads are downscaled with a notice.
 APP_MAX_SIDE = 1024
@@ -35,28 +36,65 @@ MAX_UPLOAD_MB = 50
 #: Environment variables that ``segcam app`` sets from ``--weights-root`` / ``--runs-root``.
 ENV_WEIGHTS_ROOTS = "SEGCAM_APP_WEIGHTS_ROOTS"
 ENV_RUNS_ROOT = "SEGCAM_APP_RUNS_ROOT"
+#: Set to 1 by ``segcam app --host ADDRESS`` (an explicit choice to serve beyond this machine).
+ENV_ALLOW_REMOTE = "SEGCAM_APP_ALLOW_REMOTE"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def weights_roots() -> list[Path]:
     """Folders the app may read weights and YAML configs from.
 
-    ``$SEGCAM_APP_WEIGHTS_ROOTS`` (``os.pathsep``-separated) if set, else the working directory
-    and segcam's shipped weights.
+    ``$SEGCAM_APP_WEIGHTS_ROOTS`` (``os.pathsep``-separated; ``segcam app`` sets it from ``--weights-root``,
+    default the working directory and the shipped weights) if set, else the shipped weights only (a bare
+    ``streamlit run`` opens nothing of the working directory).
     """
     import os
 
     from segcam.zoo import PRETRAINED_DIR
 
     env = os.environ.get(ENV_WEIGHTS_ROOTS)
-    roots = [Path(p) for p in env.split(os.pathsep) if p] if env else [Path.cwd(), PRETRAINED_DIR]
+    roots = [Path(p) for p in env.split(os.pathsep) if p] if env else [PRETRAINED_DIR]
     return [r.resolve() for r in roots]
 
 
-def runs_root() -> Path:
-    """The folder under which the app browses run folders (``$SEGCAM_APP_RUNS_ROOT``, else the working directory)."""
+def runs_root() -> Path | None:
+    """The folder under which the app browses run folders (``$SEGCAM_APP_RUNS_ROOT``, which ``segcam app`` sets).
+
+    None when the page was started without it (a bare ``streamlit run``): then no run folder is served.
+    """
     import os
 
-    return Path(os.environ.get(ENV_RUNS_ROOT) or Path.cwd()).resolve()
+    env = os.environ.get(ENV_RUNS_ROOT)
+    return Path(env).resolve() if env else None
+
+
+def list_runs(root: Path, limit: int = 200) -> list[str]:
+    """Run folders (holding a ``manifest.json``) under ``root``, relative to it, newest first (two levels deep)."""
+    found = []
+    for depth in ("*/manifest.json", "*/*/manifest.json"):
+        for man in root.glob(depth):
+            try:
+                inside(root, man.parent.relative_to(root))
+            except ValueError:
+                continue  # a symlink that leaves the root
+            if man.is_file():
+                found.append((man.stat().st_mtime, str(man.parent.relative_to(root))))
+    return [rel for _, rel in sorted(found, reverse=True)[:limit]]
+
+
+def serving_refusal(server_address: str | None, client_ip: str | None, allow_remote: bool) -> str | None:
+    """Why the page must not be served to this visitor, or None.
+
+    The page is served beyond this machine only when ``segcam app --host`` said so (``allow_remote``).
+    A server bound to every interface without that (a ``streamlit run`` outside the repository's
+    ``.streamlit/config.toml``) still answers only visitors from 127.0.0.1 / ::1.
+    """
+    if allow_remote:
+        return None
+    if client_ip is not None and client_ip not in LOOPBACK and not client_ip.startswith("::ffff:127."):
+        return (f"This segcam app serves only this machine (your address {client_ip} is not local). Whoever started "
+                "it can allow other machines with `segcam app --host ADDRESS`.")
+    return None
 
 
 def inside(root: Path, rel: str | Path) -> Path:
@@ -274,8 +312,12 @@ def load_run(folder: str | Path, root: Path | None = None) -> dict[str, Any]:
     from segcam.result import SCHEMA_VERSION
 
     root = root or runs_root()
+    if root is None:
+        raise ValueError("no runs folder was given to this app; start it with `segcam app --runs-root DIR`")
     run_dir = inside(root, folder)
     path = run_dir / "manifest.json"
+    if path.is_symlink() or (path.exists() and path.resolve().parent != run_dir):
+        raise ValueError(f"{folder}/manifest.json is a link to a file elsewhere; only a run folder's own manifest is read")
     if not path.is_file():
         raise FileNotFoundError(f"{folder} holds no manifest.json; give the --out folder of a segcam explain run "
                                 f"(relative to {root})")
@@ -286,10 +328,17 @@ def load_run(folder: str | Path, root: Path | None = None) -> dict[str, Any]:
     version = data.get("schema_version") if isinstance(data, dict) else None
     if not isinstance(data, dict) or data.get("schema") != "segcam.explain" or version not in (1, SCHEMA_VERSION):
         raise ValueError(f"{folder}/manifest.json is not a segcam explain manifest of schema version 1-{SCHEMA_VERSION}")
+    if not isinstance(data.get("images", []), list):
+        raise ValueError(f"{folder}/manifest.json: 'images' must be a list of image records, got "
+                         f"{type(data.get('images')).__name__}; rerun segcam explain into a new --out")
     images, refused = [], 0
     for rec in data.get("images", []):
+        if not isinstance(rec, dict) or not isinstance(rec.get("name"), str) or not isinstance(rec.get("layers", {}), dict):
+            refused += 1
+            continue
         try:
             for files in (rec.get("layers") or {}).values():
+                files["raw_max"] = float(files.get("raw_max", float("nan")))  # a non-number: the record is refused
                 for key in ("overlay", "heatmap"):  # either may be left out by --save
                     if key in files:
                         files[key] = str(inside(run_dir, files[key]))
@@ -301,4 +350,8 @@ def load_run(folder: str | Path, root: Path | None = None) -> dict[str, Any]:
         images.append(rec)
     data["images"], data["refused"] = images, refused
     data["folder"] = str(run_dir)
+    model, norm = data.get("model"), data.get("normalization")
+    data["caption"] = " · ".join(str(x) for x in (model.get("name") if isinstance(model, dict) else "?",
+                                                   data.get("method", "?"),
+                                                   norm.get("mode") if isinstance(norm, dict) else "?"))
     return data

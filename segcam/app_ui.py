@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import paddle
 import streamlit as st
 
 from segcam import app_core
@@ -25,6 +26,10 @@ from segcam.overlay import COLORMAPS
 from segcam.targets import BoxTarget, MaskTarget, PixelTarget, PredictedTarget, TargetError
 from segcam.weights import PARTIAL_HINT
 from segcam.zoo import list_models
+
+# Paddle's C++ signal handlers print a "FatalError: Termination signal is detected" banner when the server is
+# stopped with SIGTERM; the page needs none of them (a crash still ends the process).
+paddle.disable_signal_handler()
 
 #: The method/score choice that follows the target kind (segcam.defaults).
 AUTO = "auto"
@@ -347,6 +352,16 @@ def _compare(both: tuple, layers: list[str], img_name: str, cmap: str, alpha: fl
 
 def _browse_run() -> None:
     root = app_core.runs_root()
+    if root is None:
+        st.info("This app was started without a runs folder: start it with `segcam app --runs-root DIR` to browse "
+                "the segcam explain runs under DIR.")
+        return
+    runs = app_core.list_runs(root)
+    if runs:
+        picked = st.selectbox(f"Runs under {root}", ["", *runs], key="run_pick",
+                              format_func=lambda r: r or "(choose a run, or type its folder below)")
+        if picked and st.session_state.get("run_folder") != picked:
+            st.session_state["run_folder"] = picked
     folder = st.text_input(f"Run folder (the --out of segcam explain), relative to {root}", key="run_folder")
     if not folder:
         st.info("Give the folder of a segcam explain run to browse its overlays without recomputing.")
@@ -359,7 +374,7 @@ def _browse_run() -> None:
     if run["refused"]:
         st.warning(f"{run['refused']} entries of this manifest name files outside the run folder; they are not shown.")
     ok = [r for r in run["images"] if r.get("status", "ok") == "ok"]
-    st.caption(f"{run['model']['name']} · {run['method']} · {len(ok)} images · {run['normalization']['mode']}")
+    st.caption(f"{run['caption']} · {len(ok)} images")
     if not ok:
         st.info("This run has no successfully explained image.")
         return
@@ -386,6 +401,11 @@ def _browse_run() -> None:
 
 def main() -> None:
     """Draw the page; any unexpected error is one short message (details in the server log), never a traceback."""
+    refusal = app_core.serving_refusal(st.get_option("server.address"), st.context.ip_address,
+                                       os.environ.get(app_core.ENV_ALLOW_REMOTE) == "1")
+    if refusal:
+        st.error(refusal)
+        return
     try:
         _page()
     except Exception as exc:  # noqa: BLE001 - the last line of defence (Streamlit's reruns are BaseExceptions)

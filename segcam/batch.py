@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -31,7 +32,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -39,11 +40,13 @@ from segcam.io_utils import safe_name, save_csv, save_json
 from segcam.result import ARTIFACTS, ImageExplanation
 
 __all__ = ["BatchSummary", "ExplainJob", "RayOptions", "RunFolder", "RunFolderError", "check_output_dir",
-           "compute_image", "error_entry", "explain_each", "ok_row", "output_stems", "preflight",
+           "compute_image", "error_entry", "explain_each", "is_output_name", "ok_row", "output_stems", "preflight",
            "run_explain", "write_image"]
 
 JOURNAL = ".segcam-journal.jsonl"
 LOCK = ".segcam.lock"
+#: The write probe of :func:`check_output_dir` (left behind only by a kill between its two calls).
+PROBE_RE = re.compile(r"^\.segcam-probe-\d+\.tmp$")
 #: Manifest and summary are rewritten at most this often (and at the end); the journal has every image at once.
 REWRITE_SECONDS = 2.0
 #: Largest side read when tiling (a 50 MP photo is 8660 x 5773); tiles keep memory bounded, not this.
@@ -51,6 +54,10 @@ TILED_MAX_SIDE = 16384
 #: Images explained but not yet written that a batch may hold (bounds memory; writing overlaps computing).
 MAX_PENDING_WRITES = 4
 ENGINES = ("local", "ray")
+#: Suffixes of per-image outputs (``<stem>__...``): the only files besides RUN_FILES a run ever deletes.
+OUTPUT_SUFFIXES = (".png", ".jpg", ".npz", ".npy")
+#: Run-level files a run writes (and, with ``--overwrite``, removes).
+RUN_FILES = ("manifest.json", "summary.csv", JOURNAL)
 SUMMARY_FIELDS = ("image", "name", "status", "error", "width", "height", "target_pixels", "empty_target", "seconds")
 
 
@@ -58,23 +65,39 @@ class RunFolderError(OSError):
     """The output folder cannot be used (locked, a file, not writable, another run's settings)."""
 
 
-def output_stems(images: Sequence[str | Path]) -> list[str]:
+def output_stems(images: Sequence[str | Path], previous: Mapping[str, str | None] | None = None) -> list[str]:
     """Unique, file-system-safe output stems for ``images`` (in order).
 
     Characters other than Unicode letters, digits, ``_``, ``.`` and ``-`` become
     ``_`` (so ``"x y.jpg"`` -> ``x_y``, ``裂缝1.jpg`` -> ``裂缝1``). Clashes get
     ``-2``, ``-3``... chosen so that no stem equals, ignoring case, any other
     image's stem or any stem already given.
-    """
-    from segcam.images import source_stem
 
+    Args:
+        images: Paths or URIs.
+        previous: Stems an earlier run into the same folder gave, mapped to their source
+            (:func:`segcam.images.source_key`; None when unknown). An image from one of those sources
+            gets its stem back; every other image avoids them, so a different photo with the same
+            file name never takes over an earlier photo's outputs.
+    """
+    from segcam.images import source_key, source_stem
+
+    previous = dict(previous or {})
+    by_source: dict[str, str] = {}
+    for stem, src in previous.items():
+        if src is not None:
+            by_source.setdefault(src, stem)
     bases = [safe_name(source_stem(p)) for p in images]
     base_count: dict[str, int] = {}
     for b in bases:
         base_count[b.casefold()] = base_count.get(b.casefold(), 0) + 1
-    taken: set[str] = set()
+    taken: set[str] = {n.casefold() for n in previous}
     out = []
-    for b in bases:
+    for p, b in zip(images, bases):
+        again = by_source.pop(source_key(p), None) if by_source else None
+        if again is not None:
+            out.append(again)
+            continue
         cand, k = b, 1
         while cand.casefold() in taken or (cand != b and cand.casefold() in base_count):
             k += 1
@@ -82,6 +105,12 @@ def output_stems(images: Sequence[str | Path]) -> list[str]:
         taken.add(cand.casefold())
         out.append(cand)
     return out
+
+
+def is_output_name(file_name: str, stem: str) -> bool:
+    """True if ``file_name`` is a name segcam's writers give an output of image ``stem`` in a run folder."""
+    return ("/" not in file_name and "\\" not in file_name and file_name.startswith(f"{stem}__")
+            and Path(file_name).suffix in OUTPUT_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -196,8 +225,12 @@ def compute_image(job: ExplainJob, path: str | Path, name: str,
     return image.with_fused() if job.fuse and len(job.layers) > 1 else image
 
 
-def write_image(job: ExplainJob, image: ImageExplanation, path: str | Path, out: Path) -> dict[str, Any]:
+def write_image(job: ExplainJob, image: ImageExplanation, path: str | Path, out: Path,
+                identity: str | None = None) -> dict[str, Any]:
     """Write one explained image's artifacts into ``out``; returns its manifest record.
+
+    ``identity`` (:func:`segcam.images.source_identity`, taken before the photo was read) is recorded as
+    ``source_id``: a rerun skips the photo only while its source still has that identity.
 
     Raises:
         OSError: The outputs could not be written.
@@ -205,6 +238,7 @@ def write_image(job: ExplainJob, image: ImageExplanation, path: str | Path, out:
     from segcam.images import is_uri
 
     rec = image.save(out, job.cmap, job.alpha, job.normalization, job.artifacts)
+    rec["source_id"] = identity
     if is_uri(path):  # a remote photo: recorded as given
         rec.update(image=str(path), image_relative=None, status="ok")
     else:
@@ -236,20 +270,27 @@ def preflight(model: Any, layers: Sequence[str], method: str, method_args: dict[
 def _record_files(rec: dict[str, Any]) -> list[str]:
     files = [rec["prediction"]] if rec.get("prediction") else []
     for layer in (rec.get("layers") or {}).values():
-        files += [layer[k] for k in ("overlay", "heatmap", "raw", "npy") if layer.get(k)]
-    return files
+        if isinstance(layer, dict):
+            files += [layer[k] for k in ("overlay", "heatmap", "raw", "npy") if layer.get(k)]
+    return [f for f in files if isinstance(f, str)]
 
 
 class RunFolder:
     """An output folder of a batch run, locked while a run writes into it.
 
-    Use as a context manager: ``with RunFolder(out, fingerprint, overwrite) as run: ...``.
+    Use as a context manager: ``with RunFolder(out, fingerprint, images=paths) as run: ...``; inside,
+    ``run.names`` holds each image's output stem (:func:`output_stems`, with the stems and sources of an
+    earlier run in the folder, so a different photo never reuses another photo's stem).
+
+    Only files segcam writes are ever deleted: temporaries of :func:`segcam.io_utils.atomic_write` for
+    run files and per-image outputs, and with ``overwrite`` the outputs an earlier run recorded whose
+    names have the ``<stem>__...`` form of this image's outputs (:func:`is_output_name`).
 
     Args:
         path: The folder (created if missing).
         fingerprint: The job's settings (:meth:`ExplainJob.fingerprint`).
         overwrite: Remove an earlier run's files first instead of resuming it.
-        order: Image names in input order (the order of the manifest and summary rows).
+        images: The photos of this run, in input order (the order of the manifest and summary rows).
         manifest: Builds ``manifest.json`` from the records in that order (None: no manifest).
 
     Raises:
@@ -258,11 +299,13 @@ class RunFolder:
     """
 
     def __init__(self, path: str | Path, fingerprint: dict[str, Any], overwrite: bool = False,
-                 order: Sequence[str] = (), manifest: Callable[[list[dict[str, Any]]], dict] | None = None) -> None:
+                 images: Sequence[str | Path] = (),
+                 manifest: Callable[[list[dict[str, Any]]], dict] | None = None) -> None:
         self.path = Path(path)
         self.fingerprint = fingerprint
         self.overwrite = overwrite
-        self.order = list(order)
+        self.images = list(images)
+        self.names: list[str] = []
         self.manifest = manifest
         self.records: dict[str, dict[str, Any]] = {}
         self.rows: dict[str, dict[str, Any]] = {}
@@ -289,8 +332,10 @@ class RunFolder:
                 raise RunFolderError(f"{self.path} holds a segcam run without a journal (an older segcam); "
                                      "pass --overwrite to replace it, or choose another --out")
             for entry in old[1:]:
-                self.records[entry["name"]] = entry["record"]
-                self.rows[entry["name"]] = entry["row"]
+                if isinstance(entry.get("name"), str) and isinstance(entry.get("record"), dict):
+                    self.records[entry["name"]] = entry["record"]
+                    self.rows[entry["name"]] = entry.get("row") or {}
+            self.names = output_stems(self.images, {n: r.get("image") for n, r in self.records.items()})
             self._journal = open(self.path / JOURNAL, "a", encoding="utf-8")
             if not old:
                 self._append({"fingerprint": self.fingerprint})
@@ -326,8 +371,13 @@ class RunFolder:
             self._lock_fh = None
 
     def _clean_temporaries(self) -> None:
-        for p in self.path.glob(".*.tmp*"):
-            if p.is_file():
+        """Remove what a killed run left half-written: only atomic_write temporaries of names we write."""
+        from segcam.io_utils import atomic_temp_target
+
+        for p in self.path.iterdir():
+            final = atomic_temp_target(p.name)
+            ours = final is not None and (final in RUN_FILES or ("__" in final and Path(final).suffix in OUTPUT_SUFFIXES))
+            if (ours or PROBE_RE.match(p.name)) and p.is_file() and not p.is_symlink():
                 p.unlink(missing_ok=True)
 
     def _read_journal(self) -> list[dict[str, Any]]:
@@ -337,33 +387,52 @@ class RunFolder:
         entries = []
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
-                entries.append(json.loads(line))
+                entry = json.loads(line)
             except ValueError:
                 continue  # the line a kill cut short
+            if isinstance(entry, dict):
+                entries.append(entry)
         return entries if entries and "fingerprint" in entries[0] else []
 
     def _entries_from_manifest(self) -> list[dict[str, Any]]:
         """An older run without a journal: its manifest's records, shaped like journal entries."""
         try:
             data = json.loads((self.path / "manifest.json").read_text(encoding="utf-8"))
-            return [{}] + [{"record": r} for r in data.get("images", []) if isinstance(r, dict)]
+            return [{}] + [{"name": r.get("name"), "record": r} for r in data.get("images", []) if isinstance(r, dict)]
         except (OSError, ValueError, AttributeError):
             return []
 
     def _remove_run(self, entries: list[dict[str, Any]]) -> None:
+        """``--overwrite``: delete the earlier run's outputs, only names of the form its writers give."""
+        here = self.path.resolve()
         for entry in entries[1:]:
-            for f in _record_files(entry.get("record") or {}):
-                target = (self.path / f).resolve()
-                if target.parent == self.path.resolve():  # only files of this folder, whatever a manifest says
+            rec = entry.get("record") or {}
+            stem = entry.get("name") or rec.get("name")
+            if not isinstance(stem, str) or not stem:
+                continue
+            for f in _record_files(rec):
+                if not is_output_name(f, stem):
+                    continue  # a name our writers never give: not ours, whatever the record says
+                target = self.path / f
+                if target.is_file() and not target.is_symlink() and target.resolve().parent == here:
                     target.unlink(missing_ok=True)
-        for f in ("manifest.json", "summary.csv", JOURNAL):
+        for f in RUN_FILES:
             (self.path / f).unlink(missing_ok=True)
 
     # -- progress --------------------------------------------------------------------------------------------
-    def is_done(self, name: str) -> bool:
-        """True when image ``name`` finished in an earlier run and all its files are there."""
+    def is_done(self, name: str, source: str | Path) -> bool:
+        """True when image ``name`` finished in an earlier run from this same ``source``, unchanged since.
+
+        The source must match (resolved path or URI) and so must its identity
+        (:func:`segcam.images.source_identity`: size and modification time), and every output file the
+        record names must be there. A record without an identity (an older segcam) is redone.
+        """
+        from segcam.images import source_identity, source_key
+
         rec = self.records.get(name)
-        if not rec or rec.get("status") != "ok":
+        if not rec or rec.get("status") != "ok" or rec.get("image") != source_key(source):
+            return False
+        if not rec.get("source_id") or rec["source_id"] != source_identity(source):
             return False
         return all((self.path / f).is_file() for f in _record_files(rec))
 
@@ -382,8 +451,8 @@ class RunFolder:
 
     def flush(self) -> None:
         """Rewrite ``summary.csv`` (and ``manifest.json`` through ``manifest``) atomically."""
-        known = set(self.order)
-        names = [n for n in self.order if n in self.records] + [n for n in self.records if n not in known]
+        known = set(self.names)
+        names = [n for n in self.names if n in self.records] + [n for n in self.records if n not in known]
         save_csv(self.path / "summary.csv", [{k: self.rows[n].get(k, "") for k in SUMMARY_FIELDS} for n in names])
         if self.manifest is not None:
             save_json(self.path / "manifest.json", self.manifest([self.records[n] for n in names]))
@@ -401,7 +470,7 @@ def check_output_dir(path: Path) -> None:
             raise RunFolderError(f"--out {path}: {parent} is a file, not a folder; choose another --out")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".segcam-probe-{os.getpid()}.tmp"
+        probe = path / f".segcam-probe-{os.getpid()}.tmp"  # PROBE_RE
         probe.write_bytes(b"x")
         probe.unlink()
     except OSError as exc:
@@ -433,7 +502,7 @@ def explain_each(job: ExplainJob, todo: Iterable[tuple[Path, str]], out: Path,
         OSError: Files could not be written (images finished before it are still reported).
         KeyboardInterrupt: Likewise: what was written before the interrupt is reported first.
     """
-    from segcam.images import ImageError
+    from segcam.images import ImageError, source_identity
 
     pending: deque[tuple[str, Path, float, Future]] = deque()
 
@@ -446,6 +515,7 @@ def explain_each(job: ExplainJob, todo: Iterable[tuple[Path, str]], out: Path,
     try:
         for path, name in todo:
             t0 = time.time()
+            identity = source_identity(path)  # before reading: an edit during the read makes the next run redo it
             try:
                 image = compute_image(job, path, name, warn=warn)
             except (ImageError, FileNotFoundError, ValueError) as exc:
@@ -453,7 +523,7 @@ def explain_each(job: ExplainJob, todo: Iterable[tuple[Path, str]], out: Path,
                 if warn is not None:
                     warn(f"error: {exc}")
                 continue
-            pending.append((name, path, t0, pool.submit(write_image, job, image, path, out)))
+            pending.append((name, path, t0, pool.submit(write_image, job, image, path, out, identity)))
             while pending and (pending[0][3].done() or len(pending) > MAX_PENDING_WRITES):
                 finish_one()
         while pending:
@@ -487,7 +557,9 @@ def ok_row(path: Path, name: str, rec: dict[str, Any], seconds: float) -> dict[s
 
 def error_entry(path: Path, name: str, exc: BaseException, seconds: float) -> tuple[dict[str, Any], dict[str, Any]]:
     """The manifest record and summary row of an image that could not be explained."""
-    rec = {"image": str(path), "name": name, "status": "error", "error": str(exc)}
+    from segcam.images import source_key
+
+    rec = {"image": source_key(path), "name": name, "status": "error", "error": str(exc)}
     return rec, {**rec, "seconds": f"{seconds:.3f}"}
 
 
@@ -531,7 +603,6 @@ def run_explain(job: ExplainJob, images: Sequence[Path], out: str | Path, overwr
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     out = Path(out)
-    names = output_stems(images)
     summary = BatchSummary(out, len(images))
     meta_holder = preflight(job.model, job.layers, job.method, job.method_args, job.category, job.score)
     m = job.model
@@ -546,11 +617,11 @@ def run_explain(job: ExplainJob, images: Sequence[Path], out: str | Path, overwr
         man["settings"] = job.fingerprint()
         return man
 
-    with RunFolder(out, job.fingerprint(), overwrite, order=names, manifest=manifest) as run:
+    with RunFolder(out, job.fingerprint(), overwrite, images=images, manifest=manifest) as run:
         run.flush()
         todo = []
-        for path, name in zip(images, names):
-            if run.is_done(name):
+        for path, name in zip(images, run.names):
+            if run.is_done(name, path):
                 summary.skipped += 1
             else:
                 todo.append((path if is_uri(path) else Path(path), name))

@@ -51,7 +51,7 @@ def _split_layers_and_images(layers: list[str] | None, images: list[str]) -> tup
     return keep, moved + list(images)
 
 
-def _collect_images(inputs: Sequence[str]) -> list[Path | str]:
+def _collect_images(inputs: Sequence[str], out: Path | None = None) -> list[Path | str]:
     from segcam.images import IMAGE_SUFFIXES, ImageError, is_uri, list_uri_images
 
     found: list[Path | str] = []
@@ -63,15 +63,21 @@ def _collect_images(inputs: Sequence[str]) -> list[Path | str]:
                 raise UsageError(str(exc)) from None
             continue
         path = Path(item)
-        if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if path.is_dir() and path.suffix.lower() not in IMAGE_SUFFIXES:
+            if out is not None and path.resolve() == out.resolve():
+                raise UsageError(f"--out {out} is also an input folder: its outputs would be read as photos by the "
+                                 "next run; choose another --out")
+            images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not images:
+                print(f"segcam: warning: folder {path} holds no image files ({', '.join(IMAGE_SUFFIXES)})", file=sys.stderr)
+            found += images
         elif any(ch in item for ch in "*?["):
             matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
             if not matches:
                 raise UsageError(f"the pattern {item!r} matches no file")
             found += [p for p in matches if p.is_file()]
         else:
-            found.append(path)  # missing files are reported per image, the batch goes on
+            found.append(path)  # missing files (and a folder named x.jpg) are reported per image, the batch goes on
     if not found:
         raise UsageError("no input image found; give image files, folders or globs")
     return found
@@ -184,7 +190,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     args.images = inputs
     out = Path(args.out)
     check_output_dir(out)  # a file, a read-only disk...: one line before the model loads
-    images = _collect_images(args.images)
+    images = _collect_images(args.images, out)
     _check_target_fits(target, images)
     model = _load_model(args)
     print(f"segcam: model {model.name}: {model.describe_weights()}", file=sys.stderr)
@@ -375,25 +381,29 @@ def cmd_app(args: argparse.Namespace) -> int:
         import streamlit  # noqa: F401
     except ImportError:
         raise UsageError("the app needs Streamlit: pip install 'segcam[app]'") from None
-    from segcam.app_core import ENV_RUNS_ROOT, ENV_WEIGHTS_ROOTS, MAX_UPLOAD_MB
+    from segcam.app_core import ENV_ALLOW_REMOTE, ENV_RUNS_ROOT, ENV_WEIGHTS_ROOTS, LOOPBACK, MAX_UPLOAD_MB
+    from segcam.zoo import PRETRAINED_DIR
 
     runs_root = Path(args.runs_root).resolve()
     if not runs_root.is_dir():
         raise UsageError(f"--runs-root {args.runs_root} is not a folder")
     env = dict(os.environ, **{ENV_RUNS_ROOT: str(runs_root)})
-    if args.weights_root:
-        roots = [Path(r).resolve() for r in args.weights_root]
-        missing = [str(r) for r in roots if not r.is_dir()]
-        if missing:
-            raise UsageError(f"--weights-root {', '.join(missing)} is not a folder")
-        env[ENV_WEIGHTS_ROOTS] = os.pathsep.join(map(str, roots))
+    env.pop(ENV_ALLOW_REMOTE, None)
+    roots = [Path(r).resolve() for r in args.weights_root] if args.weights_root else [Path.cwd(), PRETRAINED_DIR]
+    missing = [str(r) for r in roots if not r.is_dir()]
+    if missing:
+        raise UsageError(f"--weights-root {', '.join(missing)} is not a folder")
+    env[ENV_WEIGHTS_ROOTS] = os.pathsep.join(map(str, roots))
+    if args.host not in LOOPBACK:
+        env[ENV_ALLOW_REMOTE] = "1"  # --host ADDRESS: the explicit choice to serve other machines
     script = Path(__file__).resolve().parent / "app_ui.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
            "--server.address", args.host, "--server.port", str(args.port), "--server.maxUploadSize",
-           str(MAX_UPLOAD_MB), "--browser.gatherUsageStats", "false", *args.streamlit_args]
-    shown = "localhost" if args.host in ("127.0.0.1", "localhost", "::1") else args.host
+           str(MAX_UPLOAD_MB), "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
+           *args.streamlit_args]
+    shown = "localhost" if args.host in LOOPBACK else args.host
     print(f"segcam: serving the app on http://{shown}:{args.port} (runs under {runs_root})", file=sys.stderr)
-    child = subprocess.Popen(cmd, env=env)
+    child = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
 
     def stop(signum: int, frame: Any) -> None:  # SIGTERM/SIGHUP to segcam app stop its server too
         child.terminate()
@@ -409,6 +419,15 @@ def cmd_app(args: argparse.Namespace) -> int:
     finally:
         if child.poll() is None:
             child.kill()
+
+
+def _die_with_parent() -> None:
+    """In the app's server process: the kernel sends it SIGTERM when ``segcam app`` dies, even by SIGKILL."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["atomic_write", "encode_image", "safe_name", "save_csv", "save_jpg", "save_json", "save_npy", "save_npz", "save_png"]
+__all__ = ["atomic_temp_target", "atomic_write", "encode_image", "safe_name", "save_csv", "save_jpg", "save_json",
+           "save_npy", "save_npz", "save_png"]
 
 #: PNG zlib level: 3 is within 10 % of the smallest size at a quarter of the time of level 9 (and of PIL's default).
 PNG_LEVEL = 3
@@ -27,11 +29,27 @@ def safe_name(name: str, limit: int = 120) -> str:
     return clean[:limit]
 
 
+#: The temporary names :func:`atomic_write` makes: ``.<final name>.<8 random characters of tempfile>.tmp<suffix>``.
+_TEMP_RE = re.compile(r"^\.(?P<final>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>\.[^.]*)?$")
+
+
+def atomic_temp_target(name: str) -> str | None:
+    """The final file name if ``name`` is exactly a temporary name of :func:`atomic_write`, else None.
+
+    A run's clean-up removes only such names (and only for final names it writes), never a user's
+    ``.draft.tmp`` or ``.notes.tmpl``.
+    """
+    m = _TEMP_RE.match(name)
+    if m is None or (m.group("suffix") or "") != Path(m.group("final")).suffix:
+        return None
+    return m.group("final")
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``.
 
     The temporary file sits in the same folder (same file system) and is
-    removed if ``write`` fails.
+    removed if ``write`` fails; its name is recognised by :func:`atomic_temp_target`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

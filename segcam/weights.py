@@ -37,8 +37,17 @@ _ALLOWED_GLOBALS = frozenset({
 })
 
 
+def _latin1_bytes(text: Any, encoding: Any = "latin1") -> bytes:
+    """``_codecs.encode`` as pickle protocol 2 uses it (bytes written as ``encode(str, 'latin1')``), and only that."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafeWeightsError(f"_codecs.encode({type(text).__name__}, {encoding!r})")
+    return text.encode("latin1")
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("_codecs", "encode"):  # protocol 2 (paddle.save(..., protocol=2)) stores bytes so
+            return _latin1_bytes
         if (module, name) not in _ALLOWED_GLOBALS:
             raise UnsafeWeightsError(f"{module}.{name}")
         return super().find_class(module, name)

@@ -312,7 +312,7 @@ def test_segcam_app_command_starts_streamlit_on_the_packaged_page(monkeypatch, c
     calls = []
 
     class FakeServer:
-        def __init__(self, cmd, env=None) -> None:
+        def __init__(self, cmd, env=None, **kwargs) -> None:
             calls.append((cmd, env))
 
         def wait(self, timeout=None) -> int:

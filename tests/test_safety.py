@@ -198,10 +198,17 @@ def test_stale_temporaries_are_removed(tmp_path) -> None:
 
     out = tmp_path / "out"
     out.mkdir()
-    (out / ".x__seg3.npz.abc.tmp.npz").write_bytes(b"half")
+    # the exact names atomic_write gives (tempfile's 8 random characters), left by a killed run
+    for stale in (".x__seg3.npz.k2_9abcd.tmp.npz", ".manifest.json.0123abcd.tmp.json", ".segcam-probe-4242.tmp"):
+        (out / stale).write_bytes(b"half")
+    # a user's files that only look similar: never touched
+    user = [".draft.tmp", ".report.tmp.docx", ".vimrc.tmpl", ".notes.abcdefgh.tmp.txt", ".thesis.docx.abcdefgh.tmp.docx"]
+    for name in user:
+        (out / name).write_bytes(b"mine")
     with RunFolder(out, {"x": 1}):
         pass
-    assert not list(out.glob(".*.tmp*"))
+    assert sorted(p.name for p in out.glob(".*.tmp*")) == sorted(n for n in user if ".tmp" in n)
+    assert all((out / n).read_bytes() == b"mine" for n in user)
 
 
 def test_bad_out_and_bad_limits_fail_before_the_model_loads(tmp_path, capsys) -> None:

@@ -172,4 +172,7 @@ def test_uri_folders_are_listed_and_read_through_pyarrow(tmp_path) -> None:
         assert (by_uri / name).read_bytes() == (by_path / name).read_bytes()
     man = json.loads((by_uri / "manifest.json").read_text())
     assert [r["image"] for r in man["images"]] == [f"file://{src}/cfd_001.jpg", f"file://{src}/deepcrack_11218-3.jpg"]
-    assert main(["explain", "--model", "hrsegnet_b16", "--out", str(tmp_path / "x"), "nosuch://bucket/a.jpg"]) == 2
+    # an image URI is one row of the batch (it fails on its own); a folder URI that cannot be listed stops the run
+    assert main(["explain", "--model", "hrsegnet_b16", "--out", str(tmp_path / "x"), "nosuch://bucket/a.jpg"]) == 1
+    assert "no file system for this URI" in (tmp_path / "x" / "summary.csv").read_text()
+    assert main(["explain", "--model", "hrsegnet_b16", "--out", str(tmp_path / "y"), "nosuch://bucket/photos/"]) == 2
