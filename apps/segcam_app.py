@@ -4,6 +4,6 @@ The page itself lives in the package (``segcam/app_ui.py``) so that ``segcam app
 from an installed wheel.
 """
 
-from segcam.app_ui import main
+from segcam.app.ui import main
 
 main()

@@ -1,7 +1,7 @@
 """App responsiveness: switching the shown layer after the first computation (target <= 0.2 s).
 
 Measures, in one run on a real example photo: the first computation of all layers (one pass), then
-(a) re-rendering another layer from the cached result (``segcam.app_core.render``) and (b) a full
+(a) re-rendering another layer from the cached result (``segcam.app.core.render``) and (b) a full
 Streamlit rerun after changing the "Shown layer" radio (AppTest, no browser). Prints medians and the
 ratio to the 0.2 s target. Usage: ``python benchmarks/bench_app.py [--model hrsegnet_b48] [--repeats 10]``
 """
@@ -24,9 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=10)
     args = ap.parse_args(argv)
 
-    from segcam import app_core
-    from segcam.images import read_image
-    from segcam.targets import PredictedTarget
+    from segcam.app import core as app_core
+    from segcam.cam.targets import PredictedTarget
+    from segcam.data.images import read_image
 
     am = app_core.load_model(args.model, "random")
     rgb = read_image(ROOT / "examples" / "images" / "deepcrack_11215-9.jpg")

@@ -27,9 +27,9 @@ import numpy as np
 import paddle
 
 import segcam
-from segcam.engine import LayerGradientError
-from segcam.hooks import LayerOutputError
-from segcam.images import normalize
+from segcam.cam.engine import LayerGradientError
+from segcam.cam.hooks import LayerOutputError
+from segcam.data.images import normalize
 
 
 def pick_layers(model, size: int) -> list[str]:

@@ -21,8 +21,8 @@ import numpy as np
 import paddle
 
 import segcam
-from segcam.export import ExportError, export_model, load_predictor
-from segcam.images import normalize
+from segcam.data.images import normalize
+from segcam.models.export import ExportError, export_model, load_predictor
 
 
 def _ips(fn, repeats: int) -> float:

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -37,8 +38,9 @@ import numpy as np
 from PIL import Image
 
 import segcam
-from segcam.batch import ExplainJob, RayOptions, compute_image, run_explain
-from segcam.data import data_root
+from segcam.data.datasets import data_root
+from segcam.survey.batch import ExplainJob, compute_image, run_explain
+from segcam.survey.ray_engine import RayOptions, ray_loop
 
 
 def frames(n: int) -> list[Path]:
@@ -66,7 +68,7 @@ def bench_save(model, paths: list[Path], layer: str, tmp: Path) -> dict:
     compute_only = time.perf_counter() - t
     out = tmp / "save"
     t = time.perf_counter()
-    run_explain(job, paths, out, progress=False)
+    run_explain(job, paths, out)
     with_save = time.perf_counter() - t
     sizes: dict[str, list[int]] = {"overlay": [], "heatmap": [], "raw": []}
     man = json.loads((out / "manifest.json").read_text())
@@ -94,12 +96,12 @@ def bench_ray(model, paths: list[Path], layer: str, tmp: Path, small: int = 20) 
     paddle.base.core.set_num_threads(1)
     job = ExplainJob(model, (layer,))
     res: dict = {"images": len(paths), "small": small}
-    engines = {"local": {}, "ray1": {"engine": "ray", "ray_options": RayOptions(workers=1, batch_size=4, threads=1)},
-               "ray2": {"engine": "ray", "ray_options": RayOptions(workers=2, batch_size=4, threads=1)}}
+    engines = {"local": {}, "ray1": {"engine": partial(ray_loop, opts=RayOptions(workers=1, batch_size=4, threads=1))},
+               "ray2": {"engine": partial(ray_loop, opts=RayOptions(workers=2, batch_size=4, threads=1))}}
     for key, kw in engines.items():
         for n in (len(paths), small):
             t = time.perf_counter()
-            run_explain(job, paths[:n], tmp / f"{key}_{n}", progress=False, **kw)
+            run_explain(job, paths[:n], tmp / f"{key}_{n}", **kw)
             res[f"{key}_{n}_s"] = time.perf_counter() - t
         res[f"{key}_steady_img_per_s"] = (len(paths) - small) / (res[f"{key}_{len(paths)}_s"] - res[f"{key}_{small}_s"])
     n = len(paths)
@@ -114,7 +116,7 @@ def bench_ray(model, paths: list[Path], layer: str, tmp: Path, small: int = 20) 
 
 
 def bench_tile(model, paths: list[Path]) -> dict:
-    from segcam.tiling import _network_forward, explain_tiled, predict_tiled
+    from segcam.survey.tiling import _network_forward, explain_tiled, predict_tiled
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from test_survey import _border_and_inside_gradient
@@ -181,7 +183,7 @@ def main() -> None:
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     model = segcam.create_model(args.model)
-    results: dict = {"model": args.model, "cpus": os.cpu_count(), "versions": segcam.result.versions()}
+    results: dict = {"model": args.model, "cpus": os.cpu_count(), "versions": segcam.cam.result.versions()}
     tmp = Path(tempfile.mkdtemp(prefix="segcam-bench-"))
     try:
         if "save" not in args.skip:

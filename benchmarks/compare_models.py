@@ -1,7 +1,7 @@
 """The paper's comparison redone on our data: params, FLOPs, CPU latency and DeepCrack test mIoU.
 
 Writes ``OUT/comparison.md`` (markdown table), ``OUT/comparison.json`` and the mIoU-versus-latency
-scatter ``OUT/miou_vs_latency.{png,pdf}`` (drawn by segcam.figures, the same style as the CAM panels).
+scatter ``OUT/miou_vs_latency.{png,pdf}`` (drawn by segcam.viz.figures, the same style as the CAM panels).
 Models are evaluated with their shipped weights, or with ``--weights NAME=PATH``; a model without
 weights is listed with its cost only (no mIoU, not in the plot). Latency: 1x3x400x400, dygraph,
 ``paddle.no_grad``, median of interleaved repeats on this machine's CPU.
@@ -26,9 +26,9 @@ import numpy as np
 import paddle
 
 import segcam
-from segcam.data import parse_data_spec
-from segcam.figures import comparison_scatter
+from segcam.data.datasets import parse_data_spec
 from segcam.training.loop import evaluate
+from segcam.viz.figures import comparison_scatter
 
 
 def _flops(net, size: int) -> float | None:
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         row = {"name": name, **cost, "weights": model.weights, "weights_sha256": model.weights_sha256,
                "budget": _budget(model.weights)}
         if not model.random_init:
-            res = evaluate(net, pairs, progress=True)
+            res = evaluate(net, pairs)
             row.update(miou=res["miou"], crack_iou=res["crack_iou"], f1=res["f1"], images=res["images"])
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)

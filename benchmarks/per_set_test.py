@@ -22,7 +22,7 @@ OUT = ROOT / "benchmarks" / "results" / "per_set"
 
 
 def evaluate(tag: str, threads: int, scale: float = 1.0) -> dict:
-    from segcam.zoo import create_model, get_model_spec, split_tag
+    from segcam.models.zoo import create_model, get_model_spec, split_tag
 
     name, tg = split_tag(tag)
     card = get_model_spec(name).tag_info(tg or get_model_spec(name).default_tag)

@@ -1,4 +1,4 @@
-"""Which method, layer and score to use for each target kind: the evidence behind ``segcam.defaults``.
+"""Which method, layer and score to use for each target kind: the evidence behind ``segcam.cam.defaults``.
 
 For DeepCrack test photos whose prediction has at least two crack components, and for every method x layer x
 score of the grid, it explains two disjoint targets of each kind and measures:
@@ -31,10 +31,10 @@ import cv2
 import numpy as np
 
 import segcam
-from segcam import metrics
-from segcam.data import list_pairs
-from segcam.io_utils import save_csv, save_json
-from segcam.targets import BoxTarget, ComponentTarget, PixelTarget, PredictedTarget
+from segcam.evaluation import faithfulness as metrics
+from segcam.cam.targets import BoxTarget, ComponentTarget, PixelTarget, PredictedTarget
+from segcam.data.datasets import list_pairs
+from segcam.utils.files import save_csv, save_json
 
 METHODS = ("seg_grad_cam", "seg_hires_cam", "layer_cam")
 LAYERS = ("seg3", "seg_head")

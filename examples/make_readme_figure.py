@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 import segcam
-from segcam.figures import cam_grid
-from segcam.panels import rows_from_models
+from segcam.viz.figures import cam_grid
+from segcam.viz.panels import rows_from_models
 
 HERE = Path(__file__).resolve().parent
 IMAGES = ["deepcrack_11215-9.jpg", "deepcrack_11218-3.jpg", "deepcrack_IMG_6472-1.jpg"]

@@ -131,7 +131,7 @@ class HrSegNet(nn.Layer):
         self.head = SegHead(base, base, num_classes, aux_head=False)
         self.init_weight()
         if pretrained:
-            from segcam.weights import load_weights
+            from segcam.models.weights import load_weights
 
             load_weights(self, pretrained)
 

@@ -9,10 +9,10 @@ Example:
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 import os as _os
 import warnings as _warnings
+
+from segcam.version import __version__
 
 # Paddle's C++ INFO log lines ("New Executor is Running.") would interleave with segcam's own output; keep its
 # warnings and errors. Read when paddle is imported, so it must be set before; a user's own setting wins.
@@ -29,15 +29,15 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "paddlepaddle-gpu wheel (see README, 'GPU')"
     ) from exc
 
-from segcam.engine import explain
-from segcam.images import ImageError, read_image
-from segcam.layers import list_layers, resolve_layers
-from segcam.methods import get_method, list_methods
-from segcam.overlay import heatmap, overlay
-from segcam.result import Explanation, LayerMap, read_map
-from segcam.targets import BoxTarget, ImageTarget, MaskTarget, PixelTarget, PredictedTarget, parse_target
-from segcam.weights import WeightsError, load_weights
-from segcam.zoo import ZooModel, create_model, list_models, load_paddleseg
+from segcam.cam.engine import explain
+from segcam.cam.layers import list_layers, resolve_layers
+from segcam.cam.methods import get_method, list_methods
+from segcam.cam.overlay import heatmap, overlay
+from segcam.cam.result import Explanation, LayerMap, read_map
+from segcam.cam.targets import BoxTarget, ImageTarget, MaskTarget, PixelTarget, PredictedTarget, parse_target
+from segcam.data.images import ImageError, read_image
+from segcam.models.weights import WeightsError, load_weights
+from segcam.models.zoo import ZooModel, create_model, list_models, load_paddleseg
 
 __all__ = [
     "BoxTarget", "Explanation", "ImageError", "ImageTarget", "LayerMap", "MaskTarget", "PixelTarget",

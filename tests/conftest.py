@@ -77,7 +77,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
     if item.get_closest_marker("needs_data") is None:
         return
-    from segcam.data import data_root
+    from segcam.data.datasets import data_root
 
     try:
         root = data_root()
@@ -103,3 +103,49 @@ def small_crops(folder: Path, n: int) -> list[Path]:
         Image.fromarray(np.ascontiguousarray(src[i * 8:i * 8 + 96, i * 16:i * 16 + 128])).save(p)
         paths.append(p)
     return paths
+
+
+class _Payload:
+    """A pickle that runs ``touch MARKER`` when unpickled (what a crafted weights file does)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def evil_weights(tmp_path: Path, key: str = "stage1.0.weight") -> tuple[Path, Path]:
+    """A ``.pdparams`` whose unpickling creates the returned marker file; (weights, marker)."""
+    import pickle
+
+    marker = tmp_path / "PWNED"
+    path = tmp_path / "evil.pdparams"
+    with open(path, "wb") as fh:
+        pickle.dump({key: _Payload(marker)}, fh, protocol=4)
+    return path, marker
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port: int) -> list[str]:
+    """Local addresses (hex, as in /proc/net/tcp) listening on ``port``."""
+    import os
+
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if os.path.exists(table):
+            for line in open(table).read().splitlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A" and int(local.split(":")[1], 16) == port:
+                    found.append(local.split(":")[0])
+    return found

@@ -6,7 +6,6 @@ import io
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("streamlit", reason="the app extra is not installed: pip install -e '.[app]'")
-from conftest import EXAMPLES, ROOT  # noqa: E402
+from conftest import EXAMPLES, ROOT, free_port, listening  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from segcam.cli import main  # noqa: E402
@@ -205,12 +204,6 @@ def test_gt_mask_target_and_pixel_target() -> None:
     assert any("pixel" in c.value for c in at.caption)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_real_browser_renders_the_overlay(tmp_path) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     try:
@@ -221,7 +214,7 @@ def test_real_browser_renders_the_overlay(tmp_path) -> None:
         if os.environ.get("CI"):
             pytest.fail("CI must provide Debian's chromium and the playwright package (see .ci/run)")
         pytest.skip("needs Debian's chromium and playwright (installed by .ci/run)")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "SEGCAM_APP_MODEL": "hrsegnet_b16"}
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, "--server.headless", "true",
                                "--server.port", str(port), "--server.address", "127.0.0.1",
@@ -324,43 +317,31 @@ def test_segcam_app_command_starts_streamlit_on_the_packaged_page(monkeypatch, c
     monkeypatch.setattr(subprocess, "Popen", FakeServer)
     assert main(["app", "--port", "8600"]) == 0
     cmd, env = calls[0]
-    assert cmd[1:4] == ["-m", "streamlit", "run"] and Path(cmd[4]).name == "app_ui.py" and Path(cmd[4]).is_file()
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and Path(cmd[4]).parts[-2:] == ("app", "ui.py") and Path(cmd[4]).is_file()
     assert "8600" in cmd and "localhost:8600" in capsys.readouterr().err
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"  # never every interface unless --host says so
     assert env["SEGCAM_APP_RUNS_ROOT"] == str(Path.cwd().resolve())
-
-
-def _listening(port: int) -> list[str]:
-    """Local addresses (hex, as in /proc/net/tcp) listening on ``port``."""
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        if os.path.exists(table):
-            for line in open(table).read().splitlines()[1:]:
-                local, state = line.split()[1], line.split()[3]
-                if state == "0A" and int(local.split(":")[1], 16) == port:
-                    found.append(local.split(":")[0])
-    return found
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux's /proc/net/tcp")
 def test_segcam_app_binds_loopback_and_sigterm_stops_its_server(tmp_path) -> None:
     import signal
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "segcam", "app", "--port", str(port)], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 60
-        while not _listening(port) and time.time() < deadline:
+        while not listening(port) and time.time() < deadline:
             time.sleep(0.2)
-        addrs = _listening(port)
+        addrs = listening(port)
         assert addrs and all(a in ("0100007F", "00000000000000000000000001000000") for a in addrs), addrs
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         deadline = time.time() + 20
-        while _listening(port) and time.time() < deadline:
+        while listening(port) and time.time() < deadline:
             time.sleep(0.2)
-        assert not _listening(port), "the Streamlit server outlived segcam app"
+        assert not listening(port), "the Streamlit server outlived segcam app"
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -405,7 +386,7 @@ def test_app_refuses_paths_outside_its_roots(tmp_path, monkeypatch) -> None:
 
 
 def test_views_mark_small_targets_explain_zero_maps_and_show_a_scale() -> None:
-    from segcam import app_core
+    from segcam.app import core as app_core
 
     at = _app(example="deepcrack_11215-9.jpg")
     at.radio(key="target_kind").set_value("Pixel").run()
@@ -442,7 +423,7 @@ def test_slow_method_waits_for_compute_shows_progress_and_can_be_cancelled() -> 
 
 
 def test_auto_method_follows_the_target_kind_and_blind_methods_are_flagged() -> None:
-    from segcam.defaults import DEFAULTS
+    from segcam.cam.defaults import DEFAULTS
 
     at = _app(example="deepcrack_11215-9.jpg")
     _ok(at)

@@ -18,7 +18,7 @@ def test_compare_models_writes_table_plot_and_training_budget(tmp_path, capsys) 
     assert compare_models.main(["--models", "hrsegnet_b16", "hrsegnet_b32", "--limit", "2", "--repeats", "1",
                                 "--out", str(tmp_path)]) == 0
     rows = {r["name"]: r for r in json.loads((tmp_path / "comparison.json").read_text())}
-    from segcam.zoo import get_model_spec
+    from segcam.models.zoo import get_model_spec
 
     card = json.loads(get_model_spec("hrsegnet_b16").shipped_weights.with_suffix(".json").read_text())
     b16 = rows["hrsegnet_b16"]

@@ -14,8 +14,8 @@ import pytest
 from conftest import EXAMPLE_MASKS, EXAMPLES, ROOT
 from PIL import Image
 
+from segcam.cam.result import read_map
 from segcam.cli import main
-from segcam.result import read_map
 
 
 def _rows(out: Path) -> list[dict]:
@@ -75,7 +75,7 @@ def test_weights_sha_in_manifest(tmp_path) -> None:
     assert main(["explain", "--model", "hrsegnet_b16", "--weights", str(wpath), "--out", str(out),
                  str(EXAMPLES / "cfd_001.jpg")]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["model"]["weights_sha256"] == segcam.weights.sha256_file(wpath)
+    assert manifest["model"]["weights_sha256"] == segcam.models.weights.sha256_file(wpath)
     assert manifest["model"]["random_init"] is False
 
 

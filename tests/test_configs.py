@@ -8,8 +8,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from segcam.config import load_config
-from segcam.zoo import MODELS, create_model
+from segcam.models.config import load_config
+from segcam.models.zoo import MODELS, create_model
 
 CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yml") if "_base_" not in p.parts)
 BY_TYPE = {MODELS.get(n).paddleseg_type: n for n in MODELS.names()}
@@ -22,7 +22,7 @@ def test_every_model_has_a_config() -> None:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(ROOT / "configs")) for p in CONFIGS])
 def test_config_trains_one_step_and_matches_the_zoo(path: Path, tmp_path) -> None:
-    from segcam.config import build_component
+    from segcam.models.config import build_component
     from segcam.training.loop import train
 
     cfg = load_config(path)
@@ -47,6 +47,5 @@ def test_config_trains_one_step_and_matches_the_zoo(path: Path, tmp_path) -> Non
                              "datasets": [{**e, "transforms": resize} if isinstance(e, dict) else e for e in entries]}
     small = tmp_path / "tiny.yml"
     small.write_text(yaml.safe_dump(tiny))
-    state = train(small, tmp_path / "run", iters=1, batch_size=2, log_every=1, save_every=1, val_every=0,
-                  progress=False)
+    state = train(small, tmp_path / "run", iters=1, batch_size=2, log_every=1, save_every=1, val_every=0)
     assert state["iter"] == 1 and (tmp_path / "run" / "last" / "model.pdparams").is_file()

@@ -9,7 +9,7 @@ import numpy as np
 import paddle
 import pytest
 
-from segcam.data import MIX_WEIGHTS, list_pairs, parse_data_specs
+from segcam.data.datasets import MIX_WEIGHTS, list_pairs, parse_data_specs
 
 pytestmark = pytest.mark.needs_data
 
@@ -63,7 +63,7 @@ def test_sampling_weights_are_honoured() -> None:
 
 
 def test_small_crops_get_their_own_transforms_and_ignore_padding() -> None:
-    from segcam.config import load_config
+    from segcam.models.config import load_config
     from segcam.training.dataset import CrackDataset
 
     cfg = load_config("configs/cpu/hrsegnet_b16_mix_cpu.yml")["train_dataset"]
@@ -96,7 +96,7 @@ def test_dice_loss_formula_and_ignore() -> None:
 
 def test_weight_tags_select_shipped_weights() -> None:
     import segcam
-    from segcam.zoo import get_model_spec
+    from segcam.models.zoo import get_model_spec
 
     spec = get_model_spec("hrsegnet_b16")
     assert "deepcrack" in spec.tags and spec.shipped_weights == spec.tags[spec.default_tag]
@@ -120,13 +120,14 @@ def test_models_command_lists_tags_with_training_data_and_refuses_no_match() -> 
 
 
 def test_release_never_writes_into_the_package_unless_told(tmp_path, monkeypatch) -> None:
-    from segcam.training.release import main, release
-    from segcam.zoo import PRETRAINED_DIR
+    from segcam.cli import main
+    from segcam.models.zoo import PRETRAINED_DIR
+    from segcam.training.release import release
 
     before = {p.name: p.stat().st_mtime_ns for p in PRETRAINED_DIR.iterdir()}
     with pytest.raises(ValueError, match="--into-package"):
         release(tmp_path, "hrsegnet_b16", "configs/cpu/hrsegnet_b16_cpu.yml", out_dir=PRETRAINED_DIR, tag="deepcrack")
-    assert main(["--run", str(tmp_path), "--name", "hrsegnet_b16", "--config", "configs/cpu/hrsegnet_b16_cpu.yml",
+    assert main(["release", "--run", str(tmp_path), "--name", "hrsegnet_b16", "--config", "configs/cpu/hrsegnet_b16_cpu.yml",
                  "--out", str(PRETRAINED_DIR)]) == 2
     with pytest.raises(ValueError, match="plain word"):
         release(tmp_path, "hrsegnet_b16", "configs/cpu/hrsegnet_b16_cpu.yml", out_dir=tmp_path, tag="../x")

@@ -1,4 +1,4 @@
-"""Defaults per target kind (segcam.defaults): the measured choice follows the target; the CLI uses it."""
+"""Defaults per target kind (segcam.cam.defaults): the measured choice follows the target; the CLI uses it."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 from conftest import EXAMPLES
 
 import segcam
-from segcam import metrics
+from segcam.cam.defaults import DEFAULTS, LOCATION_BLIND, location_note, recipe_for, target_kind
+from segcam.cam.targets import BoxTarget, ComponentTarget, PixelTarget, PredictedTarget, parse_target
 from segcam.cli import main
-from segcam.data import list_pairs
-from segcam.defaults import DEFAULTS, LOCATION_BLIND, location_note, recipe_for, target_kind
-from segcam.targets import BoxTarget, ComponentTarget, PixelTarget, PredictedTarget, parse_target
+from segcam.data.datasets import list_pairs
+from segcam.evaluation import faithfulness as metrics
 
 #: The README's level for the old default (seg_grad_cam): component maps correlate 0.99-1.00 with the pred map.
 PRED_MAP_LEVEL = 0.99

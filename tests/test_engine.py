@@ -9,12 +9,12 @@ import paddle
 import pytest
 
 import segcam
-from segcam.engine import EmptyTargetWarning, LayerGradientError
-from segcam.hooks import count_hooks
-from segcam.images import normalize
-from segcam.layers import LayerNotFoundError
-from segcam.result import read_map
-from segcam.targets import BoxTarget, ImageTarget, MaskTarget, PixelTarget, PredictedTarget, TargetError
+from segcam.cam.engine import EmptyTargetWarning, LayerGradientError
+from segcam.cam.hooks import count_hooks
+from segcam.cam.layers import LayerNotFoundError
+from segcam.cam.result import read_map
+from segcam.cam.targets import BoxTarget, ImageTarget, MaskTarget, PixelTarget, PredictedTarget, TargetError
+from segcam.data.images import normalize
 
 
 def _rgb(rng: np.random.Generator, h: int = 12, w: int = 10) -> np.ndarray:

@@ -14,8 +14,8 @@ from conftest import EXAMPLES
 
 import segcam
 from segcam.cli import main
-from segcam.export import ExportError, export_model, load_predictor
-from segcam.images import normalize
+from segcam.data.images import normalize
+from segcam.models.export import ExportError, export_model, load_predictor
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def _assert_pir_on() -> None:
 
 
 def test_classic_program_switch_is_undone_after_an_error() -> None:
-    from segcam.export import _classic_program
+    from segcam.models.export import _classic_program
 
     with pytest.raises(RuntimeError, match="boom"), _classic_program():
         assert not paddle.base.framework.global_var._use_pir_api_
@@ -102,7 +102,7 @@ def test_bad_export_requests(model, tmp_path) -> None:
 
 
 def test_failed_verification_leaves_nothing(model, tmp_path, monkeypatch) -> None:
-    import segcam.export as ex
+    import segcam.models.export as ex
 
     monkeypatch.setattr(ex, "TOLERANCE", -1.0)  # any difference (even 0) now fails
     with pytest.raises(ExportError, match="verification failed"):
@@ -142,7 +142,7 @@ def test_predict_tiles_at_full_resolution_and_matches_the_network(tmp_path) -> N
     out = tmp_path / "pred"
     assert main(["predict", "--export", str(exp), "--out", str(out), *map(str, images)]) == 0
     model = segcam.create_model("hrsegnet_b16")
-    fwd = segcam.tiling._network_forward(model)
+    fwd = segcam.survey.tiling._network_forward(model)
     for img in images:
         rgb = segcam.read_image(img)
         mask = np.asarray(Image.open(out / f"{img.stem}__mask.png")) > 0

@@ -11,7 +11,7 @@ from conftest import EXAMPLE_MASKS, EXAMPLES
 from PIL import Image
 
 from segcam.cli import main
-from segcam.figures import FigureError, FigureRow, cam_grid, comparison_scatter, resolve_width
+from segcam.viz.figures import FigureError, FigureRow, cam_grid, comparison_scatter, resolve_width
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -138,7 +138,7 @@ def _text_boxes(fig) -> list[tuple[str, object]]:
     import matplotlib
     from matplotlib.text import Text
 
-    from segcam.figures import paper_rc
+    from segcam.viz.figures import paper_rc
 
     with matplotlib.rc_context(paper_rc()):  # cam_grid saves inside this context; some settings apply at draw
         fig.canvas.draw()

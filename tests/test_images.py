@@ -9,7 +9,7 @@ import pytest
 from conftest import EXAMPLES
 from PIL import Image
 
-from segcam.images import ImageError, normalize, read_image
+from segcam.data.images import ImageError, normalize, read_image
 
 PHOTO = EXAMPLES / "deepcrack_11215-9.jpg"
 

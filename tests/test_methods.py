@@ -7,9 +7,9 @@ import paddle
 import pytest
 
 import segcam
-from segcam.images import normalize
-from segcam.methods import get_method
-from segcam.targets import ImageTarget, MaskTarget
+from segcam.cam.methods import get_method
+from segcam.cam.targets import ImageTarget, MaskTarget
+from segcam.data.images import normalize
 
 
 def _acts(net, rgb: np.ndarray) -> np.ndarray:

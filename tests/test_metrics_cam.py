@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 
 import segcam
-from segcam import metrics
-from segcam.cli import main
-from segcam.targets import (
+from segcam.cam.targets import (
     BorderTarget,
     ComponentTarget,
     ErrorRegionTarget,
@@ -19,6 +17,8 @@ from segcam.targets import (
     parse_target,
     skeletonize,
 )
+from segcam.cli import main
+from segcam.evaluation import faithfulness as metrics
 
 
 def _truth() -> np.ndarray:

@@ -6,7 +6,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from segcam.overlay import heatmap, overlay
+from segcam.cam.overlay import heatmap, overlay
 
 
 def test_heatmap_uses_the_named_colormap() -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ import ray  # the [dev] extra installs the [ray] one: these tests never skip
 from conftest import EXAMPLES, small_crops
 
 import segcam
-from segcam.batch import ExplainJob, RayOptions, run_explain
+from segcam.survey.batch import ExplainJob, run_explain
+from segcam.survey.ray_engine import RayOptions, ray_loop
 
 SUFFIXES = (".png", ".jpg", ".npz")
 
@@ -52,7 +54,7 @@ def local_run(tmp_path_factory, model):
     root = tmp_path_factory.mktemp("ray")
     images = _images(root / "in", 10)
     local = root / "local"
-    run_explain(_job(model), images, local, progress=False)
+    run_explain(_job(model), images, local)
     return images, local
 
 
@@ -62,8 +64,7 @@ def test_ray_engine_writes_what_the_local_engine_writes(tmp_path, model, local_r
     try:
         out = tmp_path / "ray"
         uris = [f"file://{p.resolve()}" for p in images]  # read through pyarrow's file system, as s3:// would be
-        summary = run_explain(_job(model), uris, out, engine="ray", progress=False,
-                              ray_options=RayOptions(workers=2, batch_size=2))
+        summary = run_explain(_job(model), uris, out, engine=partial(ray_loop, opts=RayOptions(workers=2, batch_size=2)))
         assert ray.is_initialized()  # a Ray the caller started is left running
     finally:
         ray.shutdown()
@@ -104,8 +105,7 @@ def test_two_node_cluster_survives_a_killed_worker(tmp_path, model, local_run) -
         killed: list[int] = []
         killer = threading.Thread(target=_kill_one_actor_when, args=(out, 1, killed), daemon=True)
         killer.start()
-        summary = run_explain(_job(model), images, out, engine="ray", progress=False,
-                              ray_options=RayOptions(workers=2, batch_size=1))
+        summary = run_explain(_job(model), images, out, engine=partial(ray_loop, opts=RayOptions(workers=2, batch_size=1)))
         killer.join(timeout=5)
     finally:
         ray.shutdown()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
 import signal
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import small_crops
+from conftest import evil_weights, small_crops
 from PIL import Image
 
 from segcam.cli import main
@@ -23,27 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "images"
 
 
-class _Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def _evil_weights(tmp_path: Path) -> tuple[Path, Path]:
-    marker = tmp_path / "PWNED"
-    path = tmp_path / "evil.pdparams"
-    with open(path, "wb") as fh:
-        pickle.dump({"stage1.0.weight": _Payload(marker)}, fh, protocol=4)
-    return path, marker
-
-
 def test_pickle_payload_is_refused_by_the_api(tmp_path) -> None:
     import segcam
-    from segcam.weights import UnsafeWeightsError, safe_load
+    from segcam.models.weights import UnsafeWeightsError, safe_load
 
-    evil, marker = _evil_weights(tmp_path)
+    evil, marker = evil_weights(tmp_path)
     with pytest.raises(UnsafeWeightsError, match="posix.system|nt.system"):
         segcam.create_model("hrsegnet_b16", weights=str(evil))
     with pytest.raises(UnsafeWeightsError):
@@ -53,7 +36,7 @@ def test_pickle_payload_is_refused_by_the_api(tmp_path) -> None:
 
 @pytest.mark.needs_data
 def test_pickle_payload_is_refused_by_every_cli_path(tmp_path, capsys) -> None:
-    evil, marker = _evil_weights(tmp_path)
+    evil, marker = evil_weights(tmp_path)
     img = str(EXAMPLES / "cfd_001.jpg")
     for argv in (["explain", "--model", "hrsegnet_b16", "--weights", str(evil), "--out", str(tmp_path / "o"), img],
                  ["evaluate", "--model", "hrsegnet_b16", "--weights", str(evil), "--data", "deepcrack:test", "--limit", "1"],
@@ -65,23 +48,23 @@ def test_pickle_payload_is_refused_by_every_cli_path(tmp_path, capsys) -> None:
 
 @pytest.mark.needs_data
 def test_training_resume_uses_the_safe_loader(tmp_path) -> None:
+    from segcam.models.weights import UnsafeWeightsError
     from segcam.training.loop import train
-    from segcam.weights import UnsafeWeightsError
 
-    evil, marker = _evil_weights(tmp_path)
+    evil, marker = evil_weights(tmp_path)
     run = tmp_path / "run"
     (run / "last").mkdir(parents=True)
     shutil.copy(evil, run / "last" / "model.pdparams")
     (run / "last" / "state.json").write_text(json.dumps({"iter": 4}))
     with pytest.raises(UnsafeWeightsError):
-        train(ROOT / "configs" / "cpu" / "hrsegnet_b16_cpu.yml", run, iters=8, progress=False)
+        train(ROOT / "configs" / "cpu" / "hrsegnet_b16_cpu.yml", run, iters=8)
     assert not marker.exists()
 
 
 def test_safe_loader_reads_real_paddle_files(tmp_path) -> None:
     import paddle
 
-    from segcam.weights import safe_load
+    from segcam.models.weights import safe_load
 
     net = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3), paddle.nn.BatchNorm2D(4))
     opt = paddle.optimizer.Momentum(0.1, parameters=net.parameters())
@@ -97,7 +80,7 @@ def test_safe_loader_reads_real_paddle_files(tmp_path) -> None:
 
 
 def test_output_stems_never_collide() -> None:
-    from segcam.batch import output_stems
+    from segcam.survey.batch import output_stems
 
     assert output_stems(["a/x y.jpg", "b/x_y.jpg"]) == ["x_y", "x_y-2"]
     assert output_stems(["裂缝1.jpg", "裂纹1.jpg"]) == ["裂缝1", "裂纹1"]  # Unicode letters are kept
@@ -183,7 +166,7 @@ def test_interrupt_ends_with_one_line_and_a_record(tmp_path, sig, code) -> None:
 
 
 def test_second_run_into_a_locked_folder_is_refused(tmp_path, capsys) -> None:
-    from segcam.batch import RunFolder
+    from segcam.survey.batch import RunFolder
 
     out = tmp_path / "out"
     with RunFolder(out, {"x": 1}):
@@ -194,7 +177,7 @@ def test_second_run_into_a_locked_folder_is_refused(tmp_path, capsys) -> None:
 
 
 def test_stale_temporaries_are_removed(tmp_path) -> None:
-    from segcam.batch import RunFolder
+    from segcam.survey.batch import RunFolder
 
     out = tmp_path / "out"
     out.mkdir()
@@ -230,7 +213,7 @@ def test_bad_out_and_bad_limits_fail_before_the_model_loads(tmp_path, capsys) ->
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this OS")
 def test_fifo_is_refused_without_opening_it(tmp_path) -> None:
-    from segcam.images import ImageError, read_image
+    from segcam.data.images import ImageError, read_image
 
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
@@ -239,7 +222,7 @@ def test_fifo_is_refused_without_opening_it(tmp_path) -> None:
 
 
 def test_size_is_checked_from_the_header_before_decoding(tmp_path, monkeypatch) -> None:
-    from segcam.images import ImageError, read_image
+    from segcam.data.images import ImageError, read_image
 
     path = tmp_path / "big.png"
     Image.new("L", (3000, 200)).save(path)
@@ -252,8 +235,8 @@ def test_size_is_checked_from_the_header_before_decoding(tmp_path, monkeypatch) 
 
 
 def test_one_suffix_list_for_folders_and_named_files(tmp_path) -> None:
-    from segcam.cli import _collect_images
-    from segcam.images import ImageError, read_image
+    from segcam.cli import collect_images as _collect_images
+    from segcam.data.images import ImageError, read_image
 
     Image.open(EXAMPLES / "cfd_001.jpg").save(tmp_path / "a.gif")
     (tmp_path / "notes.txt").write_text("x")
@@ -265,7 +248,7 @@ def test_one_suffix_list_for_folders_and_named_files(tmp_path) -> None:
 
 def test_image_reader_fuzz(tmp_path) -> None:
     """Mutated and truncated real images: an array or an ImageError, never another exception."""
-    from segcam.images import ImageError, read_image_bytes
+    from segcam.data.images import ImageError, read_image_bytes
 
     rng = np.random.default_rng(0)
     seeds = [(EXAMPLES / "cfd_001.jpg").read_bytes()]

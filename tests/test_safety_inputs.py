@@ -16,29 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES, ROOT, evil_weights, free_port, listening
 from PIL import Image
 
 from segcam.cli import main
 
 IMG = EXAMPLES / "cfd_001.jpg"
 FAST = ["--model", "hrsegnet_b16", "--weights", "random", "--layer", "seg3", "--save", "raw"]
-
-
-class _Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def _evil(tmp_path: Path) -> tuple[Path, Path]:
-    marker = tmp_path / "PWNED"
-    path = tmp_path / "evil.pdparams"
-    with open(path, "wb") as fh:
-        pickle.dump({"w": _Payload(marker)}, fh, protocol=4)
-    return path, marker
 
 
 def _yaml(path: Path, model: dict) -> Path:
@@ -68,10 +52,10 @@ def _set(spec: dict, where: tuple, key: str, value) -> dict:
 def test_every_pretrained_path_of_our_configs_goes_through_the_safe_loader(tmp_path) -> None:
     """For each model config we ship, `pretrained:` on the model and on every nested backbone/component is refused."""
     import segcam
-    from segcam.config import load_config
-    from segcam.weights import UnsafeWeightsError
+    from segcam.models.config import load_config
+    from segcam.models.weights import UnsafeWeightsError
 
-    evil, marker = _evil(tmp_path)
+    evil, marker = evil_weights(tmp_path, "w")
     checked = []
     for cfg_path in sorted((ROOT / "configs").glob("*.yml")):
         model = load_config(cfg_path)["model"]
@@ -90,7 +74,7 @@ def test_every_pretrained_path_of_our_configs_goes_through_the_safe_loader(tmp_p
 def test_hostile_yaml_is_refused_by_explain_train_and_the_api(tmp_path, capsys) -> None:
     import segcam
 
-    evil, marker = _evil(tmp_path)
+    evil, marker = evil_weights(tmp_path, "w")
     hostile = _yaml(tmp_path / "evil.yml", {"type": "UNet", "num_classes": 2, "pretrained": str(evil)})
     weights = tmp_path / "ok.pdparams"
     import paddle
@@ -133,9 +117,9 @@ def test_a_component_calling_paddle_load_while_built_fails_closed(tmp_path) -> N
     import paddle
     from paddleseg.cvlibs import manager
 
-    from segcam.config import ConfigError, build_component
+    from segcam.models.config import ConfigError, build_component
 
-    evil, marker = _evil(tmp_path)
+    evil, marker = evil_weights(tmp_path, "w")
 
     class LoadsInInit(paddle.nn.Layer):
         def __init__(self, weights_file: str) -> None:
@@ -152,7 +136,7 @@ def test_a_component_calling_paddle_load_while_built_fails_closed(tmp_path) -> N
 
 
 def test_yaml_python_tags_are_refused(tmp_path) -> None:
-    from segcam.config import ConfigError, load_config
+    from segcam.models.config import ConfigError, load_config
 
     marker = tmp_path / "TAG"
     bad = tmp_path / "tag.yml"
@@ -181,7 +165,7 @@ def test_protocol_2_paddle_save_files_load() -> None:
 
     import paddle
 
-    from segcam.weights import UnsafeWeightsError, safe_load
+    from segcam.models.weights import UnsafeWeightsError, safe_load
 
     with tempfile.TemporaryDirectory() as d:
         sd = {"w": paddle.arange(6, dtype="float32").reshape([2, 3]), "h": paddle.ones([4], dtype="float16")}
@@ -313,7 +297,7 @@ def test_a_fifo_uri_fails_within_seconds(tmp_path) -> None:
 
 
 def test_uri_size_and_type_are_checked_before_reading(tmp_path, monkeypatch) -> None:
-    from segcam import images
+    from segcam.data import images
 
     big = tmp_path / "big.jpg"
     with open(big, "wb") as fh:
@@ -339,7 +323,7 @@ def test_an_unreachable_uri_is_a_failed_row_and_the_batch_goes_on(tmp_path) -> N
 STUCK_READ = textwrap.dedent("""
     import contextlib, sys, time
     import pyarrow.fs as pafs
-    from segcam import images
+    from segcam.data import images
 
     class Stuck:  # a store that answers metadata and then never sends a byte
         def get_file_info(self, path):
@@ -382,7 +366,7 @@ def test_a_stalled_uri_read_fails_as_its_row(monkeypatch) -> None:
     import io
     import threading
 
-    from segcam import images
+    from segcam.data import images
 
     monkeypatch.setattr(images, "URI_STALL_SECONDS", 0.5)
     release = threading.Event()
@@ -415,7 +399,7 @@ def test_out_equal_to_an_input_folder_is_refused(tmp_path, capsys) -> None:
 
 
 def test_a_thin_strip_is_called_too_small_not_sent_to_tiles(tmp_path) -> None:
-    from segcam.images import ImageError, read_image
+    from segcam.data.images import ImageError, read_image
 
     Image.fromarray(np.zeros((1, 5000, 3), np.uint8)).save(tmp_path / "strip.png")
     for kwargs in ({}, {"max_side": 16384}):
@@ -425,7 +409,7 @@ def test_a_thin_strip_is_called_too_small_not_sent_to_tiles(tmp_path) -> None:
 
 
 def test_load_run_refuses_linked_and_malformed_manifests(tmp_path) -> None:
-    from segcam.app_core import load_run
+    from segcam.app.core import load_run
 
     root = tmp_path / "runs"
     run = root / "run"
@@ -450,32 +434,13 @@ def test_load_run_refuses_linked_and_malformed_manifests(tmp_path) -> None:
 
 
 def test_serving_refusal_answers_only_local_visitors() -> None:
-    from segcam.app_core import serving_refusal
+    from segcam.app.core import serving_refusal
 
     assert serving_refusal("", "127.0.0.1", False) is None
     assert serving_refusal(None, "::1", False) is None
     assert serving_refusal(None, None, False) is None  # no visitor address (AppTest)
     assert "not local" in serving_refusal("", "192.168.1.20", False)
     assert serving_refusal("0.0.0.0", "192.168.1.20", True) is None  # segcam app --host 0.0.0.0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _listening(port: int) -> list[str]:
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        if os.path.exists(table):
-            for line in open(table).read().splitlines()[1:]:
-                local, state = line.split()[1], line.split()[3]
-                if state == "0A" and int(local.split(":")[1], 16) == port:
-                    found.append(local.split(":")[0])
-    return found
 
 
 LOOPBACK_HEX = ("0100007F", "00000000000000000000000001000000")
@@ -493,12 +458,12 @@ def _wait(cond, seconds: float) -> bool:
 @pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux's /proc/net/tcp")
 def test_streamlit_run_as_the_readme_shows_binds_loopback_and_stops_quietly() -> None:
     pytest.importorskip("streamlit")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "apps/segcam_app.py", "--server.port", str(port)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        assert _wait(lambda: _listening(port), 60), "streamlit did not start"
-        addrs = _listening(port)
+        assert _wait(lambda: listening(port), 60), "streamlit did not start"
+        addrs = listening(port)
         assert all(a in LOOPBACK_HEX for a in addrs), addrs
         import urllib.request
 
@@ -515,14 +480,14 @@ def test_streamlit_run_as_the_readme_shows_binds_loopback_and_stops_quietly() ->
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_killing_segcam_app_stops_its_server(tmp_path) -> None:
     pytest.importorskip("streamlit")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "segcam", "app", "--port", str(port)], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _wait(lambda: _listening(port), 60), "the app did not start"
+        assert _wait(lambda: listening(port), 60), "the app did not start"
         proc.kill()  # SIGKILL: segcam app gets no chance to stop its child
         proc.wait(timeout=10)
-        assert _wait(lambda: not _listening(port), 30), "the Streamlit server outlived a SIGKILLed segcam app"
+        assert _wait(lambda: not listening(port), 30), "the Streamlit server outlived a SIGKILLed segcam app"
     finally:
         if proc.poll() is None:
             proc.kill()

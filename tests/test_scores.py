@@ -9,8 +9,8 @@ import paddle
 import pytest
 
 import segcam
-from segcam.engine import SCORES, score_planes
-from segcam.targets import MaskTarget
+from segcam.cam.engine import SCORES, score_planes
+from segcam.cam.targets import MaskTarget
 
 
 def _region_score(logits: np.ndarray, mask: np.ndarray, c: int, score: str) -> float:
@@ -51,7 +51,7 @@ def test_margin_at_the_logit_layer_has_the_closed_form(toy) -> None:
     mask[4:9, 5:12] = True
     res = segcam.explain(toy, rgb, "cls", MaskTarget(1, mask), "seg_grad_cam", score="margin")
     with paddle.no_grad():
-        y = toy(paddle.to_tensor(segcam.images.normalize(rgb)))[0].numpy()[0]
+        y = toy(paddle.to_tensor(segcam.data.images.normalize(rgb)))[0].numpy()[0]
     w = mask.mean()  # mean gradient: +1 on the crack plane, -1 on the background plane, inside M
     np.testing.assert_allclose(res[0].maps["cls"].raw, np.maximum(w * (y[1] - y[0]), 0), rtol=1e-4, atol=1e-6)
     assert res.meta["score"]["name"] == "margin"
@@ -60,7 +60,7 @@ def test_margin_at_the_logit_layer_has_the_closed_form(toy) -> None:
 
 
 def test_grad_cam_pp_no_longer_inverts_on_signed_activations() -> None:
-    from segcam.methods.seg_grad_cam_pp import GradCAMPlusPlusWarning, SegGradCAMPlusPlus
+    from segcam.cam.methods.seg_grad_cam_pp import GradCAMPlusPlusWarning, SegGradCAMPlusPlus
 
     # the logit map as the "layer": crack logit negative almost everywhere, positive on the crack
     crack = np.full((8, 8), -4.0)
@@ -87,14 +87,14 @@ def test_every_listed_alias_of_every_zoo_model_explains(name) -> None:
         warnings.simplefilter("ignore")
         model = segcam.create_model(name, weights="random")
     rgb = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
-    res = segcam.explain(model, rgb, list(model.aliases), segcam.targets.ImageTarget())
+    res = segcam.explain(model, rgb, list(model.aliases), segcam.cam.targets.ImageTarget())
     for alias in model.aliases:
         m = res[0].maps[alias]
         assert m.upsampled.shape == (64, 64) and np.isfinite(m.upsampled).all(), alias
 
 
 def test_layers_as_objects_and_tuple_elements(b16, crack_rgb) -> None:
-    from segcam.layers import LayerNotFoundError
+    from segcam.cam.layers import LayerNotFoundError
 
     by_name = segcam.explain(b16, crack_rgb, ["seg3"])[0].maps["seg3"].raw
     by_object = segcam.explain(b16, crack_rgb, [b16.network.seg3])[0].maps["seg3"].raw
@@ -107,7 +107,7 @@ def test_layers_as_objects_and_tuple_elements(b16, crack_rgb) -> None:
     small = crack_rgb[:64, :64]
     res = segcam.explain(unet, small, ["encode[0]", "encoder"])
     np.testing.assert_array_equal(res[0].maps["encode[0]"].raw, res[0].maps["encoder"].raw)
-    from segcam.hooks import LayerOutputError
+    from segcam.cam.hooks import LayerOutputError
 
     with pytest.raises(LayerOutputError, match=r"pick one element, e.g. encode\[0\]"):
         segcam.explain(unet, small, ["encode"])

@@ -11,10 +11,10 @@ from conftest import EXAMPLES
 from PIL import Image
 
 import segcam
+from segcam.cam.result import ARTIFACTS, parse_artifacts, read_map
 from segcam.cli import main
-from segcam.data import data_root
-from segcam.result import ARTIFACTS, parse_artifacts, read_map
-from segcam.tiling import blend_window, explain_tiled, predict_tiled, tile_starts
+from segcam.data.datasets import data_root
+from segcam.survey.tiling import blend_window, explain_tiled, predict_tiled, tile_starts
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def _deepcrack_frames(n: int) -> list:
 @pytest.mark.needs_data
 def test_tiled_prediction_matches_the_whole_photo(b16) -> None:
     """A DeepCrack frame tiled at 256 with overlap 64 against the same frame in one piece."""
-    fwd = segcam.tiling._network_forward(b16)
+    fwd = segcam.survey.tiling._network_forward(b16)
     agree = []
     for path in _deepcrack_frames(3):
         rgb = segcam.read_image(path)
@@ -130,7 +130,13 @@ def test_save_writes_only_the_chosen_artifacts_and_figure_says_what_is_missing(t
     assert main(["explain", "--model", "hrsegnet_b16", "--layer", "seg3", "--save", "overlay,prediction",
                  "--out", str(out), img]) == 0
     files = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    assert files == ["cfd_001__prediction.png", "cfd_001__seg3__overlay.jpg", "manifest.json", "summary.csv"]
+    assert files == ["cfd_001__cracks.npz", "cfd_001__prediction.png", "cfd_001__seg3__overlay.jpg", "cracks.csv",
+                     "manifest.json", "summary.csv"]
+    out2 = tmp_path / "o2"
+    assert main(["explain", "--model", "hrsegnet_b16", "--layer", "seg3", "--save", "overlay", "--no-cracks",
+                 "--out", str(out2), img]) == 0
+    assert sorted(p.name for p in out2.iterdir() if not p.name.startswith(".")) == [
+        "cfd_001__seg3__overlay.jpg", "manifest.json", "summary.csv"]
     code = main(["figure", str(out / "manifest.json"), "--out", str(tmp_path / "f.png")])
     assert code == 2  # no raw map to draw from: a clear error, not a traceback
     assert main(["explain", "--model", "hrsegnet_b16", "--save", "overlay,bogus", "--out", str(tmp_path / "x"),
@@ -167,7 +173,7 @@ def test_uri_folders_are_listed_and_read_through_pyarrow(tmp_path) -> None:
     assert main(["explain", "--model", "hrsegnet_b16", "--layer", "seg3", "--out", str(by_uri), f"file://{src}"]) == 0
     assert main(["explain", "--model", "hrsegnet_b16", "--layer", "seg3", "--out", str(by_path), str(src)]) == 0
     files = sorted(p.name for p in by_path.glob("*.*") if p.suffix in (".png", ".jpg", ".npz"))
-    assert len(files) == 8 and files == sorted(p.name for p in by_uri.glob("*.*") if p.suffix in (".png", ".jpg", ".npz"))
+    assert len(files) == 10 and files == sorted(p.name for p in by_uri.glob("*.*") if p.suffix in (".png", ".jpg", ".npz"))
     for name in files:
         assert (by_uri / name).read_bytes() == (by_path / name).read_bytes()
     man = json.loads((by_uri / "manifest.json").read_text())

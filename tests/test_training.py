@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import paddle
 import pytest
+from conftest import ROOT
 from PIL import Image
 
-from segcam.data import data_root, load_mask, parse_data_spec
+from segcam.data.datasets import data_root, load_mask, parse_data_spec
 from segcam.training.losses import CrossEntropyLoss, OhemCrossEntropyLoss
 from segcam.training.metrics import ConfusionMatrix, scores
 
@@ -149,9 +151,9 @@ def test_training_lowers_loss_and_resumes(tmp_path) -> None:
     from segcam.training.loop import train
 
     cfg, out = _tiny_config(tmp_path), tmp_path / "run"
-    state = train(cfg, out, iters=12, log_every=1, save_every=4, val_every=8, progress=False, stop_after=8)
+    state = train(cfg, out, iters=12, log_every=1, save_every=4, val_every=8, stop_after=8)
     assert state["iter"] == 8 and (out / "last" / "model.pdopt").is_file() and (out / "best_model").is_dir()
-    state = train(cfg, out, iters=12, log_every=1, save_every=4, val_every=0, progress=False)  # resumes at 8
+    state = train(cfg, out, iters=12, log_every=1, save_every=4, val_every=0)  # resumes at 8
     assert state["iter"] == 12
     log = [json.loads(ln) for ln in (out / "train.log").read_text().splitlines()]
     iters = [r["iter"] for r in log if "loss" in r]
@@ -163,11 +165,11 @@ def test_training_lowers_loss_and_resumes(tmp_path) -> None:
     assert not list(out.glob(".*.tmp"))
     # a resumed run repeats an uninterrupted one exactly: data order, augmentation, losses and weights
     straight = tmp_path / "straight"
-    train(cfg, straight, iters=12, log_every=1, save_every=100, val_every=0, progress=False)
+    train(cfg, straight, iters=12, log_every=1, save_every=100, val_every=0)
     log_straight = [json.loads(ln) for ln in (straight / "train.log").read_text().splitlines()]
     np.testing.assert_array_equal([r["loss"] for r in log if "loss" in r], [r["loss"] for r in log_straight])
     np.testing.assert_allclose([r["lr"] for r in log if "lr" in r], [r["lr"] for r in log_straight], rtol=1e-6)
-    from segcam.weights import safe_load
+    from segcam.models.weights import safe_load
 
     a, b = safe_load(out / "last" / "model.pdparams"), safe_load(straight / "last" / "model.pdparams")
     for k in a:
@@ -179,10 +181,10 @@ def test_killed_run_resumes_without_repeated_log_lines(tmp_path) -> None:
     from segcam.training.loop import train
 
     cfg, out = _tiny_config(tmp_path), tmp_path / "run"
-    train(cfg, out, iters=12, log_every=1, save_every=4, val_every=0, progress=False, stop_after=4)
+    train(cfg, out, iters=12, log_every=1, save_every=4, val_every=0, stop_after=4)
     with open(out / "train.log", "a") as fh:  # a kill after logging 5-6 but before the checkpoint at 8
         fh.write('{"iter": 5, "loss": 9.0}\n{"iter": 6, "loss": 9.0}\n{"iter": 7, "lo')
-    train(cfg, out, iters=12, log_every=1, save_every=4, val_every=0, progress=False, stop_after=8)
+    train(cfg, out, iters=12, log_every=1, save_every=4, val_every=0, stop_after=8)
     iters = [json.loads(ln)["iter"] for ln in (out / "train.log").read_text().splitlines()]
     assert iters == list(range(1, 9))
 
@@ -195,7 +197,7 @@ def test_checkpoint_rotation_survives_every_kill_state(tmp_path, state) -> None:
     from segcam.training.loop import _resume_dir, train
 
     cfg, out = _tiny_config(tmp_path), tmp_path / "run"
-    train(cfg, out, iters=12, log_every=4, save_every=4, val_every=0, progress=False, stop_after=4)
+    train(cfg, out, iters=12, log_every=4, save_every=4, val_every=0, stop_after=4)
     last = out / "last"
     if state == "old_and_tmp":  # killed between the two renames: only last.old and a complete .last.tmp
         shutil.copytree(last, out / ".last.tmp")
@@ -211,7 +213,7 @@ def test_checkpoint_rotation_survives_every_kill_state(tmp_path, state) -> None:
         (out / ".last.tmp").mkdir()
         (out / ".last.tmp" / "model.pdparams").write_bytes(b"partial")
     assert _resume_dir(out) is not None
-    final = train(cfg, out, iters=12, log_every=4, save_every=4, val_every=0, progress=False, stop_after=8)
+    final = train(cfg, out, iters=12, log_every=4, save_every=4, val_every=0, stop_after=8)
     assert final["iter"] == 8, "resume must continue from the newest complete checkpoint (iteration 4)"
     assert json.loads((out / "last" / "state.json").read_text())["iter"] == 8
     assert not (out / "last.old").exists() and not (out / ".last.tmp").exists()
@@ -220,9 +222,9 @@ def test_checkpoint_rotation_survives_every_kill_state(tmp_path, state) -> None:
 @pytest.mark.needs_data
 def test_shipped_weights_load_strictly_and_segment_cracks() -> None:
     import segcam
+    from segcam.models.weights import sha256_file
+    from segcam.models.zoo import get_model_spec
     from segcam.training.loop import evaluate
-    from segcam.weights import sha256_file
-    from segcam.zoo import get_model_spec
 
     shipped = [n for n in segcam.list_models() if get_model_spec(n).shipped_weights]
     assert {"hrsegnet_b16", "hrsegnet_b32", "hrsegnet_b48", "bisenetv2", "stdcseg"} <= set(shipped)
@@ -242,9 +244,9 @@ def test_shipped_weights_load_strictly_and_segment_cracks() -> None:
 @pytest.mark.needs_data
 def test_crack_general_weights_beat_the_deepcrack_ones_on_every_set() -> None:
     import segcam
-    from segcam.data import parse_data_specs
+    from segcam.data.datasets import parse_data_specs
+    from segcam.models.zoo import get_model_spec
     from segcam.training.loop import evaluate
-    from segcam.zoo import get_model_spec
 
     sets = {k: v[:: max(1, len(v) // 4)][:4] for k, v in parse_data_specs("mix:test").items()}  # 4 frames a set
     mixed = [n for n in segcam.list_models() if "mix" in get_model_spec(n).tags]
@@ -328,7 +330,7 @@ def test_training_with_ema_validates_and_keeps_the_averaged_weights(tmp_path) ->
     from segcam.training.loop import train
 
     cfg, out = _tiny_config(tmp_path), tmp_path / "run"
-    train(cfg, out, iters=6, log_every=1, save_every=3, val_every=3, progress=False, stop_after=3, ema_decay=0.5)
+    train(cfg, out, iters=6, log_every=1, save_every=3, val_every=3, stop_after=3, ema_decay=0.5)
     state = json.loads((out / "last" / "state.json").read_text())
     assert state["ema_updates"] == 3 and state["ema_decay"] == 0.5 and state["ema_started_at"] == 0
     ema3 = paddle.load(str(out / "last" / "model_ema.pdparams"))
@@ -337,7 +339,7 @@ def test_training_with_ema_validates_and_keeps_the_averaged_weights(tmp_path) ->
     k = "head.conv.weight"
     np.testing.assert_array_equal(best[k].numpy(), ema3[k].numpy())
     assert not np.allclose(ema3[k].numpy(), raw3[k].numpy())
-    train(cfg, out, iters=6, log_every=1, save_every=3, val_every=3, progress=False, ema_decay=0.5)  # resumes
+    train(cfg, out, iters=6, log_every=1, save_every=3, val_every=3, ema_decay=0.5)  # resumes
     state = json.loads((out / "last" / "state.json").read_text())
     assert state["iter"] == 6 and state["ema_updates"] == 6
     log = [json.loads(ln) for ln in (out / "train.log").read_text().splitlines()]
@@ -346,16 +348,16 @@ def test_training_with_ema_validates_and_keeps_the_averaged_weights(tmp_path) ->
 
 @pytest.mark.needs_data
 def test_training_can_start_from_trained_weights(tmp_path) -> None:
+    from segcam.models.weights import WeightsError
+    from segcam.models.zoo import get_model_spec
     from segcam.training.loop import train
-    from segcam.weights import WeightsError
-    from segcam.zoo import get_model_spec
 
     cfg = _tiny_config(tmp_path)
     init = get_model_spec("hrsegnet_b16").tags["deepcrack"]
-    state = train(cfg, tmp_path / "ft", iters=2, save_every=2, val_every=0, progress=False, init_weights=init)
+    state = train(cfg, tmp_path / "ft", iters=2, save_every=2, val_every=0, init_weights=init)
     assert state["init_weights"] == str(init)
     with pytest.raises(WeightsError, match="does not match"):
-        train(cfg, tmp_path / "bad", iters=2, progress=False, init_weights=get_model_spec("hrsegnet_b48").tags["deepcrack"])
+        train(cfg, tmp_path / "bad", iters=2, init_weights=get_model_spec("hrsegnet_b48").tags["deepcrack"])
 
 
 class _RedIsCrack(paddle.nn.Layer):
@@ -404,3 +406,36 @@ def test_evaluate_cli_scale_is_reported(tmp_path, capsys) -> None:
     rec = json.loads(out.read_text())
     assert rec["scale"] == 2 and rec["results"]["gaps384_crops:test"]["images"] == 3
     assert "scale 2)" in capsys.readouterr().out
+
+
+COMMITTED = ROOT / "checkpoints"
+
+
+def _committed_runs() -> list[Path]:
+    return sorted(p for p in COMMITTED.iterdir() if (p / "last" / "state.json").is_file()) if COMMITTED.is_dir() else []
+
+
+@pytest.mark.needs_data
+@pytest.mark.parametrize("run", _committed_runs(), ids=lambda p: p.name)
+def test_committed_checkpoint_resumes_like_an_uninterrupted_run(tmp_path, run) -> None:
+    """A checkpoint committed under checkpoints/ (a run spanning sessions) resumes on a fresh machine: stopping
+    one iteration after it and resuming gives the loss an uninterrupted continuation gives."""
+    import shutil
+
+    from segcam.training.loop import train
+
+    state = json.loads((run / "last" / "state.json").read_text())
+    config, start, iters = ROOT / state["config"], state["iter"], state["iters"]
+    assert config.is_file(), f"{run.name}: its config {state['config']} is not in the repository"
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    for dst in (straight, split):
+        shutil.copytree(run / "last", dst / "last")
+    ema = state.get("ema_decay")
+    common = dict(iters=iters, log_every=1, save_every=1, val_every=0, ema_decay=ema, threads=1)
+    train(config, straight, stop_after=start + 2, **common)
+    train(config, split, stop_after=start + 1, **common)
+    train(config, split, stop_after=start + 2, **common)  # resumes from the checkpoint written at start + 1
+    losses = [{r["iter"]: r["loss"] for r in map(json.loads, (d / "train.log").read_text().splitlines())}
+              for d in (straight, split)]
+    assert losses[0][start + 1] == losses[1][start + 1] and losses[0][start + 2] == losses[1][start + 2]
+    assert json.loads((split / "last" / "state.json").read_text())["iter"] == start + 2

@@ -9,8 +9,8 @@ import paddle
 import pytest
 
 import segcam
-from segcam.weights import WeightsError, load_weights, sha256_file
-from segcam.zoo import get_model_spec
+from segcam.models.weights import WeightsError, load_weights, sha256_file
+from segcam.models.zoo import get_model_spec
 
 ALL = ["bisenetv2", "ddrnet", "deeplabv3p", "hrsegnet_b16", "hrsegnet_b32", "hrsegnet_b48", "ocrnet", "pspnet",
        "stdcseg", "unet"]
@@ -37,7 +37,7 @@ def test_every_zoo_model_explains_seg_head(name: str, crack_rgb) -> None:
     assert m.layer_name == get_model_spec(name).aliases["seg_head"]
     assert m.upsampled.shape == (64, 64) and np.isfinite(m.raw).all()
     # seg_head is the layer that outputs the logit map: it has num_classes channels
-    with segcam.hooks.ActivationCapture({m.layer_name: dict(model.network.named_sublayers())[m.layer_name]}) as cap:
+    with segcam.cam.hooks.ActivationCapture({m.layer_name: dict(model.network.named_sublayers())[m.layer_name]}) as cap:
         with paddle.no_grad():
             model.network(paddle.zeros([1, 3, 64, 64]))
     assert cap.activations[m.layer_name].shape[1] == 2

@@ -1,7 +1,7 @@
 """``CrackDataset``: a PaddleSeg data set over ``../shared/data`` with 0/255 masks turned into {0, 1}.
 
 It reads one or several crack sets. A set given with a sampling ``weight``
-(or ``mix:train``, which weights every set by :data:`segcam.data.MIX_WEIGHTS`)
+(or ``mix:train``, which weights every set by :data:`segcam.data.datasets.MIX_WEIGHTS`)
 makes :meth:`CrackDataset.sample_batch` draw that share of each batch from it,
 whatever its size. Each set may carry its own transforms (small crops are
 scaled up, never down, before the 256 px crop; see ``configs/cpu/*_mix_cpu.yml``).
@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import paddle
 
-from segcam.data import MIX_WEIGHTS, Pair, list_pairs, load_mask, parse_data_specs
+from segcam.data.datasets import MIX_WEIGHTS, Pair, list_pairs, load_mask, parse_data_specs
 
 __all__ = ["CrackDataset", "SetSlice"]
 

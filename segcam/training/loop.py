@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -14,15 +13,18 @@ from typing import Any, Callable
 import numpy as np
 import paddle
 
-from segcam.config import build_component, load_config
-from segcam.data import Pair, load_mask
-from segcam.engine import main_logits
-from segcam.hooks import ensure_dygraph
-from segcam.images import normalize, read_image
-from segcam.io_utils import atomic_write
+import segcam.training.dataset  # noqa: F401  (registers CrackDataset for build_component)
+import segcam.training.losses  # noqa: F401  (registers our losses)
+from segcam.cam.engine import main_logits
+from segcam.cam.hooks import ensure_dygraph
+from segcam.data.datasets import Pair, load_mask
+from segcam.data.images import normalize, read_image
+from segcam.models.config import build_component, load_config
+from segcam.models.weights import safe_load
 from segcam.training.ema import WeightEMA
 from segcam.training.metrics import ConfusionMatrix, scores
-from segcam.weights import safe_load
+from segcam.utils.files import atomic_write
+from segcam.utils.progress import NullProgress, Progress
 
 __all__ = ["evaluate", "predict_mask", "train"]
 
@@ -177,7 +179,7 @@ def _save_checkpoint(save_dir: Path, name: str, model: Any, opt: Any | None, sta
 
 def train(config: str | Path, save_dir: str | Path, iters: int | None = None, batch_size: int | None = None,
           resume: bool = True, log_every: int = 10, save_every: int = 100, val_every: int | None = None,
-          seed: int = 0, progress: bool = True, threads: int | None = None,
+          seed: int = 0, log: Callable[[dict[str, Any]], None] | None = None, threads: int | None = None,
           stop_after: int | None = None, ema_decay: float | None = None,
           init_weights: str | Path | None = None) -> dict[str, Any]:
     """Train the model of a PaddleSeg YAML; resumes from ``save_dir/last`` when present.
@@ -196,7 +198,7 @@ def train(config: str | Path, save_dir: str | Path, iters: int | None = None, ba
         save_every: Iterations between checkpoints.
         val_every: Iterations between validations (default: ``save_every``; 0 = never).
         seed: Random seed for initialisation and data order.
-        progress: Print log lines to stderr.
+        log: Called with every record written to ``train.log`` (and ``{"resumed_from": ..., "iter": ...}``).
         threads: CPU threads for Paddle's kernels (its default is one; 2 cores train B48 1.46x faster).
         stop_after: Stop after this iteration with a checkpoint, keeping the schedule of ``iters``
             (train a long run in time-boxed chunks; the next call resumes).
@@ -235,12 +237,12 @@ def train(config: str | Path, save_dir: str | Path, iters: int | None = None, ba
         # the optimizer state carries the scheduler's position; step only what it lacks (never twice)
         while sched.last_epoch < state["iter"]:
             sched.step()
-        if progress:
-            print(f"resumed from {last} at iteration {state['iter']}", file=sys.stderr)
+        if log is not None:
+            log({"resumed_from": str(last), "iter": state["iter"]})
     else:
         init_weights = init_weights or cfg.get("init_weights")
         if init_weights:
-            from segcam.weights import load_weights
+            from segcam.models.weights import load_weights
 
             load_weights(model, init_weights)
             state["init_weights"] = str(init_weights)
@@ -254,7 +256,7 @@ def train(config: str | Path, save_dir: str | Path, iters: int | None = None, ba
             ema = WeightEMA(model, ema_decay)
             state["ema_started_at"] = state["iter"]
         state["ema_decay"] = ema_decay
-    log = open(save_dir / "train.log", "a")
+    log_fh = open(save_dir / "train.log", "a")
     model.train()
     t_start = time.time() - state["seconds"]
     running: list[float] = []
@@ -280,10 +282,10 @@ def train(config: str | Path, save_dir: str | Path, iters: int | None = None, ba
                 rec = {"iter": it, "loss": float(np.mean(running)), "lr": float(opt.get_lr()),
                        "seconds": round(time.time() - t_start, 1)}
                 running.clear()
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-                if progress:
-                    print(json.dumps(rec), file=sys.stderr)
+                log_fh.write(json.dumps(rec) + "\n")
+                log_fh.flush()
+                if log is not None:
+                    log(rec)
             if it % save_every == 0 or it == end:
                 state.update(iter=it, seconds=round(time.time() - t_start, 1))
                 if ema is not None:
@@ -297,16 +299,16 @@ def train(config: str | Path, save_dir: str | Path, iters: int | None = None, ba
                             rec["val_per_set"] = res["per_set"]
                         if ema is not None:
                             rec["ema"] = True
-                        log.write(json.dumps(rec) + "\n")
-                        log.flush()
-                        if progress:
-                            print(json.dumps(rec), file=sys.stderr)
+                        log_fh.write(json.dumps(rec) + "\n")
+                        log_fh.flush()
+                        if log is not None:
+                            log(rec)
                         if res["miou"] > state["best_miou"]:
                             state.update(best_miou=res["miou"], best_iter=it)
                             _save_checkpoint(save_dir, "best_model", model, None, {**state, "val": res})
                 _save_checkpoint(save_dir, "last", model, opt, state, ema)
     finally:
-        log.close()
+        log_fh.close()
     return state
 
 
@@ -336,31 +338,33 @@ def predict_mask(model: Any, rgb: np.ndarray, scale: float = 1.0) -> np.ndarray:
 
 
 def evaluate(model: Any, pairs: list[Pair], on_image: Callable[[Pair, dict[str, float]], None] | None = None,
-             progress: bool = False, scale: float = 1.0) -> dict[str, Any]:
+             progress: Progress | None = None, scale: float = 1.0) -> dict[str, Any]:
     """Full-frame evaluation: pixel confusion accumulated over all pairs.
 
     Args:
         model: A segmentation network (set to eval mode here).
         pairs: Image/mask pairs.
         on_image: Called with each pair and its own scores (for per-image CSVs).
-        progress: Show a tqdm bar on stderr.
+        progress: Told as each image is scored (:class:`segcam.utils.progress.Progress`).
         scale: Test-time scale for every image (see :func:`predict_mask`); scores are always taken at the
             original size against the original mask.
 
     Returns:
         ``scores`` of the accumulated matrix plus ``images`` (count).
     """
-    from tqdm import tqdm
-
     model.eval()
     cm = ConfusionMatrix(2)
-    for pair in tqdm(pairs, disable=not progress, file=sys.stderr, desc="evaluate"):
+    progress = progress or NullProgress()
+    progress.start(len(pairs), "evaluate")
+    for pair in pairs:
         rgb = read_image(pair.image, max_side=8192)
         label = load_mask(pair.mask)
         pred = predict_mask(model, rgb, scale)
         one = cm.update(pred, label)
         if on_image is not None:
             on_image(pair, scores(one))
+        progress.advance()
+    progress.close()
     out: dict[str, Any] = scores(cm.matrix)
     out["images"] = len(pairs)
     return out

@@ -1,29 +1,28 @@
 """Turn a training run into release weights: fp16 ``.pdparams``, metrics JSON and a model card.
 
-    python -m segcam.training.release --run runs/b16_mix --name hrsegnet_b16 --tag mix
+    segcam release --run runs/b16_mix --name hrsegnet_b16 --tag mix
         --config configs/cpu/hrsegnet_b16_mix_cpu.yml [--checkpoint best_model] [--out release/]
 
 Evaluates the checkpoint on the test split of every crack set that has one (full frames), then writes
 ``<out>/<name>.<tag>.{pdparams,json,md}``. ``--out`` defaults to ``release/`` in the working directory;
-the package's shipped weights (``segcam/pretrained/``) are written only with ``--into-package``.
+the package's shipped weights (``segcam/models/pretrained/``) are written only with ``--into-package``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import paddle
 
-from segcam.data import DATASETS, parse_data_spec
-from segcam.io_utils import atomic_write, save_json
+from segcam.data.datasets import DATASETS, parse_data_spec
+from segcam.models.weights import sha256_file
+from segcam.models.zoo import PRETRAINED_DIR, create_model, get_model_spec
 from segcam.training.loop import evaluate
-from segcam.weights import sha256_file
-from segcam.zoo import PRETRAINED_DIR, create_model, get_model_spec
+from segcam.utils.files import atomic_write, save_json
+from segcam.utils.progress import Progress
 
 __all__ = ["release"]
 
@@ -44,7 +43,7 @@ BASELINE_PAPERS = {
 
 def describe_train_data(config: str | Path) -> str:
     """One line naming the training sets (and sampling weights) of a config, for model cards."""
-    from segcam.config import load_config
+    from segcam.models.config import load_config
     from segcam.training.dataset import CrackDataset
 
     cfg = dict(load_config(config)["train_dataset"])
@@ -60,7 +59,8 @@ def describe_train_data(config: str | Path) -> str:
 
 
 def release(run: Path, name: str, config: str, checkpoint: str = "best_model", out_dir: Path = DEFAULT_OUT,
-            notes: str = "", limit: int = 0, tag: str = "mix", into_package: bool = False) -> dict:
+            notes: str = "", limit: int = 0, tag: str = "mix", into_package: bool = False,
+            progress: Progress | None = None) -> dict:
     """Evaluate ``run/checkpoint`` and write the fp16 weights, metrics and card for zoo model ``name``.
 
     Args:
@@ -72,7 +72,8 @@ def release(run: Path, name: str, config: str, checkpoint: str = "best_model", o
         notes: Free text on how the run went (interruptions, resumes), appended to the card.
         limit: Evaluate only the first N images of each set (a quick check; 0 = all, as shipped).
         tag: Weights tag (``mix``, ``deepcrack``); ``create_model("NAME.TAG")`` loads it.
-        into_package: Write into ``segcam/pretrained/`` (replacing the shipped weights of that tag).
+        into_package: Write into ``segcam/models/pretrained/`` (replacing the shipped weights of that tag).
+        progress: Told as the test images of each set are scored.
 
     Raises:
         ValueError: ``out_dir`` is the package folder but ``into_package`` was not given, or a bad tag.
@@ -89,10 +90,9 @@ def release(run: Path, name: str, config: str, checkpoint: str = "best_model", o
     metrics = {}
     for spec in EVAL_SETS:
         t0 = time.time()
-        res = evaluate(model.network, parse_data_spec(spec)[: limit or None], progress=True)
+        res = evaluate(model.network, parse_data_spec(spec)[: limit or None], progress=progress)
         res["seconds"] = round(time.time() - t0, 1)
         metrics[spec] = res
-        print(spec, json.dumps(res), file=sys.stderr)
     half = {k: paddle.to_tensor(v.numpy().astype(np.float16) if v.dtype == paddle.float32 else v.numpy())
             for k, v in model.network.state_dict().items()}
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -171,7 +171,7 @@ Licences of the training data:
 
 **Evaluation.** Full-size frames, no resizing; intersections and unions accumulated over all pixels of the set (as
 PaddleSeg does); mIoU averages background and crack IoU; each set's test split (CFD and masonry: the seeded
-20 % of `segcam.data`). A set that is not in the training data above is an out-of-domain check.
+20 % of `segcam.data.datasets`). A set that is not in the training data above is an out-of-domain check.
 
 | data | images | mIoU | crack IoU | precision | recall | F1 |
 |---|---|---|---|---|---|---|
@@ -181,33 +181,3 @@ Reproduce: `segcam train --config {info['config']} --iters {info['planned_iterat
 `segcam evaluate --model {info['model']}.{tag} --data mix:test`.
 Cite DeepCrack (Liu et al., Neurocomputing 338, 2019) and {cite} when you use these weights.
 {notes}"""
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", required=True, type=Path)
-    ap.add_argument("--name", required=True)
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--checkpoint", default="best_model")
-    ap.add_argument("--tag", default="mix", help="weights tag: NAME.TAG loads them (default: mix)")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: release/)")
-    ap.add_argument("--into-package", action="store_true",
-                    help="write into segcam/pretrained/, replacing the shipped weights of this name and tag")
-    ap.add_argument("--threads", type=int, default=None, help="CPU threads for evaluation")
-    ap.add_argument("--notes", default="", help="how the run went (interruptions, resumes), for the model card")
-    args = ap.parse_args(argv)
-    if args.threads:
-        paddle.base.core.set_num_threads(args.threads)
-    try:
-        info = release(args.run, args.name, args.config, args.checkpoint, out_dir=args.out, notes=args.notes,
-                       tag=args.tag, into_package=args.into_package)
-    except ValueError as exc:
-        print(f"release: error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps({k: v for k, v in info.items() if k != "metrics"}, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,357 @@
+"""Streamlit-free logic of the segcam app, so it is unit-tested and timed without a browser.
+
+The app computes the maps of *all* selected layers for the current image and target in one pass
+(:func:`compute`) and renders views from that cache (:func:`render`): changing the shown layer,
+alpha, colormap or normalisation never recomputes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from segcam.cam.engine import explain
+from segcam.cam.layers import list_layers
+from segcam.cam.overlay import heatmap, overlay
+from segcam.cam.result import ImageExplanation
+from segcam.cam.targets import Target
+
+__all__ = ["AppModel", "Views", "allowed_file", "colorbar", "compute", "example_images", "image_key", "inside",
+           "is_slow", "layer_choices", "load_model", "load_run", "mark_target", "npy_bytes", "png_bytes",
+           "list_runs", "private_copy", "read_png", "render", "runs_root", "serving_refusal", "target_key",
+           "weights_roots", "zero_map_reason"]
+
+#: Largest image side the app computes on; larger uploads are downscaled with a notice.
+APP_MAX_SIDE = 1024
+#: Largest upload accepted, in megabytes (also Streamlit's server.maxUploadSize under ``segcam app``).
+MAX_UPLOAD_MB = 50
+#: Environment variables that ``segcam app`` sets from ``--weights-root`` / ``--runs-root``.
+ENV_WEIGHTS_ROOTS = "SEGCAM_APP_WEIGHTS_ROOTS"
+ENV_RUNS_ROOT = "SEGCAM_APP_RUNS_ROOT"
+#: Set to 1 by ``segcam app --host ADDRESS`` (an explicit choice to serve beyond this machine).
+ENV_ALLOW_REMOTE = "SEGCAM_APP_ALLOW_REMOTE"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def weights_roots() -> list[Path]:
+    """Folders the app may read weights and YAML configs from.
+
+    ``$SEGCAM_APP_WEIGHTS_ROOTS`` (``os.pathsep``-separated; ``segcam app`` sets it from ``--weights-root``,
+    default the working directory and the shipped weights) if set, else the shipped weights only (a bare
+    ``streamlit run`` opens nothing of the working directory).
+    """
+    import os
+
+    from segcam.models.zoo import PRETRAINED_DIR
+
+    env = os.environ.get(ENV_WEIGHTS_ROOTS)
+    roots = [Path(p) for p in env.split(os.pathsep) if p] if env else [PRETRAINED_DIR]
+    return [r.resolve() for r in roots]
+
+
+def runs_root() -> Path | None:
+    """The folder under which the app browses run folders (``$SEGCAM_APP_RUNS_ROOT``, which ``segcam app`` sets).
+
+    None when the page was started without it (a bare ``streamlit run``): then no run folder is served.
+    """
+    import os
+
+    env = os.environ.get(ENV_RUNS_ROOT)
+    return Path(env).resolve() if env else None
+
+
+def list_runs(root: Path, limit: int = 200) -> list[str]:
+    """Run folders (holding a ``manifest.json``) under ``root``, relative to it, newest first (two levels deep)."""
+    found = []
+    for depth in ("*/manifest.json", "*/*/manifest.json"):
+        for man in root.glob(depth):
+            try:
+                inside(root, man.parent.relative_to(root))
+            except ValueError:
+                continue  # a symlink that leaves the root
+            if man.is_file():
+                found.append((man.stat().st_mtime, str(man.parent.relative_to(root))))
+    return [rel for _, rel in sorted(found, reverse=True)[:limit]]
+
+
+def serving_refusal(server_address: str | None, client_ip: str | None, allow_remote: bool) -> str | None:
+    """Why the page must not be served to this visitor, or None.
+
+    The page is served beyond this machine only when ``segcam app --host`` said so (``allow_remote``).
+    A server bound to every interface without that (a ``streamlit run`` outside the repository's
+    ``.streamlit/config.toml``) still answers only visitors from 127.0.0.1 / ::1.
+    """
+    if allow_remote:
+        return None
+    if client_ip is not None and client_ip not in LOOPBACK and not client_ip.startswith("::ffff:127."):
+        return (f"This segcam app serves only this machine (your address {client_ip} is not local). Whoever started "
+                "it can allow other machines with `segcam app --host ADDRESS`.")
+    return None
+
+
+def inside(root: Path, rel: str | Path) -> Path:
+    """``root / rel`` resolved (symlinks too), refused unless it stays inside ``root``.
+
+    Raises:
+        ValueError: An absolute path or ``..`` that leaves ``root``.
+    """
+    root = Path(root).resolve()
+    target = (root / rel).resolve()
+    if target != root and root not in target.parents:
+        raise ValueError(f"{rel} is outside {root}; only paths inside it are served")
+    return target
+
+
+def allowed_file(path: str, what: str, roots: Sequence[Path] | None = None) -> Path:
+    """A user-typed weights/config path, accepted only as a regular file inside one of ``roots``.
+
+    Raises:
+        ValueError: Outside every allowed folder, or not a regular file.
+    """
+    roots = list(roots) if roots is not None else weights_roots()
+    for root in roots:
+        try:
+            cand = inside(root, path)
+        except ValueError:
+            continue
+        if cand.is_file():
+            return cand
+    raise ValueError(f"{what} {path!r} is not a file inside the folders this app may read "
+                     f"({', '.join(map(str, roots))}); start it with `segcam app --weights-root DIR` to allow another")
+
+
+@dataclass
+class AppModel:
+    """A model shared by every session, with the lock that serialises hook use on it."""
+
+    model: Any
+    lock: threading.Lock
+    key: str
+
+
+def load_model(name: str | None = None, weights: str | None = None, config: str | None = None) -> AppModel:
+    """Build a zoo model (``name``) or a PaddleSeg YAML (``config`` + ``weights``) for the app.
+
+    Raises:
+        KeyError, FileNotFoundError, ValueError, segcam.models.weights.WeightsError: As the loaders do.
+    """
+    import warnings
+
+    from segcam.models.zoo import create_model, load_paddleseg
+
+    if weights and weights != "random":
+        weights = str(allowed_file(weights, "weights file"))
+    if config:
+        config = str(allowed_file(config, "config"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if config:
+            model = load_paddleseg(config, weights or None)
+        else:
+            model = create_model(name or "hrsegnet_b48", weights=weights or None)
+    return AppModel(model, threading.Lock(), f"{name}|{weights}|{config}")
+
+
+def layer_choices(model: Any) -> list[str]:
+    """Aliases first (``seg_head``...), then every single-tensor 4-D layer in network order."""
+    aliases = list(getattr(model, "aliases", {}))
+    rows = list_layers(model, (64, 64))
+    names = [r.name for r in rows if r.shape is not None and len(r.shape) == 4]
+    return aliases + [n for n in names if n not in aliases]
+
+
+def target_key(target: Any) -> str:
+    """Cache key of a target: its description plus a hash of any mask it carries (same name, new content)."""
+    parts = [repr(type(target).__name__), repr({k: v for k, v in vars(target).items() if not isinstance(v, np.ndarray)})]
+    for v in vars(target).values():
+        if isinstance(v, np.ndarray):
+            parts.append(image_key(v))
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()
+
+
+def image_key(rgb: np.ndarray) -> str:
+    """Content hash of an image (cache key)."""
+    return hashlib.sha1(np.ascontiguousarray(rgb).tobytes() + str(rgb.shape).encode()).hexdigest()
+
+
+def compute(app_model: AppModel, rgb: np.ndarray, layers: Sequence[str], target: Target, method: str,
+            score: str = "logit", progress: Any = None) -> ImageExplanation:
+    """All requested layers' maps for one image and target, in one pass, under the model's lock."""
+    with app_model.lock:
+        return explain(app_model.model, rgb, list(layers), target, method, score=score, progress=progress)[0]
+
+
+def private_copy(app_model: AppModel) -> AppModel:
+    """A copy of the model with its own lock, for one session's long run (Score-CAM, Ablation-CAM).
+
+    Perturbation methods make hundreds of forward passes; on the shared model they would hold its lock
+    for minutes and every other session's cheap rerun would wait. The copy costs the model's memory once
+    per session that runs such a method.
+    """
+    import copy
+
+    from segcam.cam.hooks import ensure_dygraph
+
+    ensure_dygraph()  # Paddle's mode is per thread, and Streamlit runs each session in its own
+    with app_model.lock:
+        model = copy.deepcopy(app_model.model)
+    return AppModel(model, threading.Lock(), app_model.key)
+
+
+def is_slow(method: str) -> bool:
+    """Methods that run one forward pass per batch of channels (seconds to minutes): run on request."""
+    from segcam.cam.methods import get_method
+
+    return not get_method(method).uses_gradients
+
+
+@dataclass(frozen=True)
+class Views:
+    """Ready-to-show uint8 RGB arrays for one layer."""
+
+    image: np.ndarray
+    prediction: np.ndarray
+    heatmap: np.ndarray
+    overlay: np.ndarray
+    target: np.ndarray
+
+
+def render(res: ImageExplanation, layer: str, cmap: str = "inferno", alpha: float = 0.5,
+           normalization: str = "per_map") -> Views:
+    """Views of one layer from a computed result (no model call)."""
+    unit = res.normalized(layer, normalization)
+    pred = np.repeat(((res.prediction == res.category) * 255).astype(np.uint8)[..., None], 3, axis=2)
+    return Views(res.image, pred, heatmap(unit, cmap), overlay(res.image, unit, cmap, alpha), mark_target(res))
+
+
+def mark_target(res: ImageExplanation) -> np.ndarray:
+    """The image with the target tinted and outlined.
+
+    A target of a few pixels also gets a ring that shows at any zoom (one pixel would otherwise be invisible).
+    """
+    import cv2
+
+    tgt = res.image.copy()
+    mask = res.target_mask
+    tgt[mask] = (0.4 * tgt[mask] + 0.6 * np.array([0, 200, 255])).astype(np.uint8)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    thick = max(1, round(max(mask.shape) / 300))
+    cv2.drawContours(tgt, contours, -1, (0, 255, 255), thick)
+    if 0 < mask.sum() < 64:
+        ys, xs = np.nonzero(mask)
+        radius = max(6, round(max(mask.shape) / 40))
+        cv2.circle(tgt, (int(xs.mean()), int(ys.mean())), radius, (255, 40, 40), thick + 1)
+    return tgt
+
+
+def colorbar(cmap: str, width: int = 256, height: int = 12) -> np.ndarray:
+    """A horizontal colour scale (0 on the left, 1 on the right) for the views."""
+    return heatmap(np.tile(np.linspace(0.0, 1.0, width, dtype=np.float32), (height, 1)), cmap)
+
+
+def zero_map_reason(res: ImageExplanation, layer: str) -> str | None:
+    """Why a map is all zero, or None if it is not."""
+    if res.maps[layer].raw_max > 0:
+        return None
+    if res.empty_target:
+        return "the target region is empty, so there is nothing to explain: choose another target"
+    return (f"no positive evidence at {layer} for this target: after the channel weighting every pixel is <= 0, "
+            "and the ReLU of Seg-Grad-CAM keeps only evidence *for* the class. Try another layer, the margin score, "
+            "or an element-wise method (layer_cam)")
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """PNG encoding for downloads."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def read_png(path: str | Path) -> np.ndarray:
+    """A run's overlay or heatmap image (PNG/JPEG) as an RGB array.
+
+    Decoded here, so a bad file is an error, not a media-server path.
+    """
+    from segcam.data.images import read_image
+
+    return read_image(path, max_side=8192)
+
+
+def npy_bytes(arr: np.ndarray) -> bytes:
+    """``.npy`` encoding for downloads."""
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def example_images() -> list[Path]:
+    """The bundled example photos (``examples/images`` of a source checkout)."""
+    folder = Path(__file__).resolve().parents[2] / "examples" / "images"
+    return sorted(folder.glob("*.jpg")) + sorted(folder.glob("*.png")) if folder.is_dir() else []
+
+
+def load_run(folder: str | Path, root: Path | None = None) -> dict[str, Any]:
+    """Read a ``segcam explain`` run folder's manifest (for browsing without recomputing).
+
+    ``folder`` is taken relative to ``root`` (default :func:`runs_root`) and must stay inside it; every
+    file a record names is resolved inside the run folder, and records naming any other path are dropped
+    from ``images`` (counted in ``refused``).
+
+    Raises:
+        FileNotFoundError: No manifest.json there.
+        ValueError: A folder outside the root, or not a segcam explain manifest of a supported version.
+    """
+    from segcam.cam.result import SCHEMA_VERSION
+
+    root = root or runs_root()
+    if root is None:
+        raise ValueError("no runs folder was given to this app; start it with `segcam app --runs-root DIR`")
+    run_dir = inside(root, folder)
+    path = run_dir / "manifest.json"
+    if path.is_symlink() or (path.exists() and path.resolve().parent != run_dir):
+        raise ValueError(f"{folder}/manifest.json is a link to a file elsewhere; only a run folder's own manifest is read")
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} holds no manifest.json; give the --out folder of a segcam explain run "
+                                f"(relative to {root})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{folder}/manifest.json is not valid JSON ({exc})") from None
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or data.get("schema") != "segcam.explain" or version not in (1, SCHEMA_VERSION):
+        raise ValueError(f"{folder}/manifest.json is not a segcam explain manifest of schema version 1-{SCHEMA_VERSION}")
+    if not isinstance(data.get("images", []), list):
+        raise ValueError(f"{folder}/manifest.json: 'images' must be a list of image records, got "
+                         f"{type(data.get('images')).__name__}; rerun segcam explain into a new --out")
+    images, refused = [], 0
+    for rec in data.get("images", []):
+        if not isinstance(rec, dict) or not isinstance(rec.get("name"), str) or not isinstance(rec.get("layers", {}), dict):
+            refused += 1
+            continue
+        try:
+            for files in (rec.get("layers") or {}).values():
+                files["raw_max"] = float(files.get("raw_max", float("nan")))  # a non-number: the record is refused
+                for key in ("overlay", "heatmap"):  # either may be left out by --save
+                    if key in files:
+                        files[key] = str(inside(run_dir, files[key]))
+            if rec.get("prediction"):
+                rec["prediction"] = str(inside(run_dir, rec["prediction"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            refused += 1
+            continue
+        images.append(rec)
+    data["images"], data["refused"] = images, refused
+    data["folder"] = str(run_dir)
+    model, norm = data.get("model"), data.get("normalization")
+    data["caption"] = " · ".join(str(x) for x in (model.get("name") if isinstance(model, dict) else "?",
+                                                   data.get("method", "?"),
+                                                   norm.get("mode") if isinstance(norm, dict) else "?"))
+    return data

@@ -1,0 +1,1 @@
+"""The explainer: hooks, layer lookup, targets, scores, CAM methods, the engine and its frozen result objects."""

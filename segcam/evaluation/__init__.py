@@ -1,0 +1,1 @@
+"""How good an explanation is: faithfulness metrics (deletion, insertion, ...) and the evaluate-cam study."""

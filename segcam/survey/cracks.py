@@ -1,0 +1,544 @@
+"""Per-crack records: every predicted crack measured, its own explanation summarised, its features pooled.
+
+A *crack* is a connected component of the predicted crack mask with 8-connectivity (the same components
+as the ``component`` target) and at least :data:`MIN_AREA` pixels (smaller specks are counted per image,
+not recorded: too small to have a length or a width).
+
+Geometry (scikit-image and SciPy; all in pixels, and in millimetres with a pixel size):
+
+* **length**: the skeleton (``skimage.morphology.skeletonize``) traced into paths between end points and
+  junctions; each path's length is that of a polyline through every :data:`PATH_STEP`-th skeleton pixel
+  (a raw 8-neighbour chain overestimates oblique runs by up to 8 %), spurs shorter than twice the crack's
+  half-width at their junction are pruned, and each free end is extended by the distance from the
+  skeleton's end to the crack's edge (a skeleton stops about half a width short of the end).
+* **mean width** = area / length; **median / max width** = 2 x the Euclidean distance transform on the
+  skeleton minus 1 (whole pixels: exact for odd widths, one pixel low for even ones).
+* **orientation**: the major axis of the component's second moments, degrees anticlockwise from the
+  image's horizontal, in [0, 180).
+
+Evidence: the share of a crack's own map energy on the crack, beside it (within :data:`BESIDE_PX`) and
+farther away, and within :data:`BAND_PX` of it, from the default local recipe of
+:mod:`segcam.cam.defaults` (the ``component`` target: LayerCAM at ``seg3``), with the logit score
+(:data:`EVIDENCE_SCORE`, so that ``segcam explain``'s own pass serves it). ``exact``
+explains each crack on its own (one backward pass per crack); ``zones`` (the default, one pass) explains
+the whole prediction once and gives each crack the part of that map that lies nearer to it than to any
+other crack (``benchmarks/bench_cracks.py`` measures its cost and its agreement with ``exact``).
+
+Features: each crack's activations of the evidence layer (and of ``low3`` where the model has it),
+averaged over its pixels (area-weighted at each layer's resolution): the vectors the concept atlas
+clusters, saved per image so an atlas never recomputes a run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+__all__ = ["BAND_PX", "BESIDE_PX", "CRACK_FIELDS", "EVIDENCE_MODES", "MIN_AREA", "CrackAnalysis", "analyse_cracks",
+           "crack_labels", "evidence_shares", "measure_crack", "read_crack_file", "records_for_csv", "skeleton_length"]
+
+#: Smallest component recorded as a crack, in pixels (a 4x4 speck has neither a length nor a width).
+MIN_AREA = 16
+#: Skeleton pixels between the points of the polyline a path's length is measured on.
+PATH_STEP = 4
+#: Evidence within this many pixels of a crack counts as "in its band" (cracks are 1-5 px wide and annotators
+#: disagree by a pixel or two).
+BAND_PX = 5
+#: Evidence beyond the crack but within this many pixels is "beside" it; farther is "far".
+BESIDE_PX = 15
+EVIDENCE_MODES = ("zones", "exact")
+#: The score of the evidence maps: the logit, the default explain job's own score, so that the evidence can come
+#: from the job's pass (the component recipe's margin would need a second backward pass).
+EVIDENCE_SCORE = "logit"
+#: The feature layers pooled per crack, besides the evidence layer (where the model has them).
+FEATURE_EXTRA_LAYERS = ("low3",)
+
+
+def crack_labels(mask: np.ndarray, min_area: int = MIN_AREA) -> tuple[np.ndarray, int]:
+    """Label the cracks of a boolean mask (8-connectivity), dropping components under ``min_area`` pixels.
+
+    Returns:
+        An int32 label image (0 = background, 1..n = cracks ordered by area, largest first) and ``n``.
+    """
+    from skimage.measure import label
+
+    lab = label(np.asarray(mask, bool), connectivity=2)
+    if lab.max() == 0:
+        return lab.astype(np.int32), 0
+    areas = np.bincount(lab.ravel())
+    areas[0] = 0
+    keep = [i for i in np.argsort(-areas, kind="stable") if areas[i] >= min_area]
+    remap = np.zeros(len(areas), np.int32)
+    remap[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
+    return remap[lab], len(keep)
+
+
+_OFFSETS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
+
+
+def _neighbours(sk: np.ndarray) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    pts = set(zip(*np.nonzero(sk)))
+    return {p: [(p[0] + dy, p[1] + dx) for dy, dx in _OFFSETS if (p[0] + dy, p[1] + dx) in pts] for p in pts}
+
+
+def _polyline_length(path: list[tuple[int, int]], step: int = PATH_STEP) -> float:
+    if len(path) < 2:
+        return 0.0
+    idx = list(range(0, len(path), step))
+    if idx[-1] != len(path) - 1:
+        idx.append(len(path) - 1)
+    pts = np.asarray([path[i] for i in idx], float)
+    return float(np.sqrt((np.diff(pts, axis=0) ** 2).sum(axis=1)).sum())
+
+
+def _run_out(comp: np.ndarray, end: tuple[int, int], inner: tuple[int, int]) -> float:
+    """Distance from a skeleton end to the component's edge, going on in the direction ``inner`` -> ``end``."""
+    dy, dx = end[0] - inner[0], end[1] - inner[1]
+    norm = math.hypot(dy, dx)
+    if norm == 0:
+        return 0.0
+    dy, dx = dy / norm, dx / norm
+    h, w = comp.shape
+    t = 0.0
+    while True:
+        y, x = round(end[0] + (t + 0.5) * dy), round(end[1] + (t + 0.5) * dx)
+        if not (0 <= y < h and 0 <= x < w) or not comp[y, x]:
+            return t + 0.5 if t > 0 else 0.5
+        t += 0.5
+
+
+def _trace(nbrs: dict[tuple[int, int], list[tuple[int, int]]]) -> list[list[tuple[int, int]]]:
+    """The skeleton's paths: node to node (nodes: degree != 2), plus closed loops without nodes."""
+    nodes = {p for p, n in nbrs.items() if len(n) != 2}
+    seen_edges: set[frozenset] = set()
+    paths = []
+    for start in sorted(nodes):
+        for first in nbrs[start]:
+            if frozenset((start, first)) in seen_edges:
+                continue
+            path, prev, cur = [start], start, first
+            seen_edges.add(frozenset((start, first)))
+            while True:
+                path.append(cur)
+                if cur in nodes:
+                    break
+                nxt = [q for q in nbrs[cur] if q != prev and frozenset((cur, q)) not in seen_edges]
+                if not nxt:
+                    break
+                prev, cur = cur, nxt[0]
+                seen_edges.add(frozenset((prev, cur)))
+            paths.append(path)
+    on_path = {p for path in paths for p in path}
+    for p in sorted(set(nbrs) - on_path):  # loops: every pixel has two neighbours
+        if p in on_path:
+            continue
+        path, prev, cur = [p], None, p
+        while True:
+            nxt = [q for q in nbrs[cur] if q != prev and q not in path[1:]]
+            if not nxt or (nxt[0] == p and len(path) > 2):
+                path.append(p)
+                break
+            prev, cur = cur, nxt[0]
+            if cur == p:
+                path.append(p)
+                break
+            path.append(cur)
+        on_path.update(path)
+        paths.append(path)
+    return paths
+
+
+def skeleton_length(component: np.ndarray, edt: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """The length of a crack component (see the module docstring) and its pruned skeleton.
+
+    Args:
+        component: H x W bool, one connected component.
+        edt: Its Euclidean distance transform (computed if None).
+    """
+    from scipy.ndimage import distance_transform_edt
+    from skimage.morphology import skeletonize
+
+    comp = np.pad(np.asarray(component, bool), 1)
+    edt = np.pad(edt, 1) if edt is not None else distance_transform_edt(comp)
+    sk = skeletonize(comp)
+    if not sk.any():
+        return 0.0, sk[1:-1, 1:-1]
+    nbrs = _neighbours(sk)
+    if len(nbrs) == 1:  # a blob whose skeleton is one pixel: its length is its extent
+        return float(2 * edt[sk].max() - 1), sk[1:-1, 1:-1]
+    paths = _trace(nbrs)
+    degree = {p: len(n) for p, n in nbrs.items()}
+    # prune spurs: a path from a free end to a junction shorter than the width there (corner artefacts of a
+    # flat crack end), then thin again so the junction's pixel cluster becomes a plain end
+    spur = np.zeros_like(sk)
+    for path in paths:
+        a, b = path[0], path[-1]
+        if degree[a] != 1:
+            a, b, path = b, a, path[::-1]
+        if degree[a] == 1 and degree[b] >= 3 and _polyline_length(path) < 2 * edt[b]:
+            for y, x in path[:-1]:
+                spur[y, x] = True
+    if spur.any() and (sk & ~spur).any():
+        sk = skeletonize(sk & ~spur)
+        nbrs = _neighbours(sk)
+        paths = _trace(nbrs)
+    length = sum(_polyline_length(p) for p in paths)
+    # free ends: a skeleton stops short of the crack's end (by half a width, more on oblique thin ends);
+    # continue each end in its path's direction up to the crack's edge
+    for path in paths:
+        for end, back in ((path[0], path[1:1 + 2 * PATH_STEP]), (path[-1], path[-2:-2 - 2 * PATH_STEP:-1])):
+            if len(nbrs[end]) == 1 and back:
+                length += _run_out(comp, end, back[-1])
+    pruned = sk
+    return float(length), pruned[1:-1, 1:-1]
+
+
+def _orientation(component: np.ndarray) -> float:
+    ys, xs = np.nonzero(component)
+    if len(xs) < 2:
+        return 0.0
+    x, y = xs - xs.mean(), -(ys - ys.mean())  # y up
+    cov = np.cov(np.stack([x, y]))
+    vals, vecs = np.linalg.eigh(cov)
+    vx, vy = vecs[:, int(np.argmax(vals))]
+    return float(math.degrees(math.atan2(vy, vx)) % 180.0)
+
+
+def measure_crack(component: np.ndarray, pixel_size: float | None = None) -> dict[str, float]:
+    """Geometry of one crack component (see the module docstring for each quantity).
+
+    Args:
+        component: H x W bool mask of one connected crack (a crop is enough).
+        pixel_size: Millimetres per pixel; adds ``length_mm`` and ``*_width_mm``.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    comp = np.asarray(component, bool)
+    area = int(comp.sum())
+    edt = distance_transform_edt(np.pad(comp, 1))[1:-1, 1:-1]
+    length, sk = skeleton_length(comp, edt)
+    local = 2 * edt[sk] - 1 if sk.any() else np.asarray([0.0])
+    out = {"area": area, "length": round(length, 3),
+           "mean_width": round(area / length, 3) if length > 0 else 0.0,
+           "median_width": round(float(np.median(local)), 3), "max_width": round(float(local.max()), 3),
+           "orientation": round(_orientation(comp), 2)}
+    if pixel_size is not None:
+        out.update({f"{k}_mm": round(out[k] * pixel_size, 4) for k in ("length", "mean_width", "median_width", "max_width")})
+    return out
+
+
+def evidence_shares(cam: np.ndarray, crack: np.ndarray, zone: np.ndarray | None = None) -> dict[str, Any]:
+    """Where a crack's own map puts its energy: on the crack, beside it, far away, and within the band.
+
+    Args:
+        cam: H x W non-negative map of this crack (its own target).
+        crack: H x W bool, the crack.
+        zone: H x W bool, the pixels that count (``zones`` mode: nearer to this crack than to any other);
+            None = the whole image.
+    """
+    from scipy.ndimage import distance_transform_edt, find_objects
+
+    energy = np.clip(np.asarray(cam, np.float64), 0, None)
+    if zone is not None:
+        energy = np.where(zone, energy, 0.0)
+    total = float(energy.sum())
+    crack = np.asarray(crack, bool)
+    if total <= 0 or not crack.any():
+        return {"evidence_total": 0.0, "evidence_on": 0.0, "evidence_beside": 0.0, "evidence_far": 0.0,
+                "evidence_band": 0.0, "evidence_where": "none"}
+    # distances matter only up to BESIDE_PX: work on the crack's box grown by that much (same answer, less work)
+    sl = find_objects(crack.astype(np.uint8))[0]
+    pad = max(BESIDE_PX, BAND_PX) + 1
+    y0, y1 = max(0, sl[0].start - pad), min(crack.shape[0], sl[0].stop + pad)
+    x0, x1 = max(0, sl[1].start - pad), min(crack.shape[1], sl[1].stop + pad)
+    dist = distance_transform_edt(~crack[y0:y1, x0:x1])
+    e = energy[y0:y1, x0:x1]
+    on = float(e[dist == 0].sum()) / total
+    beside = float(e[(dist > 0) & (dist <= BESIDE_PX)].sum()) / total
+    far = max(0.0, 1.0 - on - beside)
+    band = float(e[dist <= BAND_PX].sum()) / total
+    where = max((("on", on), ("beside", beside), ("far", far)), key=lambda kv: kv[1])[0]
+    return {"evidence_total": round(total, 6), "evidence_on": round(on, 4), "evidence_beside": round(beside, 4),
+            "evidence_far": round(far, 4), "evidence_band": round(band, 4), "evidence_where": where}
+
+
+def _zones(labels: np.ndarray) -> np.ndarray:
+    """Each pixel's nearest crack label (Voronoi zones of the cracks)."""
+    from scipy.ndimage import distance_transform_edt
+
+    if labels.max() == 0:
+        return labels
+    _, idx = distance_transform_edt(labels == 0, return_indices=True)
+    return labels[idx[0], idx[1]]
+
+
+def _pool(act: np.ndarray, labels: np.ndarray, n: int, weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-label sums of a K x h x w activation over each label's pixels (area-weighted at h x w) and weights."""
+    import cv2
+
+    k, h, w = act.shape
+    sums = np.zeros((n, k), np.float64)
+    mass = np.zeros(n, np.float64)
+    for j in range(1, n + 1):
+        m = (labels == j).astype(np.float32)
+        if weight is not None:
+            m *= weight
+        if not m.any():
+            continue
+        small = cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA)
+        sums[j - 1] = (act * small[None]).reshape(k, -1).sum(axis=1)
+        mass[j - 1] = small.sum()
+    return sums, mass
+
+
+@dataclass(frozen=True)
+class CrackAnalysis:
+    """The cracks of one photo.
+
+    Attributes:
+        records: One dict per crack (crack id = its rank by area, 1 = largest): bounding box, geometry,
+            confidence and evidence (see the module docstring).
+        features: N x D float32 pooled activations (rows in crack order), for the atlas.
+        feature_layers: The layers (and their widths) concatenated in ``features``.
+        labels: H x W int32 crack labels (0 = background).
+        small: Components under the minimum area (not recorded).
+        thumbs: Per crack, its padded bounding box of the photo (RGB), of the crack mask and of its own map
+            (uint8, longest side at most :data:`THUMB_PX`): what the review queue, the report and the atlas
+            show without reading the photos again.
+        evidence_layer: The layer of the evidence maps.
+    """
+
+    records: list[dict[str, Any]]
+    features: np.ndarray
+    feature_layers: list[list[Any]]
+    labels: np.ndarray
+    small: int
+    thumbs: list[dict[str, np.ndarray]]
+    evidence_layer: str = ""
+
+    def save(self, path: Any) -> None:
+        """Write the features and thumbnails as one compressed ``.npz`` (no pickled objects), atomically."""
+        from segcam.utils.files import save_npz
+
+        arrays: dict[str, np.ndarray] = {"features": self.features.astype(np.float16),
+                                         "crack": np.asarray([r["crack"] for r in self.records], np.int32)}
+        for k, t in enumerate(self.thumbs):
+            for key, arr in t.items():
+                arrays[f"{key}_{k + 1}"] = arr
+        save_npz(path, **arrays)
+
+
+#: Longest side of a crack's thumbnails (photo, mask, map), in pixels.
+THUMB_PX = 96
+#: Context around a crack's bounding box in its thumbnails, in pixels.
+THUMB_PAD = 12
+
+
+def _thumbs(rgb: np.ndarray, crack: np.ndarray, cam: np.ndarray, box: tuple[int, int, int, int]) -> dict[str, np.ndarray]:
+    import cv2
+
+    x0, y0, x1, y1 = box
+    h, w = crack.shape
+    x0, y0, x1, y1 = max(0, x0 - THUMB_PAD), max(0, y0 - THUMB_PAD), min(w, x1 + THUMB_PAD), min(h, y1 + THUMB_PAD)
+    scale = min(1.0, THUMB_PX / max(x1 - x0, y1 - y0))
+    size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+    photo = cv2.resize(np.ascontiguousarray(rgb[y0:y1, x0:x1]), size, interpolation=cv2.INTER_AREA)
+    mask = cv2.resize(crack[y0:y1, x0:x1].astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA)
+    m = np.clip(cam[y0:y1, x0:x1], 0, None)
+    top = float(m.max())
+    unit = (m / top * 255).astype(np.uint8) if top > 0 else np.zeros(m.shape, np.uint8)
+    return {"photo": photo, "mask": mask, "map": cv2.resize(unit, size, interpolation=cv2.INTER_AREA)}
+
+
+def _feature_layers(model: Any, layer: str) -> list[str]:
+    from segcam.cam.layers import LayerNotFoundError, resolve_layers
+
+    out = [layer]
+    for extra in FEATURE_EXTRA_LAYERS:
+        try:
+            resolve_layers(model, [extra])
+            out.append(extra)
+        except LayerNotFoundError:
+            continue
+    return out
+
+
+def analyse_cracks(model: Any, rgb: np.ndarray, category: int = 1, pixel_size: float | None = None,
+                   evidence: str = "zones", tile: int | None = None, tile_overlap: int = 128,
+                   min_area: int = MIN_AREA, layer: str | None = None,
+                   explain_fn: Callable[..., Any] | None = None, shared: Any = None) -> CrackAnalysis:
+    """Measure, explain and pool every predicted crack of one photo.
+
+    Args:
+        model: A :class:`segcam.models.zoo.ZooModel`.
+        rgb: H x W x 3 uint8.
+        category: The crack class.
+        pixel_size: Millimetres per pixel (adds the ``*_mm`` columns).
+        evidence: ``zones`` (one pass) or ``exact`` (one backward pass per crack).
+        tile: Explain tile by tile above this side (as ``--tile``); None = the whole photo.
+        tile_overlap: Pixels shared by neighbouring tiles.
+        min_area: Smallest component recorded.
+        layer: The evidence layer (default: the ``component`` recipe's, ``seg_head`` where the model lacks it).
+        explain_fn: Replaces :func:`segcam.cam.engine.explain` (tests).
+        shared: An explanation of the predicted-crack target of this photo that kept activations and
+            gradients (``keep_activations``) of the evidence and feature layers: the evidence map is then
+            the recipe's method applied to them, with no pass of its own (the batch pipeline adds these
+            layers to its own pass when its score is :data:`EVIDENCE_SCORE`).
+
+    Raises:
+        ValueError: An unknown evidence mode.
+    """
+    import warnings
+
+    from segcam.cam.defaults import DEFAULTS
+    from segcam.cam.engine import EmptyTargetWarning, explain
+    from segcam.cam.layers import LayerNotFoundError, resolve_layers
+    from segcam.cam.targets import ComponentTarget, PredictedTarget
+    from segcam.survey.tiling import explain_tiled
+
+    if evidence not in EVIDENCE_MODES:
+        raise ValueError(f"unknown crack evidence mode {evidence!r}; use one of {', '.join(EVIDENCE_MODES)}")
+    explain_fn = explain_fn or explain
+    recipe = DEFAULTS["component"]
+    layer = layer or recipe.layer
+    try:
+        resolve_layers(model, [layer])
+    except LayerNotFoundError:
+        layer = "seg_head"
+    feat_layers = _feature_layers(model, layer)
+    tiled = tile is not None and max(rgb.shape[:2]) > tile
+    pooled: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    labels_holder: dict[str, Any] = {}
+
+    def pool_tile(y0: int, x0: int, win: np.ndarray, res: Any) -> None:
+        lab = labels_holder.get("labels")
+        if lab is None:
+            return
+        crop = lab[y0:y0 + win.shape[0], x0:x0 + win.shape[1]]
+        for key in feat_layers:
+            s, m = _pool(res.maps[key].activations, crop, labels_holder["n"], win)
+            if key in pooled:
+                pooled[key] = (pooled[key][0] + s, pooled[key][1] + m)
+            else:
+                pooled[key] = (s, m)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EmptyTargetWarning)
+        if shared is not None and not tiled and all(
+                k in shared.maps and shared.maps[k].gradients is not None for k in feat_layers):
+            res = _with_method_maps(shared, feat_layers, recipe.method)
+        elif tiled:
+            # the prediction first (the labels the tiles pool into), then the maps
+            from segcam.survey.tiling import _network_forward, predict_tiled
+
+            logits = predict_tiled(_network_forward(model), rgb, tile, tile_overlap)
+            labels_holder["labels"], labels_holder["n"] = crack_labels(logits.argmax(axis=0) == category, min_area)
+            res = explain_tiled(model, rgb, feat_layers, PredictedTarget(category), recipe.method, tile=tile,
+                                overlap=tile_overlap, score=EVIDENCE_SCORE, on_tile=pool_tile, keep_activations=True)
+        else:
+            res = explain_fn(model, rgb, feat_layers, PredictedTarget(category), recipe.method, score=EVIDENCE_SCORE,
+                             keep_activations=True)[0]
+    pred = res.prediction == category
+    labels, n = crack_labels(pred, min_area)
+    small = int(_count_components(pred)) - n
+    if not tiled:
+        for key in feat_layers:
+            pooled[key] = _pool(res.maps[key].activations, labels, n)
+    prob = res.probability if res.probability is not None else pred.astype(np.float32)
+    zones = _zones(labels) if evidence == "zones" else None
+    records: list[dict[str, Any]] = []
+    thumbs: list[dict[str, np.ndarray]] = []
+    from scipy.ndimage import find_objects
+
+    boxes = find_objects(labels, max_label=n)
+    for j in range(1, n + 1):
+        sl = boxes[j - 1]
+        crack = labels == j
+        rec: dict[str, Any] = {"crack": j, "x0": int(sl[1].start), "y0": int(sl[0].start), "x1": int(sl[1].stop),
+                               "y1": int(sl[0].stop)}
+        rec.update(measure_crack(crack[sl], pixel_size))
+        p = prob[crack]
+        rec.update(mean_prob=round(float(p.mean()), 4), min_prob=round(float(p.min()), 4))
+        box = (rec["x0"], rec["y0"], rec["x1"], rec["y1"])
+        if evidence == "exact":
+            ys, xs = np.nonzero(crack)
+            target = ComponentTarget(category, x=int(xs[0]), y=int(ys[0]))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", EmptyTargetWarning)
+                if tiled:
+                    own = explain_tiled(model, rgb, [layer], target, recipe.method, tile=tile, overlap=tile_overlap,
+                                        score=EVIDENCE_SCORE)
+                else:
+                    own = explain_fn(model, rgb, [layer], target, recipe.method, score=EVIDENCE_SCORE)[0]
+            own_map = own.maps[layer].upsampled
+        else:
+            own_map = np.where(zones == j, res.maps[layer].upsampled, 0.0)
+        rec.update(evidence_shares(own_map, crack))
+        thumbs.append(_thumbs(rgb, crack, own_map, box))
+        records.append(rec)
+    parts, widths = [], []
+    for key in feat_layers:
+        s, m = pooled.get(key, (np.zeros((n, 0)), np.zeros(n)))
+        parts.append(s / np.maximum(m, 1e-12)[:, None])
+        widths.append([key, int(s.shape[1])])
+    features = np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((n, 0), np.float32)
+    return CrackAnalysis(records, features, widths, labels, small, thumbs, layer)
+
+
+def _with_method_maps(shared: Any, layers: Sequence[str], method: str) -> Any:
+    """``shared`` with the maps of ``layers`` recomputed by ``method`` from their kept activations and gradients."""
+    import dataclasses
+
+    from segcam.cam.methods import get_method
+    from segcam.cam.scores import resize_maps
+
+    cam = get_method(method)
+    size = shared.prediction.shape
+    maps = dict(shared.maps)
+    for key in layers:
+        m = shared.maps[key]
+        raw = cam.cam(m.activations[None], m.gradients[None])[0]
+        up = resize_maps(raw[None], size)[0] if not shared.empty_target else np.zeros(size, np.float32)
+        maps[key] = dataclasses.replace(m, raw=raw, upsampled=up)
+    return dataclasses.replace(shared, maps=maps)
+
+
+def _count_components(mask: np.ndarray) -> int:
+    from skimage.measure import label
+
+    return int(label(mask, connectivity=2).max())
+
+
+#: Columns of ``cracks.csv``, in order (``*_mm`` only with a pixel size; ``review_score`` and ``review_rank``
+#: from :mod:`segcam.survey.review`).
+CRACK_FIELDS = ("image", "name", "crack", "x0", "y0", "x1", "y1", "area", "length", "mean_width", "median_width",
+                "max_width", "orientation", "mean_prob", "min_prob", "evidence_on", "evidence_beside", "evidence_far",
+                "evidence_band", "evidence_where", "evidence_total", "pixel_size", "length_mm", "mean_width_mm",
+                "median_width_mm", "max_width_mm", "review_score", "review_rank")
+
+
+def records_for_csv(image: str, name: str, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of ``cracks.csv``: the image and its output stem, then each crack's record (every column present)."""
+    return [{k: {"image": image, "name": name, **r}.get(k, "") for k in CRACK_FIELDS} for r in records]
+
+
+def read_crack_file(path: Any) -> dict[str, Any]:
+    """Read a ``<stem>__cracks.npz``: ``features`` (N x D float32), ``crack`` ids and per-crack thumbnails.
+
+    Raises:
+        ValueError: Not a crack file of this segcam (the message names the file and the fix).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a segcam crack file ({exc}); rerun segcam explain into a new --out") from None
+    if "features" not in data or "crack" not in data:
+        raise ValueError(f"{path} is not a segcam crack file (no features); rerun segcam explain into a new --out")
+    thumbs = []
+    for k in range(1, len(data["crack"]) + 1):
+        thumbs.append({key: data.get(f"{key}_{k}") for key in ("photo", "mask", "map")})
+    return {"features": data["features"].astype(np.float32), "crack": data["crack"], "thumbs": thumbs}

@@ -1,0 +1,1 @@
+"""Small helpers every layer may use: name registries with "did you mean" errors, atomic file writes."""
