@@ -31,9 +31,9 @@ import cv2
 import numpy as np
 
 import segcam
-from segcam.evaluation import faithfulness as metrics
 from segcam.cam.targets import BoxTarget, ComponentTarget, PixelTarget, PredictedTarget
 from segcam.data.datasets import list_pairs
+from segcam.evaluation import faithfulness as metrics
 from segcam.utils.files import save_csv, save_json
 
 METHODS = ("seg_grad_cam", "seg_hires_cam", "layer_cam")

@@ -149,3 +149,25 @@ def listening(port: int) -> list[str]:
                 if state == "0A" and int(local.split(":")[1], 16) == port:
                     found.append(local.split(":")[0])
     return found
+
+
+#: Arguments for Debian's Chromium under Playwright in a container (no sandbox, no GPU, no network chatter).
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def chromium_or_skip() -> tuple[str, object]:
+    """Debian's chromium and Playwright's ``sync_playwright``; skips without them (fails in CI)."""
+    import os
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if chromium is None or sync_playwright is None:
+        if os.environ.get("CI") or os.environ.get("SEGCAM_REQUIRE_DATA"):
+            pytest.fail("CI must provide Debian's chromium and the playwright package (see .ci/run)")
+        pytest.skip("needs Debian's chromium and playwright (installed by .ci/run)")
+    return chromium, sync_playwright

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("streamlit", reason="the app extra is not installed: pip install -e '.[app]'")
-from conftest import EXAMPLES, ROOT, free_port, listening  # noqa: E402
+from conftest import CHROMIUM_ARGS, EXAMPLES, ROOT, chromium_or_skip, free_port, listening  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from segcam.cli import main  # noqa: E402
@@ -181,14 +180,33 @@ def test_browse_an_output_folder(tmp_path, monkeypatch) -> None:
     at.sidebar.radio(key="mode").set_value("Browse a run").run()
     at.text_input(key="run_folder").set_value(str(run)).run()
     _ok(at)
-    assert [c.split(" ")[0] for c in _captions(at)] == ["seg1", "seg_head"]
+    layer_captions = lambda: [c for c in _captions(at) if not c.startswith("#")]  # noqa: E731 (crack tiles start "#")
+    assert [c.split(" ")[0] for c in layer_captions()] == ["seg1", "seg_head"]
     at.selectbox(key="run_image").set_value("deepcrack_11215-9").run()
     _ok(at)
     at.checkbox(key="run_all").check().run()
     _ok(at)
-    assert len(_captions(at)) == 4  # 2 images x 2 layers
+    assert len(layer_captions()) == 4  # 2 images x 2 layers
     at.text_input(key="run_folder").set_value(str(tmp_path / "nothing")).run()
     assert not at.exception and any("manifest.json" in e.value for e in at.error)
+
+
+def test_browse_shows_the_crack_table_and_the_review_queue(tmp_path, monkeypatch) -> None:
+    import csv
+
+    monkeypatch.setenv("SEGCAM_APP_RUNS_ROOT", str(tmp_path))
+    run = tmp_path / "run"
+    assert main(["explain", "--model", "hrsegnet_b16", "--out", str(run), str(EXAMPLES / "deepcrack_11215-9.jpg"),
+                 str(EXAMPLES / "cfd_001.jpg")]) == 0
+    at = _app()
+    at.sidebar.radio(key="mode").set_value("Browse a run").run()
+    at.selectbox(key="run_pick").set_value("run").run()  # the list of runs under the root
+    _ok(at)
+    rows = list(csv.DictReader(open(run / "cracks.csv")))
+    table = at.dataframe[0].value
+    assert len(table) == len(rows) and list(table["review_rank"][:3]) == [1, 2, 3]
+    tiles = [c for c in _captions(at) if c.startswith("#1 ")]
+    assert len(tiles) == 1 and "score" in tiles[0]
 
 
 def test_gt_mask_target_and_pixel_target() -> None:
@@ -205,15 +223,7 @@ def test_gt_mask_target_and_pixel_target() -> None:
 
 
 def test_real_browser_renders_the_overlay(tmp_path) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    if chromium is None or sync_playwright is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must provide Debian's chromium and the playwright package (see .ci/run)")
-        pytest.skip("needs Debian's chromium and playwright (installed by .ci/run)")
+    chromium, sync_playwright = chromium_or_skip()
     port = free_port()
     env = {**os.environ, "SEGCAM_APP_MODEL": "hrsegnet_b16"}
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, "--server.headless", "true",
@@ -232,9 +242,7 @@ def test_real_browser_renders_the_overlay(tmp_path) -> None:
                 pytest.fail("the Streamlit server did not become healthy within 60 s")
             time.sleep(0.5)
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run"])
+            browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.goto(f"http://127.0.0.1:{port}/", timeout=60_000)

@@ -251,3 +251,17 @@ def test_help_prints_each_default_once(capsys) -> None:
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: None)" not in text and "default hrsegnet_b48" in text
     assert text.count("(default: inferno)") == 1
+
+
+def test_models_matches_substrings_and_globs_and_help_lists_exit_codes(capsys) -> None:
+    assert main(["models", "b48"]) == 0
+    out = capsys.readouterr().out
+    assert "hrsegnet_b48" in out and "hrsegnet_b16 " not in out
+    assert main(["models", "hrsegnet_b1*"]) == 0
+    assert "hrsegnet_b16" in capsys.readouterr().out
+    assert main(["models", "nosuchnet"]) == 2
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "exit codes:" in capsys.readouterr().out

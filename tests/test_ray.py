@@ -34,7 +34,10 @@ def _job(model) -> ExplainJob:
 
 
 def _outputs(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.startswith(".") and p.suffix in SUFFIXES}
+    """Every output file's bytes, and cracks.csv (its image paths are the same in both runs)."""
+    out = {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.startswith(".") and p.suffix in SUFFIXES}
+    out["cracks.csv"] = (folder / "cracks.csv").read_text().replace("file://", "").encode()
+    return out
 
 
 def _summary_names(folder: Path) -> list[str]:

@@ -144,6 +144,9 @@ def test_sigkill_mid_batch_then_rerun_completes_every_image_once_and_identically
     assert files and files == sorted(p.name for p in killed.iterdir() if not p.name.startswith(".") and p.suffix in suffixes)
     for name in files:
         assert (killed / name).read_bytes() == (straight / name).read_bytes(), name
+    # every crack exactly once, as an uninterrupted run records it
+    assert (killed / "cracks.csv").read_text() == (straight / "cracks.csv").read_text().replace(str(straight), str(killed))
+    assert any(n.endswith("__cracks.npz") for n in files)
     assert not list(killed.glob(".*.tmp*"))
 
 

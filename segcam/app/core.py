@@ -24,10 +24,10 @@ from segcam.cam.overlay import heatmap, overlay
 from segcam.cam.result import ImageExplanation
 from segcam.cam.targets import Target
 
-__all__ = ["AppModel", "Views", "allowed_file", "colorbar", "compute", "example_images", "image_key", "inside",
-           "is_slow", "layer_choices", "load_model", "load_run", "mark_target", "npy_bytes", "png_bytes",
-           "list_runs", "private_copy", "read_png", "render", "runs_root", "serving_refusal", "target_key",
-           "weights_roots", "zero_map_reason"]
+__all__ = ["AppModel", "Views", "allowed_file", "colorbar", "compute", "crack_table", "crack_thumbs",
+           "example_images", "image_key", "inside", "is_slow", "layer_choices", "list_runs", "load_model",
+           "load_run", "mark_target", "npy_bytes", "png_bytes", "private_copy", "read_png", "render", "runs_root",
+           "serving_refusal", "target_key", "weights_roots", "zero_map_reason"]
 
 #: Largest image side the app computes on; larger uploads are downscaled with a notice.
 APP_MAX_SIDE = 1024
@@ -80,6 +80,41 @@ def list_runs(root: Path, limit: int = 200) -> list[str]:
             if man.is_file():
                 found.append((man.stat().st_mtime, str(man.parent.relative_to(root))))
     return [rel for _, rel in sorted(found, reverse=True)[:limit]]
+
+
+def crack_table(run_dir: str | Path) -> list[dict[str, Any]]:
+    """A run's ``cracks.csv`` rows, the review queue first (lowest ``review_rank``), or [] when it has none."""
+    import csv
+
+    path = Path(run_dir) / "cracks.csv"
+    if not path.is_file() or path.is_symlink():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = [{k: _typed(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+    return sorted(rows, key=lambda r: r["review_rank"] if isinstance(r.get("review_rank"), int) else 10**9)
+
+
+def _typed(value: str) -> Any:
+    """A CSV cell as an int or float where it is one (sortable columns in the app's table)."""
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except (TypeError, ValueError):
+            continue
+    return value
+
+
+def crack_thumbs(run_dir: str | Path, name: str, crack: int) -> dict[str, np.ndarray] | None:
+    """The thumbnails (photo, mask, map) the run saved for one crack, or None."""
+    from segcam.survey.cracks import read_crack_file
+    from segcam.utils.files import safe_name
+
+    path = inside(Path(run_dir), f"{safe_name(name)}__cracks.npz")
+    if not path.is_file():
+        return None
+    data = read_crack_file(path)
+    ids = list(data["crack"])
+    return data["thumbs"][ids.index(crack)] if crack in ids else None
 
 
 def serving_refusal(server_address: str | None, client_ip: str | None, allow_remote: bool) -> str | None:

@@ -378,6 +378,7 @@ def _browse_run() -> None:
     if not ok:
         st.info("This run has no successfully explained image.")
         return
+    _crack_queue(run)
     names = [r["name"] for r in ok]
     if st.checkbox("Show every image", key="run_all"):
         shown = ok
@@ -397,6 +398,30 @@ def _browse_run() -> None:
                           width="stretch")
             except (OSError, ValueError) as exc:
                 col.error(f"{layer}: the overlay file cannot be shown ({type(exc).__name__})")
+
+
+def _crack_queue(run: dict[str, Any]) -> None:
+    """The run's predicted cracks (cracks.csv) and the review queue's first cracks with their thumbnails."""
+    rows = app_core.crack_table(run["folder"])
+    if not rows:
+        st.caption("No per-crack records in this run (written with --no-cracks or by an older segcam).")
+        return
+    st.subheader(f"Cracks: {len(rows)} · review queue first (likeliest false crack at the top)")
+    cols = ["review_rank", "review_score", "name", "crack", "length", "mean_width", "max_width", "mean_prob",
+            "evidence_band", "evidence_where"]
+    st.dataframe([{k: r.get(k, "") for k in cols} for r in rows[:1000]], hide_index=True, key="crack_table")
+    top = [r for r in rows if r.get("review_rank")][:6]
+    if top:
+        tiles = st.columns(len(top))
+        for col, r in zip(tiles, top):
+            t = app_core.crack_thumbs(run["folder"], r["name"], int(r["crack"]))
+            if t is None:
+                continue
+            from segcam.cam.overlay import overlay
+
+            col.image(overlay(t["photo"], t["map"].astype(np.float32) / 255.0, "inferno", 0.6),
+                      caption=f"#{r['review_rank']} {r['name']} · crack {r['crack']} · score {float(r['review_score']):.2f}",
+                      width="stretch")
 
 
 def main() -> None:

@@ -49,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from segcam.cam.targets import TargetError
     from segcam.models.export import ExportError
     from segcam.models.weights import WeightsError
+    from segcam.survey.atlas import AtlasError
     from segcam.survey.batch import RunFolderError
     from segcam.survey.ray_engine import RayUnavailableError
     from segcam.viz.figures import FigureError
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except (UsageError, LayerNotFoundError, TargetError, LayerGradientError, LayerOutputError, FigureError,
-            ExportError, RayUnavailableError) as exc:
+            ExportError, RayUnavailableError, AtlasError) as exc:
         print(f"segcam: error: {exc}", file=sys.stderr)
         return 2
     except KeyError as exc:  # unknown model / method names

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from segcam.cli import app, evaluation, explain, export, figure, models, training
+from segcam.cli import app, evaluation, explain, export, figure, models, survey, training
 from segcam.cli.common import HelpFormatter
 
 __all__ = ["COMMANDS", "build_parser"]
@@ -13,11 +13,17 @@ EPILOG = """examples:
   segcam explain --model hrsegnet_b48 --layer seg_head examples/images/deepcrack_IMG_6472-1.jpg
   segcam explain --model hrsegnet_b16 --layer seg_head --layer seg3 --target mask:masks/ --out runs/cam imgs/
   segcam layers --model hrsegnet_b48 --size 400 400
-  segcam models
+  segcam models b48                    (a substring or a shell wildcard such as 'hrsegnet_*')
+  segcam atlas segcam_out --masks examples/masks && segcam report segcam_out
+
+exit codes:
+  0 every image done, 1 some images failed (the others are written), 2 usage error, 3 the output could not
+  be written (disk full, permissions), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); an interrupted
+  explain records what finished and the same command resumes it
 """
 
 #: The command modules, in the order ``segcam --help`` lists them.
-COMMANDS = (explain, models, training, figure, app, export, evaluation)
+COMMANDS = (explain, survey, models, training, figure, app, export, evaluation)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -206,7 +206,7 @@ for _name, (_factory, _aliases, _type, _desc) in _BASELINES.items():
 
 
 def list_models(pattern: str | None = None) -> list[str]:
-    """Zoo names, optionally filtered by a shell wildcard (``list_models("hrsegnet_*")``)."""
+    """Zoo names, optionally filtered by a shell wildcard (``list_models("hrsegnet_*")``) or a substring (``"b48"``)."""
     return MODELS.names(pattern)
 
 

@@ -230,6 +230,46 @@ def measure_crack(component: np.ndarray, pixel_size: float | None = None) -> dic
     return out
 
 
+def _crop_distance(crack: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import distance_transform_edt
+
+    return distance_transform_edt(~crack)
+
+
+def _shares(energy: np.ndarray, dist: np.ndarray, total: float) -> dict[str, Any]:
+    """On / beside / far / band shares of ``total`` (the crack's whole map energy) from its grown box."""
+    if total <= 0:
+        return {"evidence_total": 0.0, "evidence_on": 0.0, "evidence_beside": 0.0, "evidence_far": 0.0,
+                "evidence_band": 0.0, "evidence_where": "none"}
+    on = float(energy[dist == 0].sum()) / total
+    beside = float(energy[(dist > 0) & (dist <= BESIDE_PX)].sum()) / total
+    far = max(0.0, 1.0 - on - beside)
+    band = float(energy[dist <= BAND_PX].sum()) / total
+    where = max((("on", on), ("beside", beside), ("far", far)), key=lambda kv: kv[1])[0]
+    return {"evidence_total": round(total, 6), "evidence_on": round(on, 4), "evidence_beside": round(beside, 4),
+            "evidence_far": round(far, 4), "evidence_band": round(band, 4), "evidence_where": where}
+
+
+def _shape(energy: np.ndarray, dist: np.ndarray, crack: np.ndarray, top: float) -> dict[str, float]:
+    """How peaked the map is on the crack.
+
+    ``evidence_contrast``: the mean map on the crack over its mean in a ring 1..BESIDE_PX px around it;
+    ``evidence_peak``: the map's maximum on the crack over its maximum anywhere it counts.
+    """
+    if top <= 0:
+        return {"evidence_contrast": 0.0, "evidence_peak": 0.0}
+    ring = (dist > 0) & (dist <= BESIDE_PX)
+    inside, around = float(energy[crack].mean()), float(energy[ring].mean()) if ring.any() else 0.0
+    return {"evidence_contrast": round(inside / (around + 1e-6 * top), 4),
+            "evidence_peak": round(float(energy[crack].max()) / top, 4)}
+
+
+def _uncrop(crop: np.ndarray, where: tuple[slice, slice], shape: tuple[int, int]) -> np.ndarray:
+    full = np.zeros(shape, np.float32)
+    full[where] = crop
+    return full
+
+
 def evidence_shares(cam: np.ndarray, crack: np.ndarray, zone: np.ndarray | None = None) -> dict[str, Any]:
     """Where a crack's own map puts its energy: on the crack, beside it, far away, and within the band.
 
@@ -239,30 +279,19 @@ def evidence_shares(cam: np.ndarray, crack: np.ndarray, zone: np.ndarray | None 
         zone: H x W bool, the pixels that count (``zones`` mode: nearer to this crack than to any other);
             None = the whole image.
     """
-    from scipy.ndimage import distance_transform_edt, find_objects
+    from scipy.ndimage import find_objects
 
     energy = np.clip(np.asarray(cam, np.float64), 0, None)
     if zone is not None:
         energy = np.where(zone, energy, 0.0)
-    total = float(energy.sum())
     crack = np.asarray(crack, bool)
-    if total <= 0 or not crack.any():
-        return {"evidence_total": 0.0, "evidence_on": 0.0, "evidence_beside": 0.0, "evidence_far": 0.0,
-                "evidence_band": 0.0, "evidence_where": "none"}
-    # distances matter only up to BESIDE_PX: work on the crack's box grown by that much (same answer, less work)
+    if not crack.any():
+        return _shares(energy, np.zeros_like(energy), 0.0)
     sl = find_objects(crack.astype(np.uint8))[0]
     pad = max(BESIDE_PX, BAND_PX) + 1
-    y0, y1 = max(0, sl[0].start - pad), min(crack.shape[0], sl[0].stop + pad)
-    x0, x1 = max(0, sl[1].start - pad), min(crack.shape[1], sl[1].stop + pad)
-    dist = distance_transform_edt(~crack[y0:y1, x0:x1])
-    e = energy[y0:y1, x0:x1]
-    on = float(e[dist == 0].sum()) / total
-    beside = float(e[(dist > 0) & (dist <= BESIDE_PX)].sum()) / total
-    far = max(0.0, 1.0 - on - beside)
-    band = float(e[dist <= BAND_PX].sum()) / total
-    where = max((("on", on), ("beside", beside), ("far", far)), key=lambda kv: kv[1])[0]
-    return {"evidence_total": round(total, 6), "evidence_on": round(on, 4), "evidence_beside": round(beside, 4),
-            "evidence_far": round(far, 4), "evidence_band": round(band, 4), "evidence_where": where}
+    grown = (slice(max(0, sl[0].start - pad), min(crack.shape[0], sl[0].stop + pad)),
+             slice(max(0, sl[1].start - pad), min(crack.shape[1], sl[1].stop + pad)))
+    return _shares(energy[grown], _crop_distance(crack[grown]), float(energy.sum()))
 
 
 def _zones(labels: np.ndarray) -> np.ndarray:
@@ -301,9 +330,10 @@ class CrackAnalysis:
     Attributes:
         records: One dict per crack (crack id = its rank by area, 1 = largest): bounding box, geometry,
             confidence and evidence (see the module docstring).
-        features: N x D float32 pooled activations (rows in crack order), for the atlas.
+        features: N x D float32 pooled activations (rows in crack order), for the atlas (saved as float16).
         feature_layers: The layers (and their widths) concatenated in ``features``.
-        labels: H x W int32 crack labels (0 = background).
+        labels: H x W int32 crack labels (0 = background; saved, so a crack can be checked against ground
+            truth later without the model).
         small: Components under the minimum area (not recorded).
         thumbs: Per crack, its padded bounding box of the photo (RGB), of the crack mask and of its own map
             (uint8, longest side at most :data:`THUMB_PX`): what the review queue, the report and the atlas
@@ -324,7 +354,8 @@ class CrackAnalysis:
         from segcam.utils.files import save_npz
 
         arrays: dict[str, np.ndarray] = {"features": self.features.astype(np.float16),
-                                         "crack": np.asarray([r["crack"] for r in self.records], np.int32)}
+                                         "crack": np.asarray([r["crack"] for r in self.records], np.int32),
+                                         "labels": self.labels.astype(np.uint16 if self.labels.max() < 65535 else np.uint32)}
         for k, t in enumerate(self.thumbs):
             for key, arr in t.items():
                 arrays[f"{key}_{k + 1}"] = arr
@@ -454,18 +485,34 @@ def analyse_cracks(model: Any, rgb: np.ndarray, category: int = 1, pixel_size: f
     from scipy.ndimage import find_objects
 
     boxes = find_objects(labels, max_label=n)
+    context = [k for k in feat_layers if k != layer]
+    ev_map = res.maps[layer].upsampled
+    ctx_map = res.maps[context[0]].upsampled if context else None
+    if zones is not None:  # per-zone totals and maxima of the maps, once per photo
+        totals = np.bincount(zones.ravel(), weights=np.clip(ev_map, 0, None).ravel(), minlength=n + 1)
+        ctx_totals = (np.bincount(zones.ravel(), weights=np.clip(ctx_map, 0, None).ravel(), minlength=n + 1)
+                      if ctx_map is not None else None)
+        tops = np.zeros(n + 1, np.float64)
+        np.maximum.at(tops, zones.ravel(), np.clip(ev_map, 0, None).ravel())  # no sort (ndimage.maximum sorts)
+    pad = max(BESIDE_PX, BAND_PX) + 1
+    h, w = labels.shape
     for j in range(1, n + 1):
         sl = boxes[j - 1]
-        crack = labels == j
         rec: dict[str, Any] = {"crack": j, "x0": int(sl[1].start), "y0": int(sl[0].start), "x1": int(sl[1].stop),
                                "y1": int(sl[0].stop)}
-        rec.update(measure_crack(crack[sl], pixel_size))
-        p = prob[crack]
+        # everything per crack is computed on its box grown by the farthest distance that matters
+        grown = (slice(max(0, sl[0].start - pad), min(h, sl[0].stop + pad)),
+                 slice(max(0, sl[1].start - pad), min(w, sl[1].stop + pad)))
+        crack_c = labels[grown] == j
+        inner = (slice(sl[0].start - grown[0].start, sl[0].stop - grown[0].start),
+                 slice(sl[1].start - grown[1].start, sl[1].stop - grown[1].start))
+        rec.update(measure_crack(crack_c[inner], pixel_size))
+        p = prob[grown][crack_c]
         rec.update(mean_prob=round(float(p.mean()), 4), min_prob=round(float(p.min()), 4))
         box = (rec["x0"], rec["y0"], rec["x1"], rec["y1"])
         if evidence == "exact":
-            ys, xs = np.nonzero(crack)
-            target = ComponentTarget(category, x=int(xs[0]), y=int(ys[0]))
+            ys, xs = np.nonzero(crack_c)
+            target = ComponentTarget(category, x=int(xs[0]) + grown[1].start, y=int(ys[0]) + grown[0].start)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", EmptyTargetWarning)
                 if tiled:
@@ -473,11 +520,24 @@ def analyse_cracks(model: Any, rgb: np.ndarray, category: int = 1, pixel_size: f
                                         score=EVIDENCE_SCORE)
                 else:
                     own = explain_fn(model, rgb, [layer], target, recipe.method, score=EVIDENCE_SCORE)[0]
-            own_map = own.maps[layer].upsampled
+            own_full = np.clip(own.maps[layer].upsampled.astype(np.float64), 0, None)
+            own_c, total, top = own_full[grown], float(own_full.sum()), float(own_full.max())
+            ctx_c = np.clip(ctx_map[grown], 0, None) if ctx_map is not None else None
+            ctx_total = float(np.clip(ctx_map, 0, None).sum()) if ctx_map is not None else 0.0
         else:
-            own_map = np.where(zones == j, res.maps[layer].upsampled, 0.0)
-        rec.update(evidence_shares(own_map, crack))
-        thumbs.append(_thumbs(rgb, crack, own_map, box))
+            zone_c = zones[grown] == j
+            own_c = np.where(zone_c, np.clip(ev_map[grown], 0, None), 0.0)
+            total, top = float(totals[j]), float(tops[j])
+            ctx_c = np.where(zone_c, np.clip(ctx_map[grown], 0, None), 0.0) if ctx_map is not None else None
+            ctx_total = float(ctx_totals[j]) if ctx_totals is not None else 0.0
+        dist = _crop_distance(crack_c)
+        rec.update(_shares(own_c, dist, total))
+        rec.update(_shape(own_c, dist, crack_c, top))
+        if ctx_c is not None:  # the semantic layer's view of the same crack: does it also point at the crack?
+            rec["evidence_context_band"] = _shares(ctx_c, dist, ctx_total)["evidence_band"]
+        full_box = np.zeros(labels.shape, bool)
+        full_box[grown] = crack_c
+        thumbs.append(_thumbs(rgb, full_box, _uncrop(own_c, grown, labels.shape), box))
         records.append(rec)
     parts, widths = [], []
     for key in feat_layers:
@@ -516,7 +576,8 @@ def _count_components(mask: np.ndarray) -> int:
 #: from :mod:`segcam.survey.review`).
 CRACK_FIELDS = ("image", "name", "crack", "x0", "y0", "x1", "y1", "area", "length", "mean_width", "median_width",
                 "max_width", "orientation", "mean_prob", "min_prob", "evidence_on", "evidence_beside", "evidence_far",
-                "evidence_band", "evidence_where", "evidence_total", "pixel_size", "length_mm", "mean_width_mm",
+                "evidence_band", "evidence_where", "evidence_total", "evidence_contrast", "evidence_peak",
+                "evidence_context_band", "pixel_size", "length_mm", "mean_width_mm",
                 "median_width_mm", "max_width_mm", "review_score", "review_rank")
 
 
@@ -541,4 +602,5 @@ def read_crack_file(path: Any) -> dict[str, Any]:
     thumbs = []
     for k in range(1, len(data["crack"]) + 1):
         thumbs.append({key: data.get(f"{key}_{k}") for key in ("photo", "mask", "map")})
-    return {"features": data["features"].astype(np.float32), "crack": data["crack"], "thumbs": thumbs}
+    return {"features": data["features"].astype(np.float32), "crack": data["crack"], "thumbs": thumbs,
+            "labels": data.get("labels")}

@@ -49,12 +49,16 @@ FEATURES: dict[str, Any] = {
     "evidence_on": lambda r: _f(r, "evidence_on"),
     "evidence_band": lambda r: _f(r, "evidence_band"),
     "evidence_far": lambda r: _f(r, "evidence_far"),
+    "log_evidence_contrast": lambda r: math.log(max(_f(r, "evidence_contrast"), 1e-3)),
+    "evidence_peak": lambda r: _f(r, "evidence_peak"),
+    "evidence_context_band": lambda r: _f(r, "evidence_context_band"),
 }
 #: The feature groups compared in the benchmark.
 GROUPS = {
     "confidence": ("mean_prob", "min_prob"),
     "confidence+geometry": ("mean_prob", "min_prob", "log_area", "log_length", "mean_width", "elongation"),
-    "evidence": ("evidence_on", "evidence_band", "evidence_far"),
+    "evidence": ("evidence_on", "evidence_band", "evidence_far", "log_evidence_contrast", "evidence_peak",
+                 "evidence_context_band"),
     "all": tuple(FEATURES),
 }
 

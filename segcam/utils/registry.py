@@ -52,9 +52,13 @@ class Registry(Generic[T]):
             raise KeyError(unknown_name_message(self.kind, name, self.names())) from None
 
     def names(self, pattern: str | None = None) -> list[str]:
-        """Sorted names, optionally filtered by a shell wildcard (``hrsegnet_*``)."""
+        """Sorted names, optionally filtered by a shell wildcard (``hrsegnet_*``) or a substring (``b48``)."""
         names = sorted(self._items)
-        return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
+        if not pattern:
+            return names
+        if any(ch in pattern for ch in "*?["):
+            return [n for n in names if fnmatch.fnmatch(n, pattern)]
+        return [n for n in names if pattern.casefold() in n.casefold()]
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

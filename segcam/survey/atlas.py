@@ -1,0 +1,285 @@
+"""The concept atlas: what the network takes for crack, across a whole run.
+
+Each predicted crack of a ``segcam explain`` run has a feature vector (its activations of the evidence
+layer and of ``low3``, averaged over its pixels; :mod:`segcam.survey.cracks`), saved with the run, so the
+atlas never recomputes it. The atlas clusters the semantic part (:data:`ATLAS_LAYER`, HrSegNet's 1/32
+branch, where the network's context lives; all columns for models without it), standardised per dimension
+and scaled to unit length, with k-means (scikit-learn's ``MiniBatchKMeans``: bounded memory, so 100k
+cracks fit; seeded, so the same run gives the same atlas). ``k`` is the largest in :data:`K_RANGE` whose
+mean silhouette score (on a seeded sample of at most :data:`SILHOUETTE_SAMPLE` cracks) is within
+:data:`SILHOUETTE_SLACK` of the best: crack features separate weakly (silhouettes near 0.1 for every k),
+so the finest atlas that the data supports as well as the best one is chosen, unless ``k`` is given.
+
+Given ground-truth masks, each predicted crack is labelled true or false
+(:func:`segcam.survey.review.label_cracks`, from the crack labels the run saved), so each concept gets
+its share of false positives; images without a mask are skipped for that analysis (one line each).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+__all__ = ["K_RANGE", "Atlas", "AtlasError", "build_atlas", "load_run_cracks"]
+
+#: Candidate numbers of concepts for the silhouette criterion.
+K_RANGE = range(4, 17)
+#: The largest k whose silhouette is within this of the best one is chosen.
+SILHOUETTE_SLACK = 0.01
+#: The feature layer the atlas clusters (its columns of the saved vectors), where the model has it.
+ATLAS_LAYER = "low3"
+#: Cracks the silhouette criterion is computed on (a seeded sample; the score costs O(n^2)).
+SILHOUETTE_SAMPLE = 3000
+#: Example crops per concept in the figure.
+EXAMPLES = 8
+
+
+class AtlasError(ValueError):
+    """A run folder the atlas or the report cannot use; the message says which command to rerun."""
+
+
+@dataclass
+class RunCracks:
+    """Every crack of a run: records (with ``image`` and ``name``), features, thumbnails, labels per image."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    records: list[dict[str, Any]] = field(default_factory=list)
+    features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    thumbs: list[dict[str, np.ndarray]] = field(default_factory=list)
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+RERUN = ("rerun `segcam explain` with this segcam into a new --out (per-crack records are written by default; "
+         "--no-cracks turns them off)")
+
+
+def load_run_cracks(folder: str | Path, with_labels: bool = False) -> RunCracks:
+    """Read the per-crack records, features and thumbnails a run saved.
+
+    Raises:
+        AtlasError: No manifest, or a run written without per-crack records (the message names the command).
+    """
+    from segcam.survey.cracks import read_crack_file
+
+    folder = Path(folder)
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise AtlasError(f"{folder} holds no manifest.json; give the --out folder of a segcam explain run")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise AtlasError(f"{path} is not valid JSON ({exc})") from None
+    images = [r for r in manifest.get("images", []) if isinstance(r, dict) and r.get("status", "ok") == "ok"]
+    if images and not any("crack_file" in r for r in images):
+        raise AtlasError(f"{folder} was written before per-crack records existed (or with --no-cracks); {RERUN}")
+    run = RunCracks(folder, manifest)
+    feats = []
+    for rec in images:
+        if not rec.get("crack_file"):
+            continue
+        crack_path = (folder / rec["crack_file"]).resolve()
+        if crack_path.parent != folder.resolve():
+            continue  # only the run's own files
+        data = read_crack_file(crack_path)
+        for crack, thumb, row in zip(data["crack"], data["thumbs"], rec.get("cracks", [])):
+            run.records.append({**row, "image": rec.get("image", ""), "name": rec["name"], "crack": int(crack)})
+            run.thumbs.append(thumb)
+        if len(data["features"]):
+            feats.append(data["features"])
+        if with_labels and data.get("labels") is not None:
+            run.labels[rec["name"]] = data["labels"]
+    run.features = np.concatenate(feats).astype(np.float32) if feats else np.zeros((0, 0), np.float32)
+    return run
+
+
+def _atlas_columns(run: RunCracks) -> np.ndarray:
+    """The columns of :data:`ATLAS_LAYER` in the run's feature vectors (all of them if the model lacks it)."""
+    images = [r for r in run.manifest.get("images", []) if isinstance(r, dict) and r.get("crack_features")]
+    widths = images[0]["crack_features"] if images else []
+    start = 0
+    for layer, width in widths:
+        if layer == ATLAS_LAYER and start + int(width) <= run.features.shape[1]:
+            return run.features[:, start:start + int(width)]
+        start += int(width)
+    return run.features
+
+
+def _prepare(features: np.ndarray) -> np.ndarray:
+    x = features.astype(np.float64)
+    x = (x - x.mean(axis=0)) / np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+def _choose_k(x: np.ndarray, seed: int) -> tuple[int, dict[int, float]]:
+    from sklearn.cluster import MiniBatchKMeans
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(seed)
+    sample = x if len(x) <= SILHOUETTE_SAMPLE else x[rng.choice(len(x), SILHOUETTE_SAMPLE, replace=False)]
+    scores = {}
+    for k in K_RANGE:
+        if k >= len(sample):
+            break
+        km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=2048).fit(sample)
+        if len(set(km.labels_)) < 2:
+            continue
+        scores[k] = float(silhouette_score(sample, km.labels_, random_state=seed))
+    if not scores:
+        return max(1, min(len(x), 2)), scores
+    best = max(scores.values())
+    return max(k for k, v in scores.items() if v >= best - SILHOUETTE_SLACK), scores
+
+
+@dataclass(frozen=True)
+class Atlas:
+    """The concepts of a run.
+
+    Attributes:
+        concepts: One dict per concept (id, members, false-positive share where known, mean confidence,
+            mean length and width, example crack indices), largest first.
+        assignment: The concept of every crack (in :attr:`RunCracks.records` order).
+        k: The number of concepts and ``silhouette`` the scores that chose it ({} when given).
+        false: Per crack: True/False against ground truth, or None without a mask.
+    """
+
+    concepts: list[dict[str, Any]]
+    assignment: np.ndarray
+    k: int
+    silhouette: dict[int, float]
+    false: list[bool | None]
+    seed: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The atlas as plain data (what ``atlas.json`` holds)."""
+        return {"schema": "segcam.atlas", "schema_version": 1, "k": self.k, "seed": self.seed,
+                "silhouette": {str(k): round(v, 4) for k, v in self.silhouette.items()}, "concepts": self.concepts}
+
+
+def build_atlas(run: RunCracks, k: int | None = None, seed: int = 0,
+                masks: Callable[[str], np.ndarray | None] | None = None,
+                warn: Callable[[str], None] | None = None) -> Atlas:
+    """Cluster a run's cracks into concepts (see the module docstring).
+
+    Args:
+        run: :func:`load_run_cracks` (with ``with_labels`` when ``masks`` is given).
+        k: Number of concepts; None = chosen by the silhouette criterion.
+        seed: Seed of the sample and of k-means (the same seed gives the same atlas).
+        masks: Ground truth: image name -> mask (None when the image has none).
+        warn: Called with one line per image skipped for the false-positive analysis.
+
+    Raises:
+        AtlasError: Fewer than two cracks, or a bad ``k``.
+    """
+    from sklearn.cluster import MiniBatchKMeans
+
+    from segcam.survey.review import label_cracks
+
+    n = len(run.records)
+    if n < 2:
+        raise AtlasError(f"{run.folder} has {n} predicted crack(s); an atlas needs at least two")
+    x = _prepare(_atlas_columns(run))
+    scores: dict[int, float] = {}
+    if k is None:
+        k, scores = _choose_k(x, seed)
+    if not 1 <= k <= n:
+        raise AtlasError(f"--k must be between 1 and the number of cracks ({n}), got {k}")
+    km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=2048).fit(x)
+    assign = km.predict(x)
+    false: list[bool | None] = [None] * n
+    if masks is not None:
+        by_image: dict[str, list[int]] = {}
+        for i, r in enumerate(run.records):
+            by_image.setdefault(r["name"], []).append(i)
+        for name, idx in by_image.items():
+            truth, labels = masks(name), run.labels.get(name)
+            if truth is None or labels is None:
+                if warn is not None:
+                    warn(f"{name}: no ground-truth mask; skipped in the false-positive analysis")
+                continue
+            if truth.shape != labels.shape:
+                if warn is not None:
+                    warn(f"{name}: mask is {truth.shape[1]}x{truth.shape[0]}, the photo {labels.shape[1]}x"
+                         f"{labels.shape[0]}; skipped in the false-positive analysis")
+                continue
+            verdict = label_cracks(labels.astype(np.int32), truth)
+            for i in idx:
+                false[i] = not verdict[run.records[i]["crack"] - 1]
+    concepts = []
+    dist = np.linalg.norm(x - km.cluster_centers_[assign], axis=1)
+    for c in range(k):
+        members = np.nonzero(assign == c)[0]
+        if not len(members):
+            continue
+        known = [false[i] for i in members if false[i] is not None]
+        order = members[np.argsort(dist[members], kind="stable")]
+        concepts.append({
+            "members": int(len(members)),
+            "false_positive_share": round(float(np.mean(known)), 4) if known else None,
+            "labelled": len(known),
+            "mean_prob": round(float(np.mean([float(run.records[i].get("mean_prob", 0) or 0) for i in members])), 4),
+            "mean_length": round(float(np.mean([float(run.records[i].get("length", 0) or 0) for i in members])), 2),
+            "mean_width": round(float(np.mean([float(run.records[i].get("mean_width", 0) or 0) for i in members])), 2),
+            "examples": [int(i) for i in order[:2 * EXAMPLES]],
+            "_cluster": c,
+        })
+    concepts.sort(key=lambda d: (-d["members"], d["_cluster"]))
+    remap = np.zeros(k, np.int64)
+    for new, d in enumerate(concepts):
+        remap[d.pop("_cluster")] = new
+        d["concept"] = new
+    return Atlas(concepts, remap[assign], k, scores, false, seed)
+
+
+def atlas_figure(run: RunCracks, atlas: Atlas, outs: Sequence[str | Path], width_mm: float = 190,
+                 dpi: int = 300) -> list[Path]:
+    """The atlas figure: one row per concept, :data:`EXAMPLES` crops each with its own map over it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from segcam.cam.overlay import overlay
+
+    rows, cols = len(atlas.concepts), EXAMPLES
+    cell = width_mm / 25.4 / (cols + 1.6)
+    fig = plt.figure(figsize=(width_mm / 25.4, cell * rows + 0.3))
+    grid = fig.add_gridspec(rows, cols + 1, width_ratios=[1.6] + [1] * cols, wspace=0.05, hspace=0.12,
+                            left=0.01, right=0.99, top=1 - 0.3 / (cell * rows + 0.3), bottom=0.01)
+    for r, concept in enumerate(atlas.concepts):
+        ax = fig.add_subplot(grid[r, 0])
+        ax.axis("off")
+        fp = concept["false_positive_share"]
+        text = (f"C{concept['concept']}\n{concept['members']} cracks\n"
+                + (f"FP {100 * fp:.0f} %\n" if fp is not None else "") + f"p {concept['mean_prob']:.2f}")
+        ax.text(0.0, 0.5, text, fontsize=6, va="center", ha="left", transform=ax.transAxes)
+        for j, i in enumerate(concept["examples"][:cols]):
+            t = run.thumbs[i]
+            ax = fig.add_subplot(grid[r, j + 1])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if t.get("photo") is None:
+                continue
+            unit = t["map"].astype(np.float32) / 255.0
+            ax.imshow(overlay(t["photo"], unit, "inferno", 0.6))
+            ax.contour(t["mask"] > 127, levels=[0.5], colors=["#38e4ff"], linewidths=0.4)
+            edge = "#d62728" if atlas.false[i] else "#2ca02c" if atlas.false[i] is False else "0.6"
+            for s in ax.spines.values():
+                s.set_edgecolor(edge)
+                s.set_linewidth(1.2)
+    fig.suptitle("Concept atlas: example cracks per concept with their own map (frame: red false, green true)",
+                 fontsize=7, y=0.999, va="top")
+    written = []
+    from segcam.utils.files import atomic_write
+
+    for out in outs:
+        out = Path(out)
+        atomic_write(out, lambda p, out=out: fig.savefig(p, dpi=dpi, format=out.suffix.lstrip(".")))
+        written.append(out)
+    plt.close(fig)
+    return written

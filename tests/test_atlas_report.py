@@ -1,0 +1,90 @@
+"""The concept atlas and the HTML report of a run, from the per-crack records it saved."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from conftest import CHROMIUM_ARGS, EXAMPLE_MASKS, EXAMPLES, chromium_or_skip
+
+from segcam.cli import main
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("atlas") / "run"
+    assert main(["explain", "--model", "hrsegnet_b16", "--out", str(out), str(EXAMPLES)]) == 0
+    return out
+
+
+def test_atlas_is_deterministic_with_a_seed_and_counts_false_positives(run, tmp_path, capsys) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["atlas", str(run), "--masks", str(EXAMPLE_MASKS), "--out", str(a)]) == 0
+    assert main(["atlas", str(run), "--masks", str(EXAMPLE_MASKS), "--out", str(b)]) == 0
+    assert (a / "atlas.json").read_text() == (b / "atlas.json").read_text()
+    assert (a / "atlas.csv").read_text() == (b / "atlas.csv").read_text()
+    data = json.loads((a / "atlas.json").read_text())
+    assert sum(c["members"] for c in data["concepts"]) == len((run / "cracks.csv").read_text().splitlines()) - 1
+    assert data["silhouette"] and data["k"] == int(max(data["silhouette"], key=data["silhouette"].get))
+    assert all(c["false_positive_share"] is not None for c in data["concepts"])
+    assert (a / "atlas.png").stat().st_size > 10_000 and (a / "atlas.pdf").is_file()
+    c = tmp_path / "c"
+    assert main(["atlas", str(run), "--seed", "1", "--k", "3", "--out", str(c)]) == 0
+    assert json.loads((c / "atlas.json").read_text())["k"] == 3
+
+
+def test_atlas_skips_images_without_masks_with_one_line_each(run, tmp_path, capsys) -> None:
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    shutil.copy(EXAMPLE_MASKS / "cfd_001.png", masks / "cfd_001.png")
+    assert main(["atlas", str(run), "--masks", str(masks), "--k", "2", "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("no ground-truth mask; skipped in the false-positive analysis") == 3
+
+
+def test_a_run_without_crack_records_names_the_command_to_rerun(tmp_path, capsys) -> None:
+    old = tmp_path / "old"
+    assert main(["explain", "--model", "hrsegnet_b16", "--no-cracks", "--out", str(old), str(EXAMPLES / "cfd_001.jpg")]) == 0
+    for cmd in (["atlas", str(old)], ["report", str(old)]):
+        assert main(cmd) == 2
+        err = capsys.readouterr().err
+        assert "rerun `segcam explain`" in err and "Traceback" not in err
+
+
+def test_report_of_a_run_without_cracks_says_so(tmp_path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((96, 128, 3), 128, np.uint8)).save(blank)
+    out = tmp_path / "run"
+    assert main(["explain", "--model", "hrsegnet_b16", "--out", str(out), str(blank)]) == 0
+    assert main(["report", str(out)]) == 0
+    text = (out / "report.html").read_text()
+    assert "No cracks were predicted in this run" in text
+
+
+def test_report_opens_in_chromium_without_errors_and_every_image_loads(run, tmp_path) -> None:
+    chromium, sync_playwright = chromium_or_skip()
+    assert main(["atlas", str(run), "--masks", str(EXAMPLE_MASKS)]) == 0
+    assert main(["report", str(run)]) == 0
+    html = (run / "report.html").read_text()
+    assert "http://" not in html and "https://" not in html and "<script" not in html  # self-contained
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            errors, requests = [], []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto((run / "report.html").as_uri())
+            page.wait_for_load_state("load")
+            sizes = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
+            queue = page.locator("h2", has_text="Review queue").count()
+        finally:
+            browser.close()
+    assert not errors, errors
+    assert sizes and all(done and width > 0 for done, width in sizes), sizes
+    assert queue == 1 and all(u.startswith(("file://", "data:")) for u in requests), requests

@@ -1,0 +1,201 @@
+"""Per-crack records: measurement on synthetic masks of known geometry, the true/false rule, evidence, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+from conftest import EXAMPLES
+
+from segcam.cli import main
+from segcam.survey.cracks import analyse_cracks, crack_labels, evidence_shares, measure_crack
+from segcam.survey.review import label_cracks
+
+
+def band(shape, pts, w):
+    """Pixels whose centre lies within w/2 of the polyline ``pts`` ((x, y) points): round joints, flat ends."""
+    h, wd = shape
+    yy, xx = np.mgrid[0:h, 0:wd].astype(float)
+    m = np.zeros(shape, bool)
+    last = len(pts) - 2
+    for i, ((x0, y0), (x1, y1)) in enumerate(zip(pts[:-1], pts[1:])):
+        dx, dy = x1 - x0, y1 - y0
+        seg = math.hypot(dx, dy)
+        ux, uy = dx / seg, dy / seg
+        t = (xx - x0) * ux + (yy - y0) * uy
+        tc = np.clip(t, 0, seg)
+        d = np.hypot(xx - (x0 + tc * ux), yy - (y0 + tc * uy))
+        m |= (d < w / 2) & ((t >= 0) | (i > 0)) & ((t <= seg) | (i < last))
+    return m
+
+
+def _line(length, w, angle, offset=(0.31, 0.57), size=400):
+    import cv2
+
+    c = size / 2
+    d = (math.cos(math.radians(angle)), -math.sin(math.radians(angle)))
+    p0 = (c - d[0] * length / 2 + offset[0], c - d[1] * length / 2 + offset[1])
+    p1 = (c + d[0] * length / 2 + offset[0], c + d[1] * length / 2 + offset[1])
+    if w == 1:  # a 1-px crack is an 8-connected pixel chain
+        m = np.zeros((size, size), np.uint8)
+        a, b = tuple(map(round, p0)), tuple(map(round, p1))
+        cv2.line(m, a, b, 1, 1, cv2.LINE_8)
+        return m > 0, math.dist(a, b)
+    return band((size, size), [p0, p1], w), length
+
+
+def _ok(got, length, width):
+    return abs(got["length"] - length) <= 0.03 * length and abs(got["mean_width"] - width) <= max(0.5, 0.1 * width)
+
+
+@pytest.mark.parametrize("w", [1, 2, 3, 5, 8, 11, 15])
+def test_straight_cracks_at_every_angle(w) -> None:
+    for angle in range(2, 180, 15):  # off the lattice's own diagonals (a 45-degree raster is wider than w)
+        mask, length = _line(250, w, angle, offset=(0.31 + (angle % 7) / 17, 0.57 - (angle % 11) / 29))
+        got = measure_crack(mask)
+        assert _ok(got, length, w), (w, angle, got)
+        assert min(abs(got["orientation"] - angle), 180 - abs(got["orientation"] - angle)) < 2, (angle, got)
+
+
+@pytest.mark.parametrize("w", [2, 3, 5, 8, 11])
+def test_curved_cracks(w) -> None:
+    for radius, span in ((100, 120), (60, 200), (150, 90)):  # 10 to 40 widths long
+        a = np.linspace(0, math.radians(span), 60)
+        pts = [(200.3 + radius * math.cos(t), 200.6 + radius * math.sin(t)) for t in a]
+        length = sum(math.dist(p, q) for p, q in zip(pts[:-1], pts[1:]))
+        got = measure_crack(band((420, 420), pts, w))
+        assert _ok(got, length, w), (w, radius, span, got)
+
+
+@pytest.mark.parametrize("w", [2, 3, 5, 8, 11, 15])
+def test_branching_cracks(w) -> None:
+    for rot in (0, 17, 45):
+        c = (210.3, 210.6)
+        mask = np.zeros((420, 420), bool)
+        for k in range(3):
+            t = math.radians(rot + 120 * k)
+            mask |= band((420, 420), [c, (c[0] + 150 * math.cos(t), c[1] + 150 * math.sin(t))], w)
+        got = measure_crack(mask)
+        assert _ok(got, 450, w), (w, rot, got)
+
+
+def test_millimetres_scale_the_pixel_measures() -> None:
+    mask, _ = _line(200, 5, 30)
+    px, mm = measure_crack(mask), measure_crack(mask, pixel_size=0.2)
+    assert mm["length_mm"] == pytest.approx(px["length"] * 0.2, abs=1e-3)
+    assert mm["mean_width_mm"] == pytest.approx(px["mean_width"] * 0.2, abs=1e-3)
+
+
+def test_labels_keep_8_connected_components_over_the_minimum_area() -> None:
+    mask = np.zeros((60, 60), bool)
+    mask[5:6, 5:40] = True          # 35 px
+    mask[20:40, 20:22] = True       # 40 px, the largest
+    mask[50, 50] = mask[51, 51] = True  # 2 px, diagonal: one component, under the minimum
+    labels, n = crack_labels(mask, min_area=16)
+    assert n == 2 and labels[30, 20] == 1 and labels[5, 10] == 2 and labels[50, 50] == 0
+
+
+def test_true_false_rule_has_a_pixel_tolerance() -> None:
+    truth = np.zeros((80, 80), np.uint8)
+    truth[40, 10:70] = 1
+    for shift, expected in ((0, True), (2, True), (3, True), (4, False), (8, False)):
+        labels = np.zeros((80, 80), np.int32)
+        labels[40 + shift, 10:70] = 1
+        assert label_cracks(labels, truth) == [expected], shift
+    half = np.zeros((80, 80), np.int32)
+    half[40, 40:70] = 1
+    half[60, 40:71] = 1  # 31 of 61 pixels far from the truth: under half within tolerance
+    half[40:61, 70] = 1
+    assert label_cracks(half, truth) == [False]
+    assert label_cracks(np.zeros((5, 5), np.int32), truth[:5, :5]) == []
+
+
+def test_evidence_shares_split_the_map_by_distance() -> None:
+    crack = np.zeros((50, 50), bool)
+    crack[25, 10:40] = True
+    cam = np.zeros((50, 50))
+    cam[25, 20] = 3.0      # on
+    cam[30, 20] = 1.0      # 5 px away: beside, in the band
+    cam[45, 5] = 1.0       # far
+    got = evidence_shares(cam, crack)
+    assert got["evidence_on"] == 0.6 and got["evidence_beside"] == 0.2 and got["evidence_far"] == 0.2
+    assert got["evidence_band"] == 0.8 and got["evidence_where"] == "on"
+    assert evidence_shares(np.zeros((50, 50)), crack)["evidence_where"] == "none"
+
+
+@pytest.fixture(scope="module")
+def trained():
+    import segcam
+
+    return segcam.create_model("hrsegnet_b16")
+
+
+def test_exact_evidence_equals_a_direct_explain_of_that_component(trained) -> None:
+    import segcam
+    from segcam.cam.targets import ComponentTarget
+    from segcam.data.images import read_image
+
+    rgb = read_image(EXAMPLES / "deepcrack_11215-9.jpg")
+    res = analyse_cracks(trained, rgb, evidence="exact")
+    assert len(res.records) >= 2
+    for rec in res.records:
+        crack = res.labels == rec["crack"]
+        ys, xs = np.nonzero(crack)
+        own = segcam.explain(trained, rgb, ["seg3"], ComponentTarget(1, x=int(xs[0]), y=int(ys[0])), "layer_cam",
+                             score="logit")[0]
+        direct = evidence_shares(own.maps["seg3"].upsampled, crack)
+        assert {k: rec[k] for k in direct} == direct
+
+
+def test_zones_evidence_uses_one_pass_and_ranks_like_exact(trained) -> None:
+    from scipy.stats import spearmanr
+
+    from segcam.data.images import read_image
+
+    calls = []
+
+    def counting(*args, **kwargs):
+        import segcam
+
+        calls.append(1)
+        return segcam.explain(*args, **kwargs)
+
+    rgb = read_image(EXAMPLES / "deepcrack_11215-9.jpg")
+    zones = analyse_cracks(trained, rgb, explain_fn=counting)
+    assert len(calls) == 1 and len(zones.records) >= 2
+    exact = analyse_cracks(trained, rgb, evidence="exact")
+    assert [r["area"] for r in zones.records] == [r["area"] for r in exact.records]
+    band_z = [r["evidence_band"] for r in zones.records]
+    band_e = [r["evidence_band"] for r in exact.records]
+    assert np.allclose(band_z, band_e, atol=0.1) or spearmanr(band_z, band_e).statistic > 0.5
+
+
+def test_explain_writes_cracks_csv_and_crack_files(tmp_path) -> None:
+    from segcam.survey.cracks import CRACK_FIELDS, read_crack_file
+
+    out = tmp_path / "o"
+    sizes = tmp_path / "px.csv"
+    sizes.write_text("image,pixel_size\ncfd_001.jpg,0.25\n")
+    assert main(["explain", "--model", "hrsegnet_b16", "--out", str(out), "--pixel-size", str(sizes),
+                 str(EXAMPLES / "cfd_001.jpg"), str(EXAMPLES / "deepcrack_11215-9.jpg")]) == 0
+    rows = list(csv.DictReader(open(out / "cracks.csv")))
+    assert list(rows[0]) == list(CRACK_FIELDS) and len(rows) >= 3
+    cfd = [r for r in rows if r["name"] == "cfd_001"]
+    assert cfd and all(float(r["length_mm"]) == pytest.approx(float(r["length"]) * 0.25, abs=1e-3) for r in cfd)
+    assert all(r["length_mm"] == "" for r in rows if r["name"] != "cfd_001")
+    man = json.loads((out / "manifest.json").read_text())
+    rec = man["images"][0]
+    data = read_crack_file(out / rec["crack_file"])
+    assert data["features"].shape[0] == len(rec["cracks"]) and data["thumbs"][0]["photo"].ndim == 3
+    ranks = sorted(int(r["review_rank"]) for r in rows if r["review_rank"])
+    assert ranks == list(range(1, len(ranks) + 1))
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "abc", "nan", "missing.csv"])
+def test_bad_pixel_size_is_a_usage_error(tmp_path, bad, capsys) -> None:
+    assert main(["explain", "--model", "hrsegnet_b16", "--pixel-size", bad, "--out", str(tmp_path / "o"),
+                 str(EXAMPLES / "cfd_001.jpg")]) == 2
+    assert "--pixel-size" in capsys.readouterr().err
