@@ -104,6 +104,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.engine != "ray" and (args.ray_address is not None):
         raise UsageError("--ray-address needs --engine ray")
     pixel_size, pixel_sizes = parse_pixel_size(args.pixel_size)
+    if args.masks is not None and not Path(args.masks).exists():
+        raise UsageError(f"--masks {args.masks} does not exist; give a mask file or a folder of <image stem>.png masks")
     target = parse_target(args.target, args.category)
     recipe = recipe_for(target)
     chosen = [f"{k} {v}" for k, v, given in (("method", recipe.method, args.method), ("score", recipe.score, args.score))
@@ -142,7 +144,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     job = ExplainJob(model, tuple(layers), args.method, method_args, target, args.target, args.category, args.cmap,
                      args.alpha, args.normalization, args.max_side, args.downscale, score=args.score, fuse=args.fuse,
                      artifacts=artifacts, tile=args.tile, tile_overlap=args.tile_overlap, cracks=args.cracks,
-                     crack_evidence=args.crack_evidence, pixel_size=pixel_size, pixel_sizes=pixel_sizes)
+                     crack_evidence=args.crack_evidence, pixel_size=pixel_size, pixel_sizes=pixel_sizes,
+                     truth=args.masks)
     arguments = {k: v for k, v in vars(args).items() if k != "func"}
     engine = None
     if args.engine == "ray":  # Ray is imported only when chosen
@@ -205,6 +208,9 @@ def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
                         "it; exact = one backward pass per crack")
     p.add_argument("--pixel-size", default=None, metavar="MM|CSV",
                    help="millimetres per pixel (adds *_mm columns to cracks.csv), or a CSV with columns image,pixel_size")
+    p.add_argument("--masks", default=None, metavar="PATH",
+                   help="ground-truth masks (a file or a folder of <image stem>.png): cracks.csv gets a truth column "
+                        "and missed cracks are recorded for segcam atlas")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process; ray: a Ray cluster (pip install \"segcam[ray]\")")
     p.add_argument("--ray-address", default=None, metavar="ADDR",

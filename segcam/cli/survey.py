@@ -45,18 +45,19 @@ def cmd_atlas(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.run) / "atlas"
     out.mkdir(parents=True, exist_ok=True)
     save_json(out / "atlas.json", atlas.to_json())
-    save_csv(out / "atlas.csv", [{"name": r["name"], "crack": r["crack"], "concept": int(c),
-                                  "false": "" if f is None else int(f)}
+    save_csv(out / "atlas.csv", [{"name": r["name"], "kind": r.get("kind", "crack"), "crack": r["crack"],
+                                  "region": r.get("region", ""), "concept": int(c), "false": "" if f is None else int(f)}
                                  for r, c, f in zip(run.records, atlas.assignment, atlas.false)])
     atlas_figure(run, atlas, [out / "atlas.pdf", out / "atlas.png"])
     tried = sorted(atlas.silhouette)
     chosen = "given" if args.k else f"chosen by the silhouette score over {tried[0]}-{tried[-1]}" if tried else "all"
-    print(f"{'concept':>7} {'cracks':>7} {'FP share':>9} {'mean p':>7} {'length':>7} {'width':>6}")
+    print(f"{'concept':>7} {'cracks':>7} {'missed':>7} {'FP share':>9} {'mean p':>7} {'length':>7} {'width':>6}")
     for c in atlas.concepts:
         fp = "-" if c["false_positive_share"] is None else f"{100 * c['false_positive_share']:.0f} %"
-        print(f"{'C' + str(c['concept']):>7} {c['members']:>7} {fp:>9} {c['mean_prob']:>7.2f} {c['mean_length']:>7.1f} "
-              f"{c['mean_width']:>6.2f}")
-    print(f"segcam: {len(run.records)} cracks, k = {atlas.k} ({chosen}); atlas in {out} "
+        print(f"{'C' + str(c['concept']):>7} {c['members']:>7} {c['missed']:>7} {fp:>9} {c['mean_prob']:>7.2f} "
+              f"{c['mean_length']:>7.1f} {c['mean_width']:>6.2f}")
+    missed = len(run.records) - len(run.cracks)
+    print(f"segcam: {len(run.cracks)} cracks and {missed} missed regions, k = {atlas.k} ({chosen}); atlas in {out} "
           f"({json.dumps([p.name for p in sorted(out.iterdir())])})", file=sys.stderr)
     return 0
 

@@ -12,7 +12,10 @@ so the finest atlas that the data supports as well as the best one is chosen, un
 
 Given ground-truth masks, each predicted crack is labelled true or false
 (:func:`segcam.survey.review.label_cracks`, from the crack labels the run saved), so each concept gets
-its share of false positives; images without a mask are skipped for that analysis (one line each).
+its share of false positives; images without a mask are skipped for that analysis (one line each). A run
+made with ``segcam explain --masks`` also saved the ground-truth cracks it missed: the concepts are fitted
+on the predicted cracks alone, and each missed crack is then placed in its nearest concept (``missed``:
+what the network saw, in the terms of what it predicts, and did not mark).
 """
 
 from __future__ import annotations
@@ -44,14 +47,29 @@ class AtlasError(ValueError):
 
 @dataclass
 class RunCracks:
-    """Every crack of a run: records (with ``image`` and ``name``), features, thumbnails, labels per image."""
+    """Every crack of a run: records (with ``image`` and ``name``), features, labels per image.
+
+    Thumbnails are read on demand (:meth:`thumb`), so a run of 100k cracks costs only its feature vectors.
+    """
 
     folder: Path
     manifest: dict[str, Any]
     records: list[dict[str, Any]] = field(default_factory=list)
     features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
-    thumbs: list[dict[str, np.ndarray]] = field(default_factory=list)
     labels: dict[str, np.ndarray] = field(default_factory=dict)
+    sources: list[tuple[Path, int]] = field(default_factory=list)
+
+    def thumb(self, i: int) -> dict[str, np.ndarray]:
+        """Item ``i``'s thumbnails (photo, mask, map), read from its crack file."""
+        path, k = self.sources[i]
+        prefix = "missed_" if self.records[i].get("kind") == "missed" else ""
+        with np.load(path, allow_pickle=False) as z:
+            return {key: z[f"{prefix}{key}_{k}"] for key in ("photo", "mask", "map") if f"{prefix}{key}_{k}" in z.files}
+
+    @property
+    def cracks(self) -> list[int]:
+        """Indices of the predicted cracks (the other items are missed ground-truth cracks)."""
+        return [i for i, r in enumerate(self.records) if r.get("kind") != "missed"]
 
 
 RERUN = ("rerun `segcam explain` with this segcam into a new --out (per-crack records are written by default; "
@@ -64,7 +82,7 @@ def load_run_cracks(folder: str | Path, with_labels: bool = False) -> RunCracks:
     Raises:
         AtlasError: No manifest, or a run written without per-crack records (the message names the command).
     """
-    from segcam.survey.cracks import read_crack_file
+    from segcam.survey.cracks import read_crack_features
 
     folder = Path(folder)
     path = folder / "manifest.json"
@@ -85,12 +103,20 @@ def load_run_cracks(folder: str | Path, with_labels: bool = False) -> RunCracks:
         crack_path = (folder / rec["crack_file"]).resolve()
         if crack_path.parent != folder.resolve():
             continue  # only the run's own files
-        data = read_crack_file(crack_path)
-        for crack, thumb, row in zip(data["crack"], data["thumbs"], rec.get("cracks", [])):
-            run.records.append({**row, "image": rec.get("image", ""), "name": rec["name"], "crack": int(crack)})
-            run.thumbs.append(thumb)
+        data = read_crack_features(crack_path, with_labels=with_labels)
+        for k, (crack, row) in enumerate(zip(data["crack"], rec.get("cracks", [])), 1):
+            run.records.append({**row, "image": rec.get("image", ""), "name": rec["name"], "crack": int(crack),
+                                "kind": "crack"})
+            run.sources.append((crack_path, k))
         if len(data["features"]):
             feats.append(data["features"])
+        missed = rec.get("missed_regions") or []
+        if missed and data.get("missed_features") is not None and len(data["missed_features"]) == len(missed):
+            for k, row in enumerate(missed, 1):
+                run.records.append({**row, "image": rec.get("image", ""), "name": rec["name"], "crack": "",
+                                    "kind": "missed"})
+                run.sources.append((crack_path, k))
+            feats.append(data["missed_features"])
         if with_labels and data.get("labels") is not None:
             run.labels[rec["name"]] = data["labels"]
     run.features = np.concatenate(feats).astype(np.float32) if feats else np.zeros((0, 0), np.float32)
@@ -109,9 +135,12 @@ def _atlas_columns(run: RunCracks) -> np.ndarray:
     return run.features
 
 
-def _prepare(features: np.ndarray) -> np.ndarray:
+def _prepare(features: np.ndarray, fit_rows: np.ndarray | None = None) -> np.ndarray:
+    """Standardise with the statistics of ``fit_rows`` (the predicted cracks), then scale rows to unit length."""
     x = features.astype(np.float64)
-    x = (x - x.mean(axis=0)) / np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
+    ref = x[fit_rows] if fit_rows is not None else x
+    mean, std = ref.mean(axis=0), ref.std(axis=0)
+    x = (x - mean) / np.where(std > 0, std, 1.0)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.where(norms > 0, norms, 1.0)
 
@@ -161,6 +190,11 @@ class Atlas:
                 "silhouette": {str(k): round(v, 4) for k, v in self.silhouette.items()}, "concepts": self.concepts}
 
 
+def _mean(run: RunCracks, idx: Sequence[int], key: str, digits: int) -> float:
+    vals = [float(run.records[i].get(key, 0) or 0) for i in idx]
+    return round(float(np.mean(vals)), digits) if vals else 0.0
+
+
 def build_atlas(run: RunCracks, k: int | None = None, seed: int = 0,
                 masks: Callable[[str], np.ndarray | None] | None = None,
                 warn: Callable[[str], None] | None = None) -> Atlas:
@@ -182,20 +216,27 @@ def build_atlas(run: RunCracks, k: int | None = None, seed: int = 0,
 
     n = len(run.records)
     if n < 2:
-        raise AtlasError(f"{run.folder} has {n} predicted crack(s); an atlas needs at least two")
-    x = _prepare(_atlas_columns(run))
+        raise AtlasError(f"{run.folder} has {len(run.cracks)} predicted crack(s); an atlas needs at least two")
+    cracks = np.asarray(run.cracks)  # the concepts are the predictions'; missed cracks are placed among them
+    if len(cracks) < 2:
+        raise AtlasError(f"{run.folder} has {len(cracks)} predicted crack(s); an atlas needs at least two")
+    x = _prepare(_atlas_columns(run), cracks)
     scores: dict[int, float] = {}
     if k is None:
-        k, scores = _choose_k(x, seed)
-    if not 1 <= k <= n:
-        raise AtlasError(f"--k must be between 1 and the number of cracks ({n}), got {k}")
-    km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=2048).fit(x)
+        k, scores = _choose_k(x[cracks], seed)
+    if not 1 <= k <= len(cracks):
+        raise AtlasError(f"--k must be between 1 and the number of cracks ({len(cracks)}), got {k}")
+    km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=2048).fit(x[cracks])
     assign = km.predict(x)
     false: list[bool | None] = [None] * n
+    for i, r in enumerate(run.records):  # a run made with --masks labelled its cracks itself
+        if r.get("kind") != "missed" and r.get("truth") in ("true", "false"):
+            false[i] = r["truth"] == "false"
     if masks is not None:
         by_image: dict[str, list[int]] = {}
         for i, r in enumerate(run.records):
-            by_image.setdefault(r["name"], []).append(i)
+            if r.get("kind") != "missed" and false[i] is None:
+                by_image.setdefault(r["name"], []).append(i)
         for name, idx in by_image.items():
             truth, labels = masks(name), run.labels.get(name)
             if truth is None or labels is None:
@@ -217,18 +258,20 @@ def build_atlas(run: RunCracks, k: int | None = None, seed: int = 0,
         if not len(members):
             continue
         known = [false[i] for i in members if false[i] is not None]
+        n_missed = sum(run.records[i].get("kind") == "missed" for i in members)
         order = members[np.argsort(dist[members], kind="stable")]
         concepts.append({
-            "members": int(len(members)),
+            "members": int(len(members) - n_missed),
+            "missed": int(n_missed),
             "false_positive_share": round(float(np.mean(known)), 4) if known else None,
             "labelled": len(known),
-            "mean_prob": round(float(np.mean([float(run.records[i].get("mean_prob", 0) or 0) for i in members])), 4),
-            "mean_length": round(float(np.mean([float(run.records[i].get("length", 0) or 0) for i in members])), 2),
-            "mean_width": round(float(np.mean([float(run.records[i].get("mean_width", 0) or 0) for i in members])), 2),
+            "mean_prob": _mean(run, [i for i in members if run.records[i].get("kind") != "missed"], "mean_prob", 4),
+            "mean_length": _mean(run, [i for i in members if run.records[i].get("kind") != "missed"], "length", 2),
+            "mean_width": _mean(run, [i for i in members if run.records[i].get("kind") != "missed"], "mean_width", 2),
             "examples": [int(i) for i in order[:2 * EXAMPLES]],
             "_cluster": c,
         })
-    concepts.sort(key=lambda d: (-d["members"], d["_cluster"]))
+    concepts.sort(key=lambda d: (-(d["members"] + d["missed"]), d["_cluster"]))
     remap = np.zeros(k, np.int64)
     for new, d in enumerate(concepts):
         remap[d.pop("_cluster")] = new
@@ -256,10 +299,11 @@ def atlas_figure(run: RunCracks, atlas: Atlas, outs: Sequence[str | Path], width
         ax.axis("off")
         fp = concept["false_positive_share"]
         text = (f"C{concept['concept']}\n{concept['members']} cracks\n"
+                + (f"+{concept['missed']} missed\n" if concept.get("missed") else "")
                 + (f"FP {100 * fp:.0f} %\n" if fp is not None else "") + f"p {concept['mean_prob']:.2f}")
         ax.text(0.0, 0.5, text, fontsize=6, va="center", ha="left", transform=ax.transAxes)
         for j, i in enumerate(concept["examples"][:cols]):
-            t = run.thumbs[i]
+            t = run.thumb(i)
             ax = fig.add_subplot(grid[r, j + 1])
             ax.set_xticks([])
             ax.set_yticks([])
@@ -268,11 +312,13 @@ def atlas_figure(run: RunCracks, atlas: Atlas, outs: Sequence[str | Path], width
             unit = t["map"].astype(np.float32) / 255.0
             ax.imshow(overlay(t["photo"], unit, "inferno", 0.6))
             ax.contour(t["mask"] > 127, levels=[0.5], colors=["#38e4ff"], linewidths=0.4)
-            edge = "#d62728" if atlas.false[i] else "#2ca02c" if atlas.false[i] is False else "0.6"
+            edge = ("#1f77b4" if run.records[i].get("kind") == "missed" else "#d62728" if atlas.false[i]
+                    else "#2ca02c" if atlas.false[i] is False else "0.6")
             for s in ax.spines.values():
                 s.set_edgecolor(edge)
                 s.set_linewidth(1.2)
-    fig.suptitle("Concept atlas: example cracks per concept with their own map (frame: red false, green true)",
+    fig.suptitle("Concept atlas: example cracks per concept with their own map (frame: red false, green true, "
+                 "blue a missed crack)",
                  fontsize=7, y=0.999, va="top")
     written = []
     from segcam.utils.files import atomic_write

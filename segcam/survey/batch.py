@@ -142,6 +142,9 @@ class ExplainJob:
         pixel_size: Millimetres per pixel for every photo (adds the ``*_mm`` columns).
         pixel_sizes: Per-photo millimetres per pixel, ``(file name or stem, mm)`` pairs (a CSV's rows);
             they win over ``pixel_size``.
+        truth: Ground-truth masks (a file, or a folder of ``<image stem>.png``): each crack is labelled
+            true or false and missed cracks are recorded (:func:`segcam.survey.cracks.analyse_cracks`);
+            a photo without a mask skips that, with one warning line.
     """
 
     model: Any
@@ -165,6 +168,7 @@ class ExplainJob:
     crack_evidence: str = "zones"
     pixel_size: float | None = None
     pixel_sizes: tuple[tuple[str, float], ...] = ()
+    truth: str | None = None
 
     def pixel_size_for(self, path: str | Path) -> float | None:
         """The pixel size of one photo: its row of ``pixel_sizes`` (file name, then stem), else ``pixel_size``."""
@@ -184,7 +188,8 @@ class ExplainJob:
                 "score": self.score, "fuse": self.fuse, "save": list(self.artifacts), "tile": self.tile,
                 "tile_overlap": self.tile_overlap if self.tile else None,
                 "cracks": {"evidence": self.crack_evidence, "pixel_size": self.pixel_size,
-                           "pixel_sizes": [list(p) for p in self.pixel_sizes]} if self.cracks else None}
+                           "pixel_sizes": [list(p) for p in self.pixel_sizes], "truth": self.truth}
+                if self.cracks else None}
 
 
 def _mask_for(target_dir: Path, image: str | Path) -> Path:
@@ -282,16 +287,26 @@ def _shared_crack_layers(job: ExplainJob, target: Any) -> list[str]:
     return [w for w in wanted if w not in job.layers]
 
 
-def compute_cracks(job: ExplainJob, image: ImageExplanation, path: str | Path) -> Any:
+def compute_cracks(job: ExplainJob, image: ImageExplanation, path: str | Path,
+                   warn: Callable[[str], None] | None = None) -> Any:
     """The per-crack records of one explained photo (:func:`segcam.survey.cracks.analyse_cracks`), or None."""
     if not job.cracks:
         return None
+    from segcam.data.datasets import load_mask
     from segcam.survey.cracks import analyse_cracks
     from segcam.survey.review import score_records
 
+    truth = None
+    if job.truth:
+        try:
+            truth = load_mask(_mask_for(Path(job.truth), path))
+        except FileNotFoundError as exc:
+            if warn is not None:
+                warn(f"{Path(str(path)).name}: {exc}; its cracks are not labelled and missed cracks not recorded")
     analysis = analyse_cracks(job.model, image.image, job.category, pixel_size=job.pixel_size_for(path),
                               evidence=job.crack_evidence, tile=job.tile, tile_overlap=job.tile_overlap,
-                              shared=image if any(m.gradients is not None for m in image.maps.values()) else None)
+                              shared=image if any(m.gradients is not None for m in image.maps.values()) else None,
+                              truth=truth)
     score_records(analysis.records)
     return analysis
 
@@ -327,6 +342,8 @@ def write_image(job: ExplainJob, image: ImageExplanation, path: str | Path, out:
         rec.update(crack_file=crack_file, cracks=[{**r, "pixel_size": ps if ps is not None else ""} for r in cracks.records],
                    small_components=cracks.small, crack_features=cracks.feature_layers,
                    crack_evidence_layer=cracks.evidence_layer)
+        if cracks.missed:
+            rec["missed_regions"] = cracks.missed
     if is_uri(path):  # a remote photo: recorded as given
         rec.update(image=str(path), image_relative=None, status="ok")
     else:
@@ -615,7 +632,7 @@ def explain_each(job: ExplainJob, todo: Iterable[tuple[Path, str]], out: Path,
             identity = source_identity(path)  # before reading: an edit during the read makes the next run redo it
             try:
                 image, passed = _compute(job, path, name, warn=warn)
-                cracks = compute_cracks(job, passed, path)
+                cracks = compute_cracks(job, passed, path, warn=warn)
             except (ImageError, FileNotFoundError, ValueError) as exc:
                 on_done(name, *error_entry(path, name, exc, time.time() - t0))
                 if warn is not None:

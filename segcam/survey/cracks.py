@@ -32,13 +32,14 @@ clusters, saved per image so an atlas never recomputes a run.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 __all__ = ["BAND_PX", "BESIDE_PX", "CRACK_FIELDS", "EVIDENCE_MODES", "MIN_AREA", "CrackAnalysis", "analyse_cracks",
-           "crack_labels", "evidence_shares", "measure_crack", "read_crack_file", "records_for_csv", "skeleton_length"]
+           "crack_labels", "evidence_shares", "measure_crack", "read_crack_features", "read_crack_file", "records_for_csv",
+           "skeleton_length"]
 
 #: Smallest component recorded as a crack, in pixels (a 4x4 speck has neither a length nor a width).
 MIN_AREA = 16
@@ -339,6 +340,8 @@ class CrackAnalysis:
             (uint8, longest side at most :data:`THUMB_PX`): what the review queue, the report and the atlas
             show without reading the photos again.
         evidence_layer: The layer of the evidence maps.
+        missed: With a ground truth: one dict per missed ground-truth crack (region id, box, area, mean
+            probability), with ``missed_features`` and ``missed_thumbs`` like the cracks'.
     """
 
     records: list[dict[str, Any]]
@@ -348,6 +351,9 @@ class CrackAnalysis:
     small: int
     thumbs: list[dict[str, np.ndarray]]
     evidence_layer: str = ""
+    missed: list[dict[str, Any]] = field(default_factory=list)
+    missed_features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    missed_thumbs: list[dict[str, np.ndarray]] = field(default_factory=list)
 
     def save(self, path: Any) -> None:
         """Write the features and thumbnails as one compressed ``.npz`` (no pickled objects), atomically."""
@@ -359,6 +365,11 @@ class CrackAnalysis:
         for k, t in enumerate(self.thumbs):
             for key, arr in t.items():
                 arrays[f"{key}_{k + 1}"] = arr
+        if self.missed:
+            arrays["missed_features"] = self.missed_features.astype(np.float16)
+            for k, t in enumerate(self.missed_thumbs):
+                for key, arr in t.items():
+                    arrays[f"missed_{key}_{k + 1}"] = arr
         save_npz(path, **arrays)
 
 
@@ -400,7 +411,8 @@ def _feature_layers(model: Any, layer: str) -> list[str]:
 def analyse_cracks(model: Any, rgb: np.ndarray, category: int = 1, pixel_size: float | None = None,
                    evidence: str = "zones", tile: int | None = None, tile_overlap: int = 128,
                    min_area: int = MIN_AREA, layer: str | None = None,
-                   explain_fn: Callable[..., Any] | None = None, shared: Any = None) -> CrackAnalysis:
+                   explain_fn: Callable[..., Any] | None = None, shared: Any = None,
+                   truth: np.ndarray | None = None) -> CrackAnalysis:
     """Measure, explain and pool every predicted crack of one photo.
 
     Args:
@@ -418,9 +430,13 @@ def analyse_cracks(model: Any, rgb: np.ndarray, category: int = 1, pixel_size: f
             gradients (``keep_activations``) of the evidence and feature layers: the evidence map is then
             the recipe's method applied to them, with no pass of its own (the batch pipeline adds these
             layers to its own pass when its score is :data:`EVIDENCE_SCORE`).
+        truth: The photo's ground-truth mask: each crack gets ``truth`` (``true``/``false``, the rule of
+            :func:`segcam.survey.review.label_cracks`), and every ground-truth crack the prediction missed
+            (under half of it within the tolerance of a predicted pixel) becomes a *missed region* with its
+            own features and thumbnails (whole photos only; tiled photos record no missed regions).
 
     Raises:
-        ValueError: An unknown evidence mode.
+        ValueError: An unknown evidence mode, or a mask of another size.
     """
     import warnings
 
@@ -475,9 +491,26 @@ def analyse_cracks(model: Any, rgb: np.ndarray, category: int = 1, pixel_size: f
     pred = res.prediction == category
     labels, n = crack_labels(pred, min_area)
     small = int(_count_components(pred)) - n
+    missed_labels, m_missed = np.zeros_like(labels), 0
+    if truth is not None:
+        from segcam.survey.review import label_cracks
+
+        truth = np.asarray(truth) > 0
+        if truth.shape != labels.shape:
+            raise ValueError(f"the ground-truth mask is {truth.shape[1]}x{truth.shape[0]} but the photo is "
+                             f"{labels.shape[1]}x{labels.shape[0]}; give the photo's own mask")
+        if not tiled:
+            gt, n_gt = crack_labels(truth, min_area)
+            found = label_cracks(gt, pred)
+            keep = [j + 1 for j, hit in enumerate(found) if not hit]
+            remap = np.zeros(n_gt + 1, np.int32)
+            remap[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
+            missed_labels, m_missed = remap[gt], len(keep)
     if not tiled:
+        pool_labels = labels.copy()
+        pool_labels[(missed_labels > 0) & (labels == 0)] = n + missed_labels[(missed_labels > 0) & (labels == 0)]
         for key in feat_layers:
-            pooled[key] = _pool(res.maps[key].activations, labels, n)
+            pooled[key] = _pool(res.maps[key].activations, pool_labels, n + m_missed)
     prob = res.probability if res.probability is not None else pred.astype(np.float32)
     zones = _zones(labels) if evidence == "zones" else None
     records: list[dict[str, Any]] = []
@@ -539,13 +572,29 @@ def analyse_cracks(model: Any, rgb: np.ndarray, category: int = 1, pixel_size: f
         full_box[grown] = crack_c
         thumbs.append(_thumbs(rgb, full_box, _uncrop(own_c, grown, labels.shape), box))
         records.append(rec)
+    if truth is not None:
+        from segcam.survey.review import label_cracks
+
+        for rec, ok in zip(records, label_cracks(labels, truth)):
+            rec["truth"] = "true" if ok else "false"
+    missed, missed_thumbs = [], []
+    if m_missed:
+        for k, sl in enumerate(find_objects(missed_labels, max_label=m_missed), 1):
+            region = missed_labels == k
+            missed.append({"region": k, "x0": int(sl[1].start), "y0": int(sl[0].start), "x1": int(sl[1].stop),
+                           "y1": int(sl[0].stop), "area": int(region.sum()),
+                           "mean_prob": round(float(prob[region].mean()), 4)})
+            missed_thumbs.append(_thumbs(rgb, region, np.clip(ev_map, 0, None), (missed[-1]["x0"], missed[-1]["y0"],
+                                                                                   missed[-1]["x1"], missed[-1]["y1"])))
     parts, widths = [], []
+    total = n + m_missed
     for key in feat_layers:
-        s, m = pooled.get(key, (np.zeros((n, 0)), np.zeros(n)))
+        s, m = pooled.get(key, (np.zeros((total, 0)), np.zeros(total)))
         parts.append(s / np.maximum(m, 1e-12)[:, None])
         widths.append([key, int(s.shape[1])])
-    features = np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((n, 0), np.float32)
-    return CrackAnalysis(records, features, widths, labels, small, thumbs, layer)
+    features = np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((total, 0), np.float32)
+    return CrackAnalysis(records, features[:n], widths, labels, small, thumbs, layer, missed, features[n:],
+                         missed_thumbs)
 
 
 def _with_method_maps(shared: Any, layers: Sequence[str], method: str) -> Any:
@@ -577,13 +626,31 @@ def _count_components(mask: np.ndarray) -> int:
 CRACK_FIELDS = ("image", "name", "crack", "x0", "y0", "x1", "y1", "area", "length", "mean_width", "median_width",
                 "max_width", "orientation", "mean_prob", "min_prob", "evidence_on", "evidence_beside", "evidence_far",
                 "evidence_band", "evidence_where", "evidence_total", "evidence_contrast", "evidence_peak",
-                "evidence_context_band", "pixel_size", "length_mm", "mean_width_mm",
+                "evidence_context_band", "truth", "pixel_size", "length_mm", "mean_width_mm",
                 "median_width_mm", "max_width_mm", "review_score", "review_rank")
 
 
 def records_for_csv(image: str, name: str, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows of ``cracks.csv``: the image and its output stem, then each crack's record (every column present)."""
     return [{k: {"image": image, "name": name, **r}.get(k, "") for k in CRACK_FIELDS} for r in records]
+
+
+def read_crack_features(path: Any, with_labels: bool = False) -> dict[str, Any]:
+    """Only the ``features`` and ``crack`` ids (and the crack labels) of a crack file: what an atlas needs.
+
+    Raises:
+        ValueError: Not a crack file of this segcam.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "features" not in z.files or "crack" not in z.files:
+                raise ValueError("no features")
+            out = {"features": z["features"].astype(np.float32), "crack": z["crack"],
+                   "missed_features": z["missed_features"].astype(np.float32) if "missed_features" in z.files else None}
+            out["labels"] = z["labels"] if with_labels and "labels" in z.files else None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a segcam crack file ({exc}); rerun segcam explain into a new --out") from None
+    return out
 
 
 def read_crack_file(path: Any) -> dict[str, Any]:

@@ -86,7 +86,8 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     model = man.get("model") or {}
     images = [r for r in man.get("images", []) if isinstance(r, dict)]
     failed = [r for r in images if r.get("status", "ok") != "ok"]
-    rows = rank_rows([dict(r) for r in run.records])
+    keep = run.cracks
+    rows = rank_rows([dict(run.records[i]) for i in keep])
     mm = any(r.get("length_mm") not in ("", None) for r in rows)
     unit = "mm" if mm else "px"
     lengths = [float(r.get("length_mm") if mm else r.get("length") or 0) for r in rows if not mm or r.get("length_mm") != ""]
@@ -138,7 +139,7 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
                      f"<th>prediction</th><th>map</th><th>length ({unit})</th><th>width ({unit})</th><th>p</th>"
                      "<th>evidence</th></tr>")
         for i in ranked[:QUEUE_ROWS]:
-            r, t = rows[i], run.thumbs[i]
+            r, t = rows[i], run.thumb(keep[i])
             length = r.get("length_mm") if mm else r.get("length")
             width = r.get("mean_width_mm") if mm else r.get("mean_width")
             imgs = "".join(f"<td><img class='t' alt='{k}' src='{_png(v)}'></td>" for k, v in
