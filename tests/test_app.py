@@ -204,7 +204,7 @@ def test_browse_shows_the_crack_table_and_the_review_queue(tmp_path, monkeypatch
     _ok(at)
     rows = list(csv.DictReader(open(run / "cracks.csv")))
     table = at.dataframe[0].value
-    assert len(table) == len(rows) and list(table["review_rank"][:3]) == [1, 2, 3]
+    assert len(rows) >= 2 and len(table) == len(rows) and list(table["review_rank"]) == list(range(1, len(rows) + 1))
     tiles = [c for c in _captions(at) if c.startswith("#1 ")]
     assert len(tiles) == 1 and "score" in tiles[0]
 

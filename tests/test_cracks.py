@@ -130,7 +130,7 @@ def test_evidence_shares_split_the_map_by_distance() -> None:
 def trained():
     import segcam
 
-    return segcam.create_model("hrsegnet_b16")
+    return segcam.create_model("hrsegnet_b16.mix_wce600")  # fixed weights: these tests count its cracks
 
 
 def test_exact_evidence_equals_a_direct_explain_of_that_component(trained) -> None:
@@ -179,7 +179,7 @@ def test_explain_writes_cracks_csv_and_crack_files(tmp_path) -> None:
     out = tmp_path / "o"
     sizes = tmp_path / "px.csv"
     sizes.write_text("image,pixel_size\ncfd_001.jpg,0.25\n")
-    assert main(["explain", "--model", "hrsegnet_b16", "--out", str(out), "--pixel-size", str(sizes),
+    assert main(["explain", "--model", "hrsegnet_b16.mix_wce600", "--out", str(out), "--pixel-size", str(sizes),
                  str(EXAMPLES / "cfd_001.jpg"), str(EXAMPLES / "deepcrack_11215-9.jpg")]) == 0
     rows = list(csv.DictReader(open(out / "cracks.csv")))
     assert list(rows[0]) == list(CRACK_FIELDS) and len(rows) >= 3
