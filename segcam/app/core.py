@@ -106,15 +106,14 @@ def _typed(value: str) -> Any:
 
 def crack_thumbs(run_dir: str | Path, name: str, crack: int) -> dict[str, np.ndarray] | None:
     """The thumbnails (photo, mask, map) the run saved for one crack, or None."""
-    from segcam.survey.cracks import read_crack_file
+    from segcam.survey.cracks import read_crack_features, read_crack_thumb
     from segcam.utils.files import safe_name
 
     path = inside(Path(run_dir), f"{safe_name(name)}__cracks.npz")
     if not path.is_file():
         return None
-    data = read_crack_file(path)
-    ids = list(data["crack"])
-    return data["thumbs"][ids.index(crack)] if crack in ids else None
+    ids = list(read_crack_features(path)["crack"])
+    return read_crack_thumb(path, ids.index(crack) + 1) if crack in ids else None
 
 
 def serving_refusal(server_address: str | None, client_ip: str | None, allow_remote: bool) -> str | None:

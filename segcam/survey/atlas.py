@@ -61,10 +61,10 @@ class RunCracks:
 
     def thumb(self, i: int) -> dict[str, np.ndarray]:
         """Item ``i``'s thumbnails (photo, mask, map), read from its crack file."""
+        from segcam.survey.cracks import read_crack_thumb
+
         path, k = self.sources[i]
-        prefix = "missed_" if self.records[i].get("kind") == "missed" else ""
-        with np.load(path, allow_pickle=False) as z:
-            return {key: z[f"{prefix}{key}_{k}"] for key in ("photo", "mask", "map") if f"{prefix}{key}_{k}" in z.files}
+        return read_crack_thumb(path, k, missed=self.records[i].get("kind") == "missed")
 
     @property
     def cracks(self) -> list[int]:

@@ -248,9 +248,8 @@ def _compute(job: ExplainJob, path: str | Path, name: str,
                                   tile=job.tile, overlap=job.tile_overlap, score=job.score, **job.method_args)
         else:
             extra = _shared_crack_layers(job, target)
-            image = explain(job.model, rgb, list(job.layers) + extra, target, job.method, names=[name], score=job.score,
-                            keep_activations=bool(extra) or (job.cracks and _shares_pass(job, target)),
-                            **job.method_args)[0]
+            image = explain(job.model, rgb, list(job.layers) + (extra or []), target, job.method, names=[name],
+                            score=job.score, keep_activations=extra is not None, **job.method_args)[0]
     for w in caught:
         if warn is not None:
             warn(str(w.message))
@@ -269,10 +268,13 @@ def _shares_pass(job: ExplainJob, target: Any) -> bool:
             and job.score == EVIDENCE_SCORE and get_method(job.method, **job.method_args).uses_gradients)
 
 
-def _shared_crack_layers(job: ExplainJob, target: Any) -> list[str]:
-    """The crack analysis's layers that the job's own pass must add (hidden from its outputs)."""
+def _shared_crack_layers(job: ExplainJob, target: Any) -> list[str] | None:
+    """The crack analysis's layers that the job's own pass must add (hidden from its outputs).
+
+    None when the crack analysis cannot share that pass (it then runs its own).
+    """
     if not _shares_pass(job, target):
-        return []
+        return None
     from segcam.cam.defaults import DEFAULTS
     from segcam.cam.layers import LayerNotFoundError, resolve_layers
     from segcam.survey.cracks import FEATURE_EXTRA_LAYERS

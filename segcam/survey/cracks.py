@@ -38,7 +38,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 __all__ = ["BAND_PX", "BESIDE_PX", "CRACK_FIELDS", "EVIDENCE_MODES", "MIN_AREA", "CrackAnalysis", "analyse_cracks",
-           "crack_labels", "evidence_shares", "measure_crack", "read_crack_features", "read_crack_file", "records_for_csv",
+           "crack_labels", "evidence_shares", "measure_crack", "read_crack_features", "read_crack_file", "read_crack_thumb",
+           "records_for_csv",
            "skeleton_length"]
 
 #: Smallest component recorded as a crack, in pixels (a 4x4 speck has neither a length nor a width).
@@ -64,17 +65,23 @@ def crack_labels(mask: np.ndarray, min_area: int = MIN_AREA) -> tuple[np.ndarray
     Returns:
         An int32 label image (0 = background, 1..n = cracks ordered by area, largest first) and ``n``.
     """
+    labels, n, _ = _label(mask, min_area)
+    return labels, n
+
+
+def _label(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, int, int]:
+    """:func:`crack_labels`, and the number of components before the minimum area was applied."""
     from skimage.measure import label
 
     lab = label(np.asarray(mask, bool), connectivity=2)
     if lab.max() == 0:
-        return lab.astype(np.int32), 0
+        return lab.astype(np.int32), 0, 0
     areas = np.bincount(lab.ravel())
     areas[0] = 0
     keep = [i for i in np.argsort(-areas, kind="stable") if areas[i] >= min_area]
     remap = np.zeros(len(areas), np.int32)
     remap[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
-    return remap[lab], len(keep)
+    return remap[lab], len(keep), int(lab.max())
 
 
 _OFFSETS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
@@ -265,12 +272,6 @@ def _shape(energy: np.ndarray, dist: np.ndarray, crack: np.ndarray, top: float) 
             "evidence_peak": round(float(energy[crack].max()) / top, 4)}
 
 
-def _uncrop(crop: np.ndarray, where: tuple[slice, slice], shape: tuple[int, int]) -> np.ndarray:
-    full = np.zeros(shape, np.float32)
-    full[where] = crop
-    return full
-
-
 def evidence_shares(cam: np.ndarray, crack: np.ndarray, zone: np.ndarray | None = None) -> dict[str, Any]:
     """Where a crack's own map puts its energy: on the crack, beside it, far away, and within the band.
 
@@ -379,17 +380,25 @@ THUMB_PX = 96
 THUMB_PAD = 12
 
 
-def _thumbs(rgb: np.ndarray, crack: np.ndarray, cam: np.ndarray, box: tuple[int, int, int, int]) -> dict[str, np.ndarray]:
+def _thumbs(rgb: np.ndarray, crack: np.ndarray, cam: np.ndarray, origin: tuple[int, int],
+            box: tuple[int, int, int, int]) -> dict[str, np.ndarray]:
+    """Thumbnails of one crack.
+
+    ``crack`` and ``cam`` are crops whose top-left pixel is ``origin`` (y, x) in the photo and that cover the
+    crack's box grown by :data:`THUMB_PAD` (clamped to the photo).
+    """
     import cv2
 
     x0, y0, x1, y1 = box
-    h, w = crack.shape
+    h, w = rgb.shape[:2]
     x0, y0, x1, y1 = max(0, x0 - THUMB_PAD), max(0, y0 - THUMB_PAD), min(w, x1 + THUMB_PAD), min(h, y1 + THUMB_PAD)
     scale = min(1.0, THUMB_PX / max(x1 - x0, y1 - y0))
     size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+    oy, ox = origin
+    win = (slice(y0 - oy, y1 - oy), slice(x0 - ox, x1 - ox))
     photo = cv2.resize(np.ascontiguousarray(rgb[y0:y1, x0:x1]), size, interpolation=cv2.INTER_AREA)
-    mask = cv2.resize(crack[y0:y1, x0:x1].astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA)
-    m = np.clip(cam[y0:y1, x0:x1], 0, None)
+    mask = cv2.resize(crack[win].astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA)
+    m = np.clip(cam[win], 0, None)
     top = float(m.max())
     unit = (m / top * 255).astype(np.uint8) if top > 0 else np.zeros(m.shape, np.uint8)
     return {"photo": photo, "mask": mask, "map": cv2.resize(unit, size, interpolation=cv2.INTER_AREA)}
@@ -482,15 +491,19 @@ def analyse_cracks(model: Any, rgb: np.ndarray, category: int = 1, pixel_size: f
             from segcam.survey.tiling import _network_forward, predict_tiled
 
             logits = predict_tiled(_network_forward(model), rgb, tile, tile_overlap)
-            labels_holder["labels"], labels_holder["n"] = crack_labels(logits.argmax(axis=0) == category, min_area)
+            labels_holder["labels"], labels_holder["n"], labels_holder["total"] = _label(
+                logits.argmax(axis=0) == category, min_area)
             res = explain_tiled(model, rgb, feat_layers, PredictedTarget(category), recipe.method, tile=tile,
                                 overlap=tile_overlap, score=EVIDENCE_SCORE, on_tile=pool_tile, keep_activations=True)
         else:
             res = explain_fn(model, rgb, feat_layers, PredictedTarget(category), recipe.method, score=EVIDENCE_SCORE,
                              keep_activations=True)[0]
     pred = res.prediction == category
-    labels, n = crack_labels(pred, min_area)
-    small = int(_count_components(pred)) - n
+    if tiled:  # the tiles pooled into the labels of the same stitched prediction
+        labels, n, components = labels_holder["labels"], labels_holder["n"], labels_holder["total"]
+    else:
+        labels, n, components = _label(pred, min_area)
+    small = components - n
     missed_labels, m_missed = np.zeros_like(labels), 0
     if truth is not None:
         from segcam.survey.review import label_cracks
@@ -568,9 +581,8 @@ def analyse_cracks(model: Any, rgb: np.ndarray, category: int = 1, pixel_size: f
         rec.update(_shape(own_c, dist, crack_c, top))
         if ctx_c is not None:  # the semantic layer's view of the same crack: does it also point at the crack?
             rec["evidence_context_band"] = _shares(ctx_c, dist, ctx_total)["evidence_band"]
-        full_box = np.zeros(labels.shape, bool)
-        full_box[grown] = crack_c
-        thumbs.append(_thumbs(rgb, full_box, _uncrop(own_c, grown, labels.shape), box))
+        # the grown box (pad >= THUMB_PAD) holds the thumbnails' window: no full-photo arrays per crack
+        thumbs.append(_thumbs(rgb, crack_c, own_c, (grown[0].start, grown[1].start), box))
         records.append(rec)
     if truth is not None:
         from segcam.survey.review import label_cracks
@@ -580,12 +592,14 @@ def analyse_cracks(model: Any, rgb: np.ndarray, category: int = 1, pixel_size: f
     missed, missed_thumbs = [], []
     if m_missed:
         for k, sl in enumerate(find_objects(missed_labels, max_label=m_missed), 1):
-            region = missed_labels == k
+            win = (slice(max(0, sl[0].start - THUMB_PAD), sl[0].stop + THUMB_PAD),
+                   slice(max(0, sl[1].start - THUMB_PAD), sl[1].stop + THUMB_PAD))
+            region = missed_labels[win] == k
             missed.append({"region": k, "x0": int(sl[1].start), "y0": int(sl[0].start), "x1": int(sl[1].stop),
                            "y1": int(sl[0].stop), "area": int(region.sum()),
-                           "mean_prob": round(float(prob[region].mean()), 4)})
-            missed_thumbs.append(_thumbs(rgb, region, np.clip(ev_map, 0, None), (missed[-1]["x0"], missed[-1]["y0"],
-                                                                                   missed[-1]["x1"], missed[-1]["y1"])))
+                           "mean_prob": round(float(prob[win][region].mean()), 4)})
+            box = (missed[-1]["x0"], missed[-1]["y0"], missed[-1]["x1"], missed[-1]["y1"])
+            missed_thumbs.append(_thumbs(rgb, region, ev_map[win], (win[0].start, win[1].start), box))
     parts, widths = [], []
     total = n + m_missed
     for key in feat_layers:
@@ -613,12 +627,6 @@ def _with_method_maps(shared: Any, layers: Sequence[str], method: str) -> Any:
         up = resize_maps(raw[None], size)[0] if not shared.empty_target else np.zeros(size, np.float32)
         maps[key] = dataclasses.replace(m, raw=raw, upsampled=up)
     return dataclasses.replace(shared, maps=maps)
-
-
-def _count_components(mask: np.ndarray) -> int:
-    from skimage.measure import label
-
-    return int(label(mask, connectivity=2).max())
 
 
 #: Columns of ``cracks.csv``, in order (``*_mm`` only with a pixel size; ``review_score`` and ``review_rank``
@@ -651,6 +659,13 @@ def read_crack_features(path: Any, with_labels: bool = False) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path} is not a segcam crack file ({exc}); rerun segcam explain into a new --out") from None
     return out
+
+
+def read_crack_thumb(path: Any, k: int, missed: bool = False) -> dict[str, np.ndarray]:
+    """The thumbnails (photo, mask, map) of the ``k``-th crack (1-based; ``missed``: of the k-th missed crack)."""
+    prefix = "missed_" if missed else ""
+    with np.load(path, allow_pickle=False) as z:
+        return {key: z[f"{prefix}{key}_{k}"] for key in ("photo", "mask", "map") if f"{prefix}{key}_{k}" in z.files}
 
 
 def read_crack_file(path: Any) -> dict[str, Any]:
