@@ -24,15 +24,19 @@ sys.path.insert(0, str(ROOT))
 
 from segcam.data.datasets import parse_data_spec  # noqa: E402
 
-SETS = ["deepcrack:test", "cfd:test", "masonry_dais:test", "gaps384_crops:test", "shadowcrack_crops:test"]
+SETS = ["deepcrack", "cfd", "masonry_dais", "gaps384_crops", "shadowcrack_crops"]
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", type=Path, default=ROOT / "runs" / "five_set_test_masks")
+    ap.add_argument("--run", type=Path, default=None, help="default: runs/five_set_<split>_masks")
     ap.add_argument("--model", default="hrsegnet_b16")
+    ap.add_argument("--split", choices=["test", "valid"], default="test",
+                    help="valid: the run the atlas recipe is chosen on (benchmarks/atlas_recipe.py); only the "
+                         "test run writes the README's table and figure")
     args = ap.parse_args(argv)
-    pairs = [p for s in SETS for p in parse_data_spec(s)]
+    args.run = args.run or ROOT / "runs" / f"five_set_{args.split}_masks"
+    pairs = [p for s in SETS for p in parse_data_spec(f"{s}:{args.split}")]
     masks = args.run.parent / f"{args.run.name}_masks"  # one folder of <image stem>.png links for --masks
     masks.mkdir(parents=True, exist_ok=True)
     for p in pairs:
@@ -44,6 +48,8 @@ def main(argv=None) -> int:
            "--masks", str(masks), "--out", str(args.run), *[str(p.image) for p in pairs]]
     subprocess.run(cmd, check=False)
     explain_s = time.time() - t0
+    if args.split != "test":
+        return 0
     from segcam.survey.atlas import atlas_figure, build_atlas, load_run_cracks
     run = load_run_cracks(args.run, with_labels=True)
     t1 = time.time()

@@ -45,7 +45,9 @@ def _ok(at: AppTest) -> None:
 def test_example_image_flow() -> None:
     at = _app()
     _ok(at)
-    assert [c for c in _captions(at) if not c.startswith("0 … 1")] == ["Image / target", "Prediction", "Heatmap", "Overlay"]
+    # two panels a row: the photo with its target beside the overlay (and its scale), then prediction and heatmap
+    assert [c for c in _captions(at) if not c.startswith("map value")] == ["Image / target", "Overlay", "Prediction",
+                                                                          "Heatmap"]
     assert any("RANDOMLY INITIALISED" in w.value for w in at.warning)
     assert len(at.get("download_button")) >= 2
 
@@ -399,7 +401,7 @@ def test_views_mark_small_targets_explain_zero_maps_and_show_a_scale() -> None:
     at = _app(example="deepcrack_11215-9.jpg")
     at.radio(key="target_kind").set_value("Pixel").run()
     _ok(at)
-    assert any("0 … 1 = its own maximum (per_map)" in (img.proto.imgs[0].caption or "") for img in at.get("image"))
+    assert any("map value: 0 … 1 = its own maximum (per_map)" in (img.proto.imgs[0].caption or "") for img in at.get("image"))
     res = next(iter(at.session_state["results"].values()))
     marked = app_core.mark_target(res)
     tinted = res.image.copy()
@@ -412,17 +414,34 @@ def test_views_mark_small_targets_explain_zero_maps_and_show_a_scale() -> None:
     assert app_core.zero_map_reason(res, layer) is None or res.maps[layer].raw_max == 0
 
 
-def test_slow_method_waits_for_compute_shows_progress_and_can_be_cancelled() -> None:
-    at = _app(method="seg_score_cam", layers=["seg3"])
+def test_slow_method_waits_for_compute_shows_progress_and_can_be_cancelled(monkeypatch) -> None:
+    from segcam.app import core as app_core
+
+    seen = []
+    real = app_core.progress_text
+
+    def spy(name, stage, done, total, spent):
+        seen.append((stage, done, total))
+        return real(name, stage, done, total, spent)
+
+    monkeypatch.setattr(app_core, "progress_text", spy)
+    at = _app(method="seg_score_cam", layers=["seg3", "seg_head"])
     _ok(at)
     assert not [c for c in _captions(at) if c == "Overlay"]  # nothing computed yet
-    assert any("press Compute" in i.value for i in at.info)
+    planned = [i.value for i in at.info if "press Compute" in i.value]
+    assert planned and re.search(r"makes (\d+) forward passes \(seg3: \d+ \+ seg_head: \d+", planned[0]), planned
+    announced = int(re.search(r"makes (\d+) forward passes", planned[0]).group(1))
     at.button(key="compute_a").click().run()
     _ok(at)
     assert "Overlay" in _captions(at)
-    bars = at.get("progress")
-    assert bars and "Seg-Score-CAM · layer seg3: forward pass" in bars[-1].proto.text
-    assert bars[-1].proto.value == 100  # finished: every forward pass reported
+    # one fraction over both layers: monotone, ending at the announced total, naming "layer k of 2"
+    fracs = [d / t for _, d, t in seen]
+    assert fracs == sorted(fracs) and seen[-1][1] == seen[-1][2] == announced, seen
+    assert {st for st, _, _ in seen} >= {"forward pass", "layer 1 of 2 (seg3)", "layer 2 of 2 (seg_head)"}
+    assert real("X", "layer 1 of 2 (seg3)", 3, 5, 4.0)[1] == "X · layer 1 of 2 (seg3) · pass 3 of 5 · 4 s, about 4 s left"
+    # done: the notice, the buttons and the bar are gone
+    assert not at.get("progress") and not [b for b in at.button if b.key in ("compute_a", "cancel_a")]
+    assert not [i for i in at.info if "press Compute" in i.value]
     # a run interrupted (the Cancel button reruns the page mid-run) says so on the next page
     at.session_state["running_a"] = True
     at.session_state["results"] = {}

@@ -24,6 +24,25 @@ def test_alpha_extremes_and_blend() -> None:
     np.testing.assert_array_equal(overlay(img, cam, alpha=1.0), heatmap(cam))
     mid = overlay(img, cam, alpha=0.25).astype(float)
     np.testing.assert_allclose(mid, np.rint(0.75 * 100 + 0.25 * heatmap(cam).astype(float)), atol=0.5)
+    for mode in ("heat", "blend"):  # at full heat both modes are the same blend
+        np.testing.assert_allclose(overlay(img, cam, alpha=0.25, mode=mode).astype(float), mid, atol=1)
+
+
+def test_heat_weighted_overlay_leaves_cold_pixels_untouched() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (1100, 7, 3), dtype=np.uint8)  # more rows than one block of the blend
+    cam = np.zeros((1100, 7))
+    cam[600:, 3] = 0.5
+    cam[1099, 6] = 1.0
+    out = overlay(img, cam, alpha=0.8)  # the default mode
+    cold = cam == 0
+    np.testing.assert_array_equal(out[cold], img[cold])
+    half = img[600, 3].astype(float) + 0.4 * (heatmap(cam)[600, 3].astype(float) - img[600, 3])
+    np.testing.assert_allclose(out[600, 3], np.rint(half), atol=0.5)
+    full = img[1099, 6].astype(float) + 0.8 * (heatmap(cam)[1099, 6].astype(float) - img[1099, 6])
+    np.testing.assert_allclose(out[1099, 6], np.rint(full), atol=0.5)
+    blend = overlay(img, cam, alpha=0.8, mode="blend")  # the classic blend darkens the cold pixels too
+    assert not np.array_equal(blend[cold], img[cold])
 
 
 def test_bgr_input_is_flipped_and_float_images_accepted() -> None:
@@ -37,6 +56,7 @@ def test_bgr_input_is_flipped_and_float_images_accepted() -> None:
 @pytest.mark.parametrize("kwargs, match", [
     ({"cmap": "infreno"}, "did you mean: inferno"),
     ({"alpha": 1.5}, "alpha"),
+    ({"mode": "heta"}, "did you mean: heat"),
 ])
 def test_bad_arguments(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):

@@ -223,6 +223,36 @@ def compute(app_model: AppModel, rgb: np.ndarray, layers: Sequence[str], target:
         return explain(app_model.model, rgb, list(layers), target, method, score=score, progress=progress)[0]
 
 
+def predict(app_model: AppModel, rgb: np.ndarray) -> np.ndarray:
+    """The model's class map of ``rgb`` (one no-grad forward pass), for choosing targets before explaining."""
+    from segcam.training.loop import predict_mask
+
+    with app_model.lock:
+        return predict_mask(app_model.model, rgb)
+
+
+def compute_with_notes(app_model: AppModel, rgb: np.ndarray, layers: Sequence[str], target: Target, method: str,
+                       score: str = "logit", progress: Any = None) -> tuple[ImageExplanation, dict[str, list[str]]]:
+    """:func:`compute`, with the warnings it raised sorted by the layer they name (``""``: the whole result).
+
+    The page shows each on the tile it concerns instead of leaving it in the server log.
+    """
+    import warnings
+
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        res = compute(app_model, rgb, layers, target, method, score, progress)
+    notes: dict[str, list[str]] = {}
+    for w in said:
+        text = str(w.message)
+        layer = next((lay for lay in layers if text.startswith(f"layer {lay}: ")), "")
+        if layer:
+            text = text[len(f"layer {layer}: "):]
+        if text not in notes.setdefault(layer, []):
+            notes[layer].append(text)
+    return res, notes
+
+
 def private_copy(app_model: AppModel) -> AppModel:
     """A copy of the model with its own lock, for one session's long run (Score-CAM, Ablation-CAM).
 
@@ -238,6 +268,41 @@ def private_copy(app_model: AppModel) -> AppModel:
     with app_model.lock:
         model = copy.deepcopy(app_model.model)
     return AppModel(model, threading.Lock(), app_model.key)
+
+
+def planned_passes(app_model: AppModel, layers: Sequence[str], method: str) -> list[tuple[str, int | None]]:
+    """Forward passes a perturbation method will make per layer for one image (None: channels unknown).
+
+    The channel counts come from one no-grad forward pass of a 64 x 64 input (they do not depend on the size),
+    so the page can say how long a run is before Compute is pressed.
+    """
+    from segcam.cam.layers import resolve_layers
+    from segcam.cam.methods import get_method
+
+    cam_method = get_method(method)
+    if not hasattr(cam_method, "passes"):
+        return [(layer, 0) for layer in layers]
+    with app_model.lock:
+        resolved = resolve_layers(app_model.model, list(layers))
+        shapes = {info.name: info.shape for info in list_layers(app_model.model, (64, 64))}
+    out = []
+    for r in resolved:
+        shape = shapes.get(r.name)
+        out.append((r.requested, cam_method.passes(int(shape[1])) if shape and len(shape) == 4 else None))
+    return out
+
+
+def progress_text(method_name: str, stage: str, done: int, total: int, spent: float) -> tuple[float, str]:
+    """The bar of a long run: one fraction over all layers, the layer in hand and an estimate of the rest.
+
+    The estimate is the time per pass so far times the passes left; it is left out until a perturbation pass
+    has been timed (the first, unperturbed forward pass is not representative).
+    """
+    frac = min(done / max(total, 1), 1.0)
+    left = ""
+    if done > 1 and stage != "forward pass":
+        left = f", about {spent / (done - 1) * (total - done):.0f} s left"
+    return frac, f"{method_name} · {stage} · pass {done} of {total} · {spent:.0f} s{left}"
 
 
 def is_slow(method: str) -> bool:
@@ -259,11 +324,75 @@ class Views:
 
 
 def render(res: ImageExplanation, layer: str, cmap: str = "inferno", alpha: float = 0.5,
-           normalization: str = "per_map") -> Views:
-    """Views of one layer from a computed result (no model call)."""
+           normalization: str = "per_map", mode: str = "heat") -> Views:
+    """Views of one layer from a computed result (no model call); ``mode`` is the overlay's."""
     unit = res.normalized(layer, normalization)
     pred = np.repeat(((res.prediction == res.category) * 255).astype(np.uint8)[..., None], 3, axis=2)
-    return Views(res.image, pred, heatmap(unit, cmap), overlay(res.image, unit, cmap, alpha), mark_target(res))
+    return Views(res.image, pred, heatmap(unit, cmap), overlay(res.image, unit, cmap, alpha, mode=mode),
+                 mark_target(res))
+
+
+def zoom_inset(rgb: np.ndarray, x: int, y: int, half: int = 24, size: int = 192) -> np.ndarray:
+    """A nearest-neighbour enlargement of the window around pixel ``x, y`` with the pixel ringed.
+
+    A one-pixel target (and its map at a fine layer) is invisible at page size; the inset shows it at
+    ``size / (2 * half)`` times.
+    """
+    import cv2
+
+    h, w = rgb.shape[:2]
+    x0, y0 = min(max(0, x - half), max(0, w - 2 * half)), min(max(0, y - half), max(0, h - 2 * half))
+    win = np.ascontiguousarray(rgb[y0:y0 + 2 * half, x0:x0 + 2 * half])
+    scale = size / max(win.shape[:2])
+    big = cv2.resize(win, (round(win.shape[1] * scale), round(win.shape[0] * scale)), interpolation=cv2.INTER_NEAREST)
+    cx, cy = int((x - x0 + 0.5) * scale), int((y - y0 + 0.5) * scale)
+    cv2.circle(big, (cx, cy), max(4, int(scale)), (0, 229, 255), 2)
+    return big
+
+
+def crack_pixel(prediction: np.ndarray, category: int = 1) -> tuple[int, int] | None:
+    """A pixel well inside the largest predicted crack (its farthest point from the background), or None."""
+    import cv2
+
+    mask = (prediction == category).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n < 2:
+        return None
+    big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    dist = cv2.distanceTransform((labels == big).astype(np.uint8), cv2.DIST_L2, 3)
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return int(x), int(y)
+
+
+def nearest_crack_pixel(prediction: np.ndarray, category: int, x: int, y: int) -> tuple[int, int]:
+    """The predicted crack pixel nearest to ``x, y`` (itself if it is one).
+
+    A click beside a thin crack still picks that crack; ``x, y`` is returned unchanged when nothing is predicted.
+    """
+    from scipy import ndimage
+
+    mask = prediction == category
+    h, w = mask.shape
+    x, y = min(max(int(x), 0), w - 1), min(max(int(y), 0), h - 1)
+    if mask[y, x] or not mask.any():
+        return x, y
+    _, (iy, ix) = ndimage.distance_transform_edt(~mask, return_indices=True)
+    return int(ix[y, x]), int(iy[y, x])
+
+
+def components(prediction: np.ndarray, category: int = 1) -> list[dict[str, int]]:
+    """The predicted cracks, largest first (the ``component:RANK`` order): rank, area, a pixel and the box."""
+    import cv2
+
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((prediction == category).astype(np.uint8), connectivity=8)
+    order = np.argsort(-stats[1:, cv2.CC_STAT_AREA], kind="stable") + 1
+    out = []
+    for rank, lab in enumerate(order, 1):
+        ys, xs = np.nonzero(labels == lab)
+        x, y, w, h = (int(v) for v in stats[lab, :4])
+        out.append({"rank": rank, "area": int(stats[lab, cv2.CC_STAT_AREA]), "x": int(xs[0]), "y": int(ys[0]),
+                    "x0": x, "y0": y, "x1": x + w, "y1": y + h})
+    return out
 
 
 def mark_target(res: ImageExplanation) -> np.ndarray:
@@ -286,20 +415,45 @@ def mark_target(res: ImageExplanation) -> np.ndarray:
     return tgt
 
 
-def colorbar(cmap: str, width: int = 256, height: int = 12) -> np.ndarray:
-    """A horizontal colour scale (0 on the left, 1 on the right) for the views."""
-    return heatmap(np.tile(np.linspace(0.0, 1.0, width, dtype=np.float32), (height, 1)), cmap)
+def colorbar(cmap: str, width: int = 256, height: int = 12, top: float | None = None) -> np.ndarray:
+    """A horizontal colour scale (0 on the left, 1 on the right) for the views.
+
+    With ``top`` (the raw value that 1 stands for), ticks at 0, 0.25 ... 1 are drawn under the bar, labelled
+    with the fraction and the raw value (``0.5 = 1.2e-03``): the units of the map are score x activation.
+    """
+    bar = heatmap(np.tile(np.linspace(0.0, 1.0, width, dtype=np.float32), (height, 1)), cmap)
+    if top is None:
+        return bar
+    import cv2
+
+    pad, text_h = 36, 30
+    canvas = np.full((height + text_h, width + 2 * pad, 3), 255, np.uint8)
+    canvas[:height, pad:pad + width] = bar
+    for f in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x = pad + min(int(round(f * (width - 1))), width - 1)
+        canvas[height:height + 4, x] = 0
+        for line, text in enumerate((f"{f:g}", f"{f * top:.2g}")):
+            (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.32, 1)
+            cv2.putText(canvas, text, (x - tw // 2, height + 4 + th + 1 + line * (th + 3)), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.32, (0, 0, 0), 1, cv2.LINE_AA)
+    return canvas
 
 
-def zero_map_reason(res: ImageExplanation, layer: str) -> str | None:
-    """Why a map is all zero, or None if it is not."""
+def zero_map_reason(res: ImageExplanation, layer: str, method: str | None = None, score: str | None = None) -> str | None:
+    """Why a map is all zero, or None if it is not; the advice names only what is not running already."""
     if res.maps[layer].raw_max > 0:
         return None
     if res.empty_target:
         return "the target region is empty, so there is nothing to explain: choose another target"
-    return (f"no positive evidence at {layer} for this target: after the channel weighting every pixel is <= 0, "
-            "and the ReLU of Seg-Grad-CAM keeps only evidence *for* the class. Try another layer, the margin score, "
-            "or an element-wise method (layer_cam)")
+    tries = ["another layer"]
+    if score != "margin":
+        tries.append("the margin score")
+    if method != "layer_cam":
+        tries.append("an element-wise method (layer_cam)")
+    relu = ("after the channel weighting every pixel is <= 0, and the ReLU keeps only evidence *for* the class"
+            if method != "layer_cam" else "every gradient x activation product is <= 0 here")
+    return (f"no positive evidence at {layer} for this target: {relu}. Try {', '.join(tries[:-1])}"
+            f"{' or ' if len(tries) > 1 else ''}{tries[-1]}")
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:

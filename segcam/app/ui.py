@@ -21,8 +21,8 @@ from segcam.app import core as app_core
 from segcam.cam.defaults import location_note, recipe_for
 from segcam.cam.engine import SCORES
 from segcam.cam.methods import display_name, list_methods
-from segcam.cam.overlay import COLORMAPS
-from segcam.cam.targets import BoxTarget, MaskTarget, PixelTarget, PredictedTarget, TargetError
+from segcam.cam.overlay import COLORMAPS, OVERLAY_MODES
+from segcam.cam.targets import BoxTarget, ComponentTarget, MaskTarget, PixelTarget, PredictedTarget, TargetError
 from segcam.data.images import ImageError, read_image, read_image_bytes
 from segcam.models.weights import PARTIAL_HINT
 from segcam.models.zoo import list_models
@@ -35,6 +35,12 @@ paddle.disable_signal_handler()
 AUTO = "auto"
 
 LOG = logging.getLogger("segcam.app")
+#: Widget keys whose values survive a visit to another mode (Streamlit drops the state of a widget that a run
+#: does not draw): copied aside on every run, put back when Streamlit has dropped them.
+PERSIST = ("m1_source", "m1_name", "m1_weights", "m1_config", "m1_cfg_weights", "m2_source", "m2_name",
+           "m2_weights", "m2_config", "m2_cfg_weights", "layers", "method", "score", "category", "cmap", "alpha",
+           "overlay", "norm", "img_source", "example", "target_kind", "px_x", "px_y", "box_x0", "box_y0", "box_x1",
+           "box_y1", "comp_by", "comp_rank", "shown", "run_folder", "run_image", "run_all")
 ERRORS = (ImageError, TargetError, FileNotFoundError, KeyError, ValueError, TypeError, OSError)
 
 
@@ -56,14 +62,14 @@ def cached_example(path: str) -> np.ndarray:
     return read_image(path)
 
 
-def _views(res: Any, layer: str, cmap: str, alpha: float, norm: str) -> app_core.Views:
+def _views(res: Any, layer: str, cmap: str, alpha: float, norm: str, mode: str = "heat") -> app_core.Views:
     """Rendered views kept per (result, layer, look), so a rerun re-encodes nothing it has shown before."""
-    key = (id(res), layer, cmap, alpha, norm)
+    key = (id(res), layer, cmap, alpha, norm, mode)
     cache = st.session_state.setdefault("views", {})
     if key not in cache:
         if len(cache) > 64:
             cache.clear()
-        cache[key] = app_core.render(res, layer, cmap, alpha, norm)
+        cache[key] = app_core.render(res, layer, cmap, alpha, norm, mode)
     return cache[key]
 
 
@@ -80,24 +86,32 @@ def _cached_compute(app_model: app_core.AppModel, rgb: np.ndarray, layers: tuple
     if key in cache:
         return cache[key]
     progress = None
+    box = None
     if app_core.is_slow(method):
         name = display_name(method)
+        box = st.empty()  # the notice, the buttons and the bar: gone once the result is shown
+        panel = box.container()
         if st.session_state.pop(f"running_{label}", None):
-            st.warning(f"{name} was cancelled; press Compute to run it again.")
-        st.info(f"{name} makes one forward pass per batch of channels of every layer (seconds to minutes on a "
-                "CPU), so it runs when you press Compute.")
-        if not st.button(f"Compute {name}", key=f"compute_{label}"):
+            panel.warning(f"{name} was cancelled; press Compute to run it again.")
+        try:
+            planned = app_core.planned_passes(app_model, layers, method)
+        except ERRORS:
+            planned = []
+        known = [p for _, p in planned if p is not None]
+        per = " + ".join(f"{layer}: {p if p is not None else '?'}" for layer, p in planned)
+        count = (f"{1 + sum(known)} forward passes ({per}, after the first one)" if len(known) == len(planned)
+                 and planned else "one forward pass per batch of channels of every layer")
+        panel.info(f"{name} makes {count}: seconds to minutes on a CPU, so it runs when you press Compute.")
+        if not panel.button(f"Compute {name}", key=f"compute_{label}"):
             return None
         st.session_state[f"running_{label}"] = True
-        st.button("Cancel", key=f"cancel_{label}", help="stops the run at its next forward pass")
-        bar = st.progress(0.0, text=f"{name}: starting")
+        panel.button("Cancel", key=f"cancel_{label}", help="stops the run at its next forward pass")
+        bar = panel.progress(0.0, text=f"{name}: starting")
         t0 = time.monotonic()
 
         def progress(stage: str, done: int, total: int) -> None:
-            frac = min(done / max(total, 1), 1.0)
-            spent = time.monotonic() - t0
-            left = f", about {spent / frac * (1 - frac):.0f} s left" if frac > 0 and stage != "forward pass" else ""
-            bar.progress(frac, text=f"{name} · {stage} {done}/{total} · {spent:.0f} s{left}")
+            frac, text = app_core.progress_text(name, stage, done, total, time.monotonic() - t0)
+            bar.progress(frac, text=text)
 
         copies = st.session_state.setdefault("private_models", {})
         if app_model.key not in copies:
@@ -107,9 +121,47 @@ def _cached_compute(app_model: app_core.AppModel, rgb: np.ndarray, layers: tuple
     if len(cache) > 16:
         cache.clear()
         st.session_state.get("views", {}).clear()  # view keys hold ids of the dropped results
-    cache[key] = app_core.compute(app_model, rgb, layers, target, method, score, progress=progress)
+        st.session_state.get("notes", {}).clear()
+    cache[key], notes = app_core.compute_with_notes(app_model, rgb, layers, target, method, score, progress=progress)
+    st.session_state.setdefault("notes", {})[id(cache[key])] = notes
     st.session_state.pop(f"running_{label}", None)
+    if box is not None:
+        box.empty()
     return cache[key]
+
+
+def _keep_state() -> None:
+    """Keep the settings across modes (:data:`PERSIST`).
+
+    Widgets take their first values from the session state, never as arguments, so a restored value is never
+    overridden and Streamlit has no default to warn about.
+    """
+    ss = st.session_state
+    kept = ss.setdefault("_kept", {})
+    for key in PERSIST:
+        if key in ss:
+            kept[key] = ss[key]
+        elif key in kept:
+            ss[key] = kept[key]
+
+
+def _default(key: str, value: Any) -> None:
+    """A widget's first value (before the widget is drawn)."""
+    st.session_state.setdefault(key, value)
+
+
+def _prediction(app_model: app_core.AppModel, rgb: np.ndarray) -> np.ndarray | None:
+    """The model's mask of the photo, kept per (model, photo) in the session."""
+    key = (app_model.key, app_core.image_key(rgb))
+    kept = st.session_state.get("prediction")
+    if kept is None or kept[0] != key:
+        try:
+            kept = (key, app_core.predict(app_model, rgb))
+        except ERRORS as exc:
+            LOG.warning("prediction failed: %s", exc)
+            return None
+        st.session_state["prediction"] = kept
+    return kept[1]
 
 
 def _error(msg: str) -> None:
@@ -120,7 +172,9 @@ def _model_controls(prefix: str, default: str) -> tuple[str | None, str | None, 
     source = st.radio("Model source", ["Zoo", "PaddleSeg YAML"], key=f"{prefix}_source", horizontal=True)
     if source == "Zoo":
         models = list_models()
-        name = st.selectbox("Model", models, index=models.index(default), key=f"{prefix}_name")
+        if st.session_state.get(f"{prefix}_name") not in models:
+            st.session_state[f"{prefix}_name"] = default
+        name = st.selectbox("Model", models, key=f"{prefix}_name")
         weights = st.text_input("Weights (.pdparams, optional)", key=f"{prefix}_weights",
                                 help="empty: the shipped weights, else random init; 'random' forces random init")
         return name, weights.strip() or None, None
@@ -165,21 +219,29 @@ def _input_image() -> tuple[np.ndarray | None, str]:
             return None, ""
         names = [p.name for p in examples]
         # first view: a DeepCrack photo, which the default network segments well
-        first = next((i for i, n in enumerate(names) if n.startswith("deepcrack_11215")), 0)
-        choice = st.selectbox("Example image", names, index=first, key="example")
+        if st.session_state.get("example") not in names:
+            st.session_state["example"] = next((n for n in names if n.startswith("deepcrack_11215")), names[0])
+        choice = st.selectbox("Example image", names, key="example")
         path = next(p for p in examples if p.name == choice)
         return cached_example(str(path)), path.stem
-    up = st.file_uploader("Upload an image", type=["png", "jpg", "jpeg", "bmp", "tif", "tiff"], key="upload")
+    up = st.file_uploader("Upload an image", type=["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp", "gif"],
+                          key="upload")
     if up is None:
-        return None, ""
-    if up.size > app_core.MAX_UPLOAD_MB * 1024 * 1024:
-        _error(f"{up.name} is {up.size / 1e6:.0f} MB, above the {app_core.MAX_UPLOAD_MB} MB upload limit")
-        return None, ""
-    data = up.getvalue()
+        kept = st.session_state.get("upload_kept")  # the uploader forgets its file when another mode was shown
+        if kept is None:
+            return None, ""
+        st.caption(f"Showing {kept[0]}, uploaded earlier; upload another photo to replace it.")
+        name, data = kept
+    else:
+        if up.size > app_core.MAX_UPLOAD_MB * 1024 * 1024:
+            _error(f"{up.name} is {up.size / 1e6:.0f} MB, above the {app_core.MAX_UPLOAD_MB} MB upload limit")
+            return None, ""
+        name, data = up.name, up.getvalue()
+        st.session_state["upload_kept"] = (name, data)
     try:
         from PIL import Image
 
-        rgb = read_image_bytes(data, up.name, max_side=app_core.APP_MAX_SIDE, downscale=True)
+        rgb = read_image_bytes(data, name, max_side=app_core.APP_MAX_SIDE, downscale=True)
         with Image.open(io.BytesIO(data)) as im:  # header only: the original size, for the notice
             w, h = im.size
             if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by its EXIF orientation, as read_image does
@@ -188,13 +250,15 @@ def _input_image() -> tuple[np.ndarray | None, str]:
         _error(str(exc).replace("pass --downscale to shrink it", "the app shrinks it").split("; pass --")[0])
         return None, ""
     if (rgb.shape[1], rgb.shape[0]) != (w, h):
-        st.info(f"{up.name} is {w}x{h}; downscaled to {rgb.shape[1]}x{rgb.shape[0]} for the app. To explain it at "
+        st.info(f"{name} is {w}x{h}; downscaled to {rgb.shape[1]}x{rgb.shape[0]} for the app. To explain it at "
                 "full resolution, use the command line (segcam explain).")
-    return rgb, Path(up.name).stem
+    return rgb, Path(name).stem
 
 
-def _target(rgb: np.ndarray, category: int) -> Any:
-    kind = st.radio("Target", ["Predicted crack", "Ground-truth mask", "Pixel", "Box"], key="target_kind")
+def _target(rgb: np.ndarray, category: int, prediction: np.ndarray | None = None) -> Any:
+    """The target widgets; ``prediction`` (the model's mask of ``rgb``) seeds the pixel and lists the cracks."""
+    kind = st.radio("Target", ["Predicted crack", "Crack component", "Ground-truth mask", "Pixel", "Box"],
+                    key="target_kind", horizontal=True)
     h, w = rgb.shape[:2]
     if kind == "Predicted crack":
         return PredictedTarget(category)
@@ -217,11 +281,36 @@ def _target(rgb: np.ndarray, category: int) -> Any:
             _error(f"{up.name} is {gt.shape[1]}x{gt.shape[0]} but the image is {w}x{h}; give a mask of the same size")
             return None
         return MaskTarget(category, gt, up.name)
+    ss = st.session_state
+    image = app_core.image_key(rgb)
+    if ss.get("_px_image") != image:  # a new photo: the pixel starts inside its largest predicted crack
+        ss["_px_image"] = image
+        start = app_core.crack_pixel(prediction, category) if prediction is not None else None
+        if start is not None:
+            ss["px_x"], ss["px_y"] = start
     defaults = {"px_x": w // 2, "px_y": h // 2, "box_x0": 0, "box_y0": 0, "box_x1": w, "box_y1": h}
     limits = {"px_x": (0, w - 1), "px_y": (0, h - 1), "box_x0": (0, w - 1), "box_y0": (0, h - 1), "box_x1": (1, w),
               "box_y1": (1, h)}
     for key, (lo, hi) in limits.items():  # keep picks valid when the image changes (set before the widgets exist)
         st.session_state[key] = int(min(max(st.session_state.get(key, defaults[key]), lo), hi))
+    if kind == "Crack component":
+        comps = app_core.components(prediction, category) if prediction is not None else []
+        if not comps:
+            st.info("The model predicts no crack in this photo, so there is no component to pick; try Box or Pixel.")
+            return None
+        by = st.radio("Pick the crack", ["by size rank", "by clicking it"], key="comp_by", horizontal=True)
+        if by == "by size rank":
+            _default("comp_rank", 1)
+            ss["comp_rank"] = min(max(int(ss["comp_rank"]), 1), len(comps))
+            rank = int(st.number_input(f"Rank (1 = the largest of {len(comps)} predicted cracks)", 1, len(comps),
+                                       key="comp_rank"))
+            c = comps[rank - 1]
+            st.caption(f"Crack {rank}: {c['area']} px, box {c['x0']},{c['y0']} … {c['x1']},{c['y1']}")
+            return ComponentTarget(category, rank=rank)
+        _picker(rgb, "Click a crack to explain it (the nearest predicted crack pixel is taken). Drag to zoom in "
+                "first on a thin crack; double-click zooms out.", click_grid=True)
+        x, y = app_core.nearest_crack_pixel(prediction, category, int(ss["px_x"]), int(ss["px_y"]))
+        return ComponentTarget(category, x=x, y=y)
     if kind == "Pixel":
         c1, c2 = st.columns(2)
         x = c1.number_input("x", *limits["px_x"], key="px_x")
@@ -287,13 +376,13 @@ def _picker(rgb: np.ndarray, help_text: str, click_grid: bool = False) -> None:
 
 
 def _downloads(res: Any, layer: str, views: app_core.Views, name: str, cmap: str, alpha: float, norm: str,
-               method: str, score: str) -> None:
+               method: str, score: str, mode: str = "heat") -> None:
     c1, c2, c3 = st.columns(3)
     c1.download_button("Overlay PNG", app_core.png_bytes(views.overlay), f"{name}__{layer}__overlay.png", "image/png")
     c2.download_button("Raw map .npy", app_core.npy_bytes(res.maps[layer].upsampled), f"{name}__{layer}.npy")
     ss = st.session_state
     state = (name, app_core.image_key(res.image), app_core.image_key(res.target_mask.astype(np.uint8)),
-             tuple(res.maps), cmap, alpha, norm, method, score, ss.get("m1_name"), ss.get("m1_weights"))
+             tuple(res.maps), cmap, alpha, norm, mode, method, score, ss.get("m1_name"), ss.get("m1_weights"))
     if c3.button("Figure panel (PDF)", key="make_fig"):
         import tempfile
 
@@ -304,7 +393,7 @@ def _downloads(res: Any, layer: str, views: app_core.Views, name: str, cmap: str
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 (pdf,) = cam_grid([row], layers, Path(tmp) / "panel.pdf", cmap=cmap, alpha=alpha, normalization=norm,
-                                  colorbar_label=display_name(method))
+                                  overlay_mode=mode, colorbar_label=display_name(method))
                 st.session_state["figure_pdf"] = (state, pdf.read_bytes())
             except ValueError as exc:
                 _error(str(exc))
@@ -314,7 +403,7 @@ def _downloads(res: Any, layer: str, views: app_core.Views, name: str, cmap: str
 
 
 def _compare(both: tuple, layers: list[str], img_name: str, cmap: str, alpha: float, norm: str, method: str,
-             score: str) -> None:
+             score: str, mode: str = "heat") -> None:
     """Two models side by side: weights, prediction, then per layer the overlay with its scale and downloads."""
     scale_note = ("both models' maps of a layer divided by the larger maximum of the two (comparable across models)"
                   if norm == "shared" else "each map divided by its own maximum (compare shapes, not strengths)")
@@ -336,10 +425,10 @@ def _compare(both: tuple, layers: list[str], img_name: str, cmap: str, alpha: fl
             else:
                 unit = m.normalized
                 scale = f"0 … 1 = {m.raw_max:.3g} (this map's maximum)"
-            over = app_core.overlay(r.image, unit, cmap, alpha)
+            over = app_core.overlay(r.image, unit, cmap, alpha, mode=mode)
             col.image(over, caption=f"{label} · {layer} → {m.layer_name} · raw max {m.raw_max:.3g}", width="stretch")
             col.image(app_core.colorbar(cmap), caption=scale, width="stretch")
-            reason = app_core.zero_map_reason(r, layer)
+            reason = app_core.zero_map_reason(r, layer, method, score)
             if reason:
                 col.info(f"All zero: {reason}.")
             stem = f"{img_name}__{am.model.name}__{layer}"
@@ -440,7 +529,10 @@ def main() -> None:
 
 def _page() -> None:
     st.set_page_config(page_title="segcam", layout="wide")
+    _keep_state()
     st.title("segcam: why is this pixel a crack?")
+    st.caption("Pick a photo and a target (the whole prediction, one crack, a pixel or a box); the overlay shows "
+               "where the evidence for crack lies in the chosen layer. Settings are in the sidebar.")
     mode = st.sidebar.radio("Mode", ["Explain", "Compare models", "Browse a run"], key="mode")
     if mode == "Browse a run":
         _browse_run()
@@ -460,16 +552,25 @@ def _page() -> None:
         except ERRORS as exc:
             _error(f"Cannot list the layers: {exc}")
             return
-        default = [c for c in ("seg_head",) if c in choices]
-        layers = st.multiselect("Layers", choices, default=default, key="layers")
+        if "layers" in st.session_state:  # kept from another model: only the layers this one has
+            st.session_state["layers"] = [c for c in st.session_state["layers"] if c in choices]
+        _default("layers", [c for c in ("seg_head",) if c in choices])
+        layers = st.multiselect("Layers", choices, key="layers")
         method_choice = st.selectbox("Method", [AUTO, *list_methods()], key="method",
                                      help="auto: the measured default for the target kind (README 'Choosing a method')")
         score_choice = st.radio("Score", [AUTO, *SCORES], key="score", horizontal=True,
                                 help="summed over the target: logit, margin (crack vs the other classes) or "
                                      "probability; auto: the measured default for the target kind")
-        category = int(st.number_input("Class", 0, 9, 1, key="category"))
+        _default("category", 1)
+        category = int(st.number_input("Class", 0, 9, key="category"))
         cmap = st.selectbox("Colormap", list(COLORMAPS), key="cmap")
-        alpha = st.slider("Heatmap alpha", 0.0, 1.0, 0.5, 0.05, key="alpha")
+        over_mode = st.radio("Overlay", list(OVERLAY_MODES), key="overlay", horizontal=True,
+                             format_func={"heat": "heat-weighted", "blend": "blend"}.get,
+                             help="heat-weighted: the photo shows unchanged where the map is zero; blend: one "
+                                  "weight everywhere (darkens the whole photo)")
+        _default("alpha", 0.6)
+        alpha = st.slider("Heatmap weight", 0.0, 1.0, step=0.05, key="alpha",
+                          help="the heatmap's weight (at full heat for the heat-weighted overlay)")
         norm = st.radio("Normalisation", ["per_map", "shared"], key="norm", horizontal=True,
                         help="shared: every map shown is divided by the same maximum, so they are comparable")
     try:
@@ -482,7 +583,7 @@ def _page() -> None:
     if not layers:
         st.info("Pick at least one layer in the sidebar.")
         return
-    target = _target(rgb, category)
+    target = _target(rgb, category, _prediction(am, rgb))
     if target is None:
         return
     recipe = recipe_for(target)
@@ -519,31 +620,49 @@ def _page() -> None:
         if res2 is None:
             return
         _compare(((f"A: {am.model.name}", am, res), (f"B: {am2.model.name}", am2, res2)), layers, img_name, cmap,
-                 alpha, norm, method, score)
+                 alpha, norm, method, score, over_mode)
         return
+    if st.session_state.get("shown") not in layers:
+        st.session_state["shown"] = layers[0]
     shown = st.radio("Shown layer", layers, key="shown", horizontal=True)
-    views = _views(res, shown, cmap, alpha, norm)
-    cols = st.columns(4)
-    for col, (title, arr) in zip(cols, [("Image / target", views.target), ("Prediction", views.prediction),
-                                         ("Heatmap", views.heatmap), ("Overlay", views.overlay)]):
-        col.image(arr, caption=title, width="stretch")
+    views = _views(res, shown, cmap, alpha, norm, over_mode)
+    notes = st.session_state.get("notes", {}).get(id(res), {})
+    for text in notes.get("", []):
+        if "is empty" not in text:  # the empty target has its own warning above
+            st.warning(text)
     m = res.maps[shown]
     scale = "its own maximum" if norm == "per_map" else "the largest maximum of the shown layers"
-    cols[2].image(app_core.colorbar(cmap), width="stretch",
-                  caption=f"0 … 1 = {scale} ({norm}); raw max {m.raw_max:.3g}")
+    top_raw = m.raw_max if norm == "per_map" else max(res.maps[k].raw_max for k in layers)
+    left, right = st.columns(2)  # two panels a row: about 750 px each on a 1600 px screen
+    left.image(views.target, caption="Image / target", width="stretch")
+    right.image(views.overlay, caption="Overlay", width="stretch")
+    right.image(app_core.colorbar(cmap, 384, 14, top_raw), width="stretch",
+                caption=f"map value: 0 … 1 = {scale} ({norm}); second row: raw score x activation")
+    for text in notes.get(shown, []):
+        right.warning(f"{shown}: {text}")
+    reason = app_core.zero_map_reason(res, shown, method, score)
+    if reason:
+        right.info(f"This map is all zero: {reason}.")
+    left, right = st.columns(2)
+    left.image(views.prediction, caption="Prediction", width="stretch")
+    right.image(views.heatmap, caption="Heatmap", width="stretch")
+    if isinstance(target, PixelTarget):
+        st.image(app_core.zoom_inset(views.overlay, target.x, target.y), width=192,
+                 caption=f"Overlay around pixel {target.x},{target.y} (x{192 // 48} zoom, ringed)")
     st.caption(f"{shown} → {m.layer_name} · feature map {m.raw.shape[1]}x{m.raw.shape[0]} · raw max {m.raw_max:.4g} "
                f"(units of score x activation: compare across images, not across layers) · "
                f"{res.target} ({int(res.target_mask.sum())} px) · {display_name(method)} · score {score}"
                f"{' (auto)' if score_choice == AUTO else ''} · class {res.category}")
-    reason = app_core.zero_map_reason(res, shown)
-    if reason:
-        st.info(f"This map is all zero: {reason}.")
     if len(layers) > 1:
         st.subheader("Layer strip")
         strip = st.columns(len(layers))
         for col, layer in zip(strip, layers):
-            col.image(_views(res, layer, cmap, alpha, norm).overlay, caption=layer, width="stretch")
-    _downloads(res, shown, views, img_name, cmap, alpha, norm, method, score)
+            col.image(_views(res, layer, cmap, alpha, norm, over_mode).overlay, caption=layer, width="stretch")
+            for text in notes.get(layer, []):
+                col.warning(text)
+            if res.maps[layer].raw_max == 0:
+                col.caption("all zero")
+    _downloads(res, shown, views, img_name, cmap, alpha, norm, method, score, over_mode)
 
 
 if __name__ == "__main__":

@@ -117,8 +117,10 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
         mean: Input normalisation mean (RGB on [0, 1]); required for a bare network, whose training
             normalisation segcam cannot know (PaddleSeg's default is 0.5, 0.5, 0.5).
         std: Input normalisation std, with ``mean``.
-        progress: Called as ``progress(stage, done, total)``: once after the forward/backward pass, then for
-            perturbation methods (Score-CAM, Ablation-CAM) after each of their forward passes, per layer.
+        progress: Called as ``progress(stage, done, total)``: once after the forward pass, then for
+            perturbation methods (Score-CAM, Ablation-CAM) after each of their forward passes; ``done`` and
+            ``total`` count the passes of all layers together (one fraction for the whole explanation) and
+            ``stage`` names the layer (``"layer 2 of 3 (low3)"``).
             An exception it raises (e.g. a cancelled web request) stops the explanation; hooks are removed.
         keep_activations: Keep each layer's activations (K x h x w float32) in :attr:`LayerMap.activations`,
             and with a gradient method the gradients of the score in :attr:`LayerMap.gradients` (per-crack
@@ -172,10 +174,14 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
         logits = main_logits(net(x), size)
     cap.check_single_calls()
     logits_np = logits.detach().numpy()
-    if progress is not None:
-        progress("forward pass", 1, 1)
-    weight, masks = _target_weights(logits_np, targets, names)
     acts = [cap.activations[r.name] for r in resolved]
+    # perturbation methods: one count over every layer, so a caller shows one fraction and one estimate
+    per_layer_passes = ([n * cam_method.passes(int(a.shape[1])) if len(a.shape) == 4 else 0 for a in acts]
+                        if hasattr(cam_method, "passes") else [])
+    grand_total, done = 1 + sum(per_layer_passes), [1]
+    if progress is not None:
+        progress("forward pass", 1, grand_total)
+    weight, masks = _target_weights(logits_np, targets, names)
     x_np = x.numpy()
     if cam_method.uses_gradients:
         total = (score_planes(logits, score) * paddle.to_tensor(weight)).sum()
@@ -191,18 +197,20 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
         grads_np = [None] * len(acts)
 
     per_layer = {}
-    for r, a, g in zip(resolved, acts, grads_np):
+    for li, (r, a, g) in enumerate(zip(resolved, acts, grads_np)):
         act = a.detach().numpy()
         if act.ndim != 4:
             raise LayerGradientError(f"layer {r.requested!r} outputs shape {list(act.shape)}, not N x K x h x w feature maps")
         on_pass = None
-        if progress is not None and hasattr(cam_method, "passes"):
-            total, done = n * cam_method.passes(act.shape[1]), [0]
-
-            def on_pass(stage: str = f"layer {r.requested}: forward pass", total: int = total, done: list = done) -> None:
+        if progress is not None and per_layer_passes:
+            def on_pass(stage: str = f"layer {li + 1} of {len(resolved)} ({r.requested})") -> None:
                 done[0] += 1
-                progress(stage, done[0], total)
-        raw = cam_method.cam(act, g, CamContext(net, x_np, weight, r.layer, score, on_pass))
+                progress(stage, done[0], grand_total)
+        with warnings.catch_warnings(record=True) as said:  # a method's warning names the layer it concerns
+            warnings.simplefilter("always")
+            raw = cam_method.cam(act, g, CamContext(net, x_np, weight, r.layer, score, on_pass))
+        for w in said:
+            warnings.warn(f"layer {r.requested}: {w.message}", w.category, stacklevel=2)
         kept = (act.astype(np.float32), None if g is None else g.astype(np.float32)) if keep_activations else (None, None)
         per_layer[r.requested] = (r.name, raw, resize_maps(raw, size), *kept)
 

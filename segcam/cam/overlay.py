@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["COLORMAPS", "check_cmap", "heatmap", "overlay"]
+__all__ = ["COLORMAPS", "OVERLAY_MODES", "check_cmap", "check_overlay_mode", "heatmap", "overlay"]
 
 #: Suggested colormaps: perceptually uniform first; jet/turbo to match older papers.
 COLORMAPS = ("inferno", "viridis", "magma", "plasma", "cividis", "turbo", "jet")
 DEFAULT_CMAP = "inferno"
+#: How a heatmap is laid over a photo. ``heat`` (the default): each pixel's heatmap weight is ``alpha`` times its
+#: heat, so the photo shows unchanged where the map is zero (a uniform blend darkens the whole photo with the
+#: colormap's black); ``blend``: one weight ``alpha`` everywhere (the classic Grad-CAM picture).
+OVERLAY_MODES = ("heat", "blend")
+DEFAULT_OVERLAY_MODE = "heat"
+#: Rows blended at a time (bounds the temporary arrays for a 24-megapixel photo to a few MB per row block).
+_ROWS = 512
 
 
 def check_cmap(name: str) -> str:
@@ -24,6 +31,19 @@ def check_cmap(name: str) -> str:
     from segcam.utils.registry import unknown_name_message
 
     raise ValueError(unknown_name_message("colormap", name, list(COLORMAPS)) + "; any matplotlib colormap name works")
+
+
+def check_overlay_mode(mode: str) -> str:
+    """Return ``mode`` if it is one of :data:`OVERLAY_MODES`.
+
+    Raises:
+        ValueError: Unknown mode, listing the known ones.
+    """
+    if mode in OVERLAY_MODES:
+        return mode
+    from segcam.utils.registry import unknown_name_message
+
+    raise ValueError(unknown_name_message("overlay mode", mode, list(OVERLAY_MODES)))
 
 
 def _unit(cam: np.ndarray) -> np.ndarray:
@@ -58,24 +78,31 @@ def heatmap(cam: np.ndarray, cmap: str = DEFAULT_CMAP) -> np.ndarray:
     return lut[idx]
 
 
-def overlay(image: np.ndarray, cam: np.ndarray, cmap: str = DEFAULT_CMAP, alpha: float = 0.5, bgr: bool = False) -> np.ndarray:
-    """Blend a heatmap over an image: ``(1 - alpha) * image + alpha * heatmap``.
+def overlay(image: np.ndarray, cam: np.ndarray, cmap: str = DEFAULT_CMAP, alpha: float = 0.5, bgr: bool = False,
+            mode: str = DEFAULT_OVERLAY_MODE) -> np.ndarray:
+    """Lay a heatmap over an image.
+
+    ``mode="heat"`` (default): ``(1 - w) * image + w * heatmap`` with ``w = alpha * heat`` per pixel, so the
+    photo is untouched where the map is zero and the strongest evidence gets weight ``alpha``;
+    ``mode="blend"``: the same with ``w = alpha`` everywhere.
 
     Args:
         image: H x W x 3 RGB, uint8 or float in [0, 1] (set ``bgr=True`` for OpenCV BGR input).
         cam: H x W map in [0, 1], same size as the image.
         cmap: Matplotlib colormap name (default ``inferno``, perceptually uniform).
-        alpha: Heatmap weight in [0, 1].
+        alpha: Heatmap weight in [0, 1] (at full heat for ``mode="heat"``).
         bgr: The image is in OpenCV's BGR order.
+        mode: One of :data:`OVERLAY_MODES`.
 
     Returns:
         H x W x 3 uint8 RGB.
 
     Raises:
-        ValueError: Wrong shapes, alpha outside [0, 1] or an image outside its range.
+        ValueError: Wrong shapes, alpha outside [0, 1], an unknown mode or an image outside its range.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    check_overlay_mode(mode)
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"image must be H x W x 3, got shape {img.shape}")
@@ -87,10 +114,17 @@ def overlay(image: np.ndarray, cam: np.ndarray, cmap: str = DEFAULT_CMAP, alpha:
             raise ValueError("a float image must be in [0, 1]; pass uint8 for 0..255 images")
         img = np.rint(img * 255.0).astype(np.uint8)
     img = np.ascontiguousarray(img)
-    heat = heatmap(cam, cmap)
+    unit = _unit(cam)
+    heat = heatmap(unit, cmap)
     if heat.shape != img.shape:
         raise ValueError(f"CAM size {heat.shape[:2]} differs from image size {img.shape[:2]}")
     import cv2
 
-    # uint8 in, uint8 out, rounded: no float copies of a large photo
-    return cv2.addWeighted(img, 1.0 - alpha, heat, alpha, 0.0)
+    if mode == "blend":  # uint8 in, uint8 out, rounded: no float copies of a large photo
+        return cv2.addWeighted(img, 1.0 - alpha, heat, alpha, 0.0)
+    out = np.empty_like(img)
+    for r in range(0, img.shape[0], _ROWS):  # row blocks: float32 temporaries of one block only
+        w = (unit[r:r + _ROWS] * np.float32(alpha))[..., None]
+        block = img[r:r + _ROWS].astype(np.float32)
+        out[r:r + _ROWS] = np.rint(block + w * (heat[r:r + _ROWS].astype(np.float32) - block)).astype(np.uint8)
+    return out

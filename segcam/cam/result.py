@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from segcam.cam.overlay import DEFAULT_CMAP, heatmap, overlay
+from segcam.cam.overlay import DEFAULT_CMAP, DEFAULT_OVERLAY_MODE, heatmap, overlay
 from segcam.utils.files import safe_name, save_jpg, save_json, save_npz, save_png
 
 __all__ = ["ARTIFACTS", "NORMALIZATIONS", "SCHEMA_VERSION", "UPSAMPLE", "Explanation", "ImageExplanation", "LayerMap",
@@ -93,7 +93,8 @@ def read_map(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarra
 
 
 def build_manifest(meta: dict[str, Any], method: str, records: list[dict[str, Any]], cmap: str, alpha: float,
-                   normalization: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+                   normalization: str, arguments: dict[str, Any] | None = None,
+                   overlay_mode: str = DEFAULT_OVERLAY_MODE) -> dict[str, Any]:
     """The ``manifest.json`` content of a run (``meta`` as in :attr:`Explanation.meta`).
 
     Raises:
@@ -108,7 +109,7 @@ def build_manifest(meta: dict[str, Any], method: str, records: list[dict[str, An
             "normalization": {"mode": normalization, "description": NORMALIZATIONS[normalization]},
             "raw_maps": {"stored": "float32 at the layer's resolution, key 'raw' of each .npz",
                          "full_size": UPSAMPLE},
-            "cmap": cmap, "alpha": alpha, "images": records}
+            "cmap": cmap, "alpha": alpha, "overlay_mode": overlay_mode, "images": records}
 
 
 @dataclass(frozen=True)
@@ -208,8 +209,11 @@ class ImageExplanation:
         return dataclasses.replace(self, maps=maps)
 
     def save(self, out_dir: str | Path, cmap: str = DEFAULT_CMAP, alpha: float = 0.5,
-             normalization: str = "per_map", artifacts: Sequence[str] = ARTIFACTS) -> dict[str, Any]:
+             normalization: str = "per_map", artifacts: Sequence[str] = ARTIFACTS, *,
+             overlay_mode: str = DEFAULT_OVERLAY_MODE) -> dict[str, Any]:
         """Write the chosen artifacts, each atomically (sizes: a 544x384 photo, one layer).
+
+        ``overlay_mode`` is :func:`segcam.cam.overlay.overlay`'s ``mode`` (heat-weighted by default).
 
         * ``prediction``: ``<name>__prediction.png``, the predicted crack mask (0/255, about 5 KB).
         * ``overlay``: ``<name>__<layer>__overlay.jpg``, heatmap over the photo (JPEG, about 100 KB).
@@ -245,7 +249,7 @@ class ImageExplanation:
                     save_png(out / f"{base}__heatmap.png", heatmap(unit, cmap))
                     entry["heatmap"] = f"{base}__heatmap.png"
                 if "overlay" in artifacts:
-                    save_jpg(out / f"{base}__overlay.jpg", overlay(self.image, unit, cmap, alpha))
+                    save_jpg(out / f"{base}__overlay.jpg", overlay(self.image, unit, cmap, alpha, mode=overlay_mode))
                     entry["overlay"] = f"{base}__overlay.jpg"
             layers[key] = entry
         return {"name": self.name, "width": int(self.image.shape[1]), "height": int(self.image.shape[0]),
@@ -279,7 +283,8 @@ class Explanation:
         return self.images[i]
 
     def save(self, out_dir: str | Path, cmap: str = DEFAULT_CMAP, alpha: float = 0.5,
-             normalization: str = "per_map", artifacts: Sequence[str] = ARTIFACTS) -> Path:
+             normalization: str = "per_map", artifacts: Sequence[str] = ARTIFACTS, *,
+             overlay_mode: str = DEFAULT_OVERLAY_MODE) -> Path:
         """Write every image's files (:meth:`ImageExplanation.save`) and a versioned ``manifest.json``.
 
         Returns:
@@ -287,6 +292,8 @@ class Explanation:
         """
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {normalization!r}; use one of {', '.join(NORMALIZATIONS)}")
-        records = [im.save(out_dir, cmap, alpha, normalization, artifacts) for im in self.images]
-        manifest = build_manifest(self.meta, self.method, records, cmap, alpha, normalization)
+        records = [im.save(out_dir, cmap, alpha, normalization, artifacts, overlay_mode=overlay_mode)
+                   for im in self.images]
+        manifest = build_manifest(self.meta, self.method, records, cmap, alpha, normalization,
+                                  overlay_mode=overlay_mode)
         return save_json(Path(out_dir) / "manifest.json", manifest)

@@ -169,7 +169,7 @@ class ComponentTarget(Target):
             return labels == lab if lab > 0 else np.zeros_like(labels, bool)
         if self.rank < 1:
             raise TargetError(f"component rank must be >= 1, got {self.rank}")
-        order = np.argsort(-stats[1:, cv2.CC_STAT_AREA]) + 1
+        order = np.argsort(-stats[1:, cv2.CC_STAT_AREA], kind="stable") + 1
         return labels == order[self.rank - 1] if self.rank <= len(order) else np.zeros_like(labels, bool)
 
     def describe(self) -> str:

@@ -145,7 +145,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                      args.alpha, args.normalization, args.max_side, args.downscale, score=args.score, fuse=args.fuse,
                      artifacts=artifacts, tile=args.tile, tile_overlap=args.tile_overlap, cracks=args.cracks,
                      crack_evidence=args.crack_evidence, pixel_size=pixel_size, pixel_sizes=pixel_sizes,
-                     truth=args.masks)
+                     truth=args.masks, overlay_mode=args.overlay)
     arguments = {k: v for k, v in vars(args).items() if k != "func"}
     engine = None
     if args.engine == "ray":  # Ray is imported only when chosen
@@ -166,6 +166,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     """Add the 'explain' command to the ``segcam`` parser."""
     from segcam.cam.methods import list_methods
+    from segcam.cam.overlay import OVERLAY_MODES
     from segcam.cam.result import ARTIFACTS
 
     p = sub.add_parser("explain", help="explain images (files, folders, globs)", formatter_class=fmt)
@@ -189,7 +190,11 @@ def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     p.add_argument("--class", dest="category", type=int, default=1, help="class explained (1 = crack)")
     p.add_argument("--out", default="segcam_out", help="output folder")
     p.add_argument("--cmap", default="inferno", help="matplotlib colormap (inferno, viridis, turbo, jet...)")
-    p.add_argument("--alpha", type=float, default=0.5, help="heatmap weight in the overlay")
+    p.add_argument("--alpha", type=float, default=0.5,
+                   help="heatmap weight in the overlay (at full heat for --overlay heat)")
+    p.add_argument("--overlay", choices=OVERLAY_MODES, default="heat",
+                   help="heat: the heatmap's weight follows the heat, so the photo shows unchanged where the map "
+                        "is zero (default); blend: one weight everywhere (the classic picture, darkens the photo)")
     p.add_argument("--normalization", default="per_map", help="per_map | shared (across the layers of an image)")
     p.add_argument("--max-side", type=int, default=2048, help="largest image side accepted")
     p.add_argument("--downscale", action="store_true", help="shrink larger images to --max-side instead of failing")

@@ -45,7 +45,8 @@ def cmd_figure(args: argparse.Namespace) -> int:
                                         args.sweep, args.masks, target)
         label = "CAM" if args.sweep == "method" else display_name((args.method or ["seg_grad_cam"])[0])
     written = cam_grid(rows, titles, outs, width=args.width, cmap=args.cmap, alpha=args.alpha,
-                       normalization=args.normalization, dpi=args.dpi, colorbar_label=label)
+                       normalization=args.normalization, dpi=args.dpi, colorbar_label=label,
+                       overlay_mode=args.overlay)
     for path in written:
         print(path)
     return 0
@@ -73,7 +74,9 @@ def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     p.add_argument("--width", default="double", help="single (90 mm), onehalf (140), double (190) or millimetres")
     p.add_argument("--dpi", type=int, default=600, help="PNG resolution")
     p.add_argument("--cmap", default="inferno")
-    p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument("--alpha", type=float, default=0.5, help="heatmap weight (at full heat for --overlay heat)")
+    p.add_argument("--overlay", choices=["heat", "blend"], default="heat",
+                   help="heat: transparent where the map is zero (default); blend: one weight everywhere")
     p.add_argument("--normalization", default="per_map", choices=["per_map", "shared"])
     add_device_arg(p)
     p.set_defaults(func=cmd_figure)

@@ -126,7 +126,9 @@ class ExplainJob:
         target_spec: The target as the user wrote it (for the manifest).
         category: Class explained.
         cmap: Colormap of the PNGs.
-        alpha: Heatmap weight in the overlay.
+        alpha: Heatmap weight in the overlay (at full heat for the heat-weighted overlay).
+        overlay_mode: ``heat`` (transparent where the map is zero) or ``blend``
+            (:data:`segcam.cam.overlay.OVERLAY_MODES`).
         normalization: ``per_map`` or ``shared``.
         max_side: Longest image side accepted.
         downscale: Shrink larger images instead of refusing them.
@@ -169,6 +171,7 @@ class ExplainJob:
     pixel_size: float | None = None
     pixel_sizes: tuple[tuple[str, float], ...] = ()
     truth: str | None = None
+    overlay_mode: str = "heat"
 
     def pixel_size_for(self, path: str | Path) -> float | None:
         """The pixel size of one photo: its row of ``pixel_sizes`` (file name, then stem), else ``pixel_size``."""
@@ -184,6 +187,7 @@ class ExplainJob:
         return {"model": m.name, "weights_sha256": m.weights_sha256, "layers": list(self.layers),
                 "method": self.method, "method_args": dict(sorted(self.method_args.items())),
                 "target": self.target_spec, "category": self.category, "cmap": self.cmap, "alpha": self.alpha,
+                "overlay_mode": self.overlay_mode,
                 "normalization": self.normalization, "max_side": self.max_side, "downscale": self.downscale,
                 "score": self.score, "fuse": self.fuse, "save": list(self.artifacts), "tile": self.tile,
                 "tile_overlap": self.tile_overlap if self.tile else None,
@@ -335,7 +339,7 @@ def write_image(job: ExplainJob, image: ImageExplanation, path: str | Path, out:
     """
     from segcam.data.images import is_uri
 
-    rec = image.save(out, job.cmap, job.alpha, job.normalization, job.artifacts)
+    rec = image.save(out, job.cmap, job.alpha, job.normalization, job.artifacts, overlay_mode=job.overlay_mode)
     rec["source_id"] = identity
     if cracks is not None:
         crack_file = f"{safe_name(image.name)}__cracks.npz"
@@ -723,7 +727,8 @@ def run_explain(job: ExplainJob, images: Sequence[Path], out: str | Path, overwr
         meta = {**meta_holder, "model": {**meta_holder.get("model", {}), **model_meta},
                 "layers": meta_holder.get("layers", list(job.layers)), "target": job.target_spec,
                 "category": job.category}
-        man = build_manifest(meta, job.method, records, job.cmap, job.alpha, job.normalization, arguments=arguments)
+        man = build_manifest(meta, job.method, records, job.cmap, job.alpha, job.normalization, arguments=arguments,
+                             overlay_mode=job.overlay_mode)
         man["settings"] = job.fingerprint()
         return man
 

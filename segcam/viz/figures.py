@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from segcam.cam.overlay import DEFAULT_CMAP, check_cmap, overlay
+from segcam.cam.overlay import DEFAULT_CMAP, DEFAULT_OVERLAY_MODE, check_cmap, check_overlay_mode, overlay
 from segcam.utils.files import atomic_write
 
 __all__ = ["COLUMN_WIDTHS_MM", "FigureError", "FigureRow", "cam_grid", "comparison_scatter", "metric_bars",
@@ -109,7 +109,8 @@ def _mask_rgb(mask: np.ndarray) -> np.ndarray:
 def cam_grid(rows: Sequence[FigureRow], map_titles: Sequence[str], out: str | Path | Sequence[str | Path],
              width: str | float = "double", cmap: str = DEFAULT_CMAP, alpha: float = 0.5,
              normalization: str = "per_map", dpi: int = 600, colorbar_label: str = "Seg-Grad-CAM",
-             font_pt: float = FONT_PT, keep_figure: list | None = None) -> list[Path]:
+             font_pt: float = FONT_PT, keep_figure: list | None = None,
+             overlay_mode: str = DEFAULT_OVERLAY_MODE) -> list[Path]:
     """Draw rows = images, columns = input | ground truth | prediction | one CAM overlay per sweep item.
 
     Args:
@@ -124,6 +125,7 @@ def cam_grid(rows: Sequence[FigureRow], map_titles: Sequence[str], out: str | Pa
         colorbar_label: Colorbar text; the normalisation is appended.
         font_pt: Font size (>= 7 pt).
         keep_figure: A list to receive the open figure instead of saving it (layout tests measure its text).
+        overlay_mode: ``heat`` (heat-weighted, the photo unchanged where the map is zero) or ``blend``.
 
     Returns:
         The written paths.
@@ -137,6 +139,7 @@ def cam_grid(rows: Sequence[FigureRow], map_titles: Sequence[str], out: str | Pa
     import matplotlib.pyplot as plt
 
     check_cmap(cmap)
+    check_overlay_mode(overlay_mode)
     if not rows:
         raise FigureError("no rows to draw")
     if normalization not in ("per_map", "shared"):
@@ -183,7 +186,7 @@ def cam_grid(rows: Sequence[FigureRow], map_titles: Sequence[str], out: str | Pa
             row_labels = [measure.fit(r.label, panel_w * aspect - 0.5) for r in rows]
             cbar_label = _draw_grid(fig, rows, shown_titles, row_labels, has_gt, has_pred, width_mm, height_mm,
                                     label_mm, cbar_mm, title_mm, aspect, cmap, alpha, normalization, top,
-                                    "\n".join(cbar_lines))
+                                    "\n".join(cbar_lines), overlay_mode)
             fig.canvas.draw()
             fig.canvas.draw()  # the axis label settles on the second draw (it follows the tick labels)
             over_px = cbar_label.get_window_extent(fig.canvas.get_renderer()).x1 - fig.bbox.x1
@@ -202,7 +205,7 @@ def cam_grid(rows: Sequence[FigureRow], map_titles: Sequence[str], out: str | Pa
 
 def _draw_grid(fig: Any, rows: Sequence[FigureRow], titles: list[str], row_labels: list[str], has_gt: bool,
                has_pred: bool, width_mm: float, height_mm: float, label_mm: float, cbar_mm: float, title_mm: float,
-               aspect: float, cmap: str, alpha: float, normalization: str, top: float, cbar_label: str) -> Any:
+               aspect: float, cmap: str, alpha: float, normalization: str, top: float, cbar_label: str, overlay_mode: str) -> Any:
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
@@ -221,7 +224,7 @@ def _draw_grid(fig: Any, rows: Sequence[FigureRow], titles: list[str], row_label
         for m in r.maps:
             scale = top if normalization == "shared" else float(m.max())
             unit = np.clip(m / scale, 0, 1) if scale > 0 else np.zeros_like(m, dtype=np.float32)
-            panels.append(overlay(r.image, unit, cmap, alpha))
+            panels.append(overlay(r.image, unit, cmap, alpha, mode=overlay_mode))
         for j, panel in enumerate(panels):
             ax = fig.add_subplot(gs[i, j])
             ax.imshow(panel, interpolation="nearest", aspect="equal")
