@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -224,10 +225,11 @@ def test_gt_mask_target_and_pixel_target() -> None:
     assert any("pixel" in c.value for c in at.caption)
 
 
-def test_real_browser_renders_the_overlay(tmp_path) -> None:
-    chromium, sync_playwright = chromium_or_skip()
+@contextlib.contextmanager
+def _served_app(tmp_path, **env_extra):
+    """A real Streamlit server of the page on a free loopback port; yields its URL."""
     port = free_port()
-    env = {**os.environ, "SEGCAM_APP_MODEL": "hrsegnet_b16"}
+    env = {**os.environ, "SEGCAM_APP_MODEL": "hrsegnet_b16", **env_extra}
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, "--server.headless", "true",
                                "--server.port", str(port), "--server.address", "127.0.0.1",
                                "--browser.gatherUsageStats", "false"], env=env, cwd=tmp_path,
@@ -243,13 +245,22 @@ def test_real_browser_renders_the_overlay(tmp_path) -> None:
             if time.time() > deadline:
                 pytest.fail("the Streamlit server did not become healthy within 60 s")
             time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def test_real_browser_renders_the_overlay(tmp_path) -> None:
+    chromium, sync_playwright = chromium_or_skip()
+    with _served_app(tmp_path) as url:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(f"http://127.0.0.1:{port}/", timeout=60_000)
+                page.goto(url, timeout=60_000)
                 page.get_by_text("Overlay", exact=True).first.wait_for(timeout=120_000)
-                img = page.locator("img").nth(4)  # image, prediction, heatmap, its colour scale, overlay
+                img = page.locator("img").nth(1)  # image / target, overlay, its colour scale, prediction, heatmap
                 img.wait_for(timeout=60_000)
                 shot = tmp_path / "overlay.png"
                 img.screenshot(path=str(shot))
@@ -296,7 +307,7 @@ def test_real_browser_renders_the_overlay(tmp_path) -> None:
                 page.keyboard.type("seg_score_cam")
                 page.keyboard.press("Enter")
                 page.get_by_role("button", name="Compute Seg-Score-CAM").click(timeout=60_000)
-                page.get_by_text(re.compile(r"Seg-Score-CAM · layer seg_head: forward pass \d+/\d+")).first.wait_for(
+                page.get_by_text(re.compile(r"Seg-Score-CAM · layer 1 of 1 \(seg_head\) · pass \d+ of \d+")).first.wait_for(
                     timeout=180_000)
                 assert page.get_by_text("Traceback").count() == 0
             finally:
@@ -304,9 +315,6 @@ def test_real_browser_renders_the_overlay(tmp_path) -> None:
         arr = np.asarray(Image.open(shot).convert("RGB")).astype(float)
         assert arr.shape[0] > 50 and arr.shape[1] > 50
         assert arr.std() > 10, "the overlay screenshot is blank"
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
 
 
 def test_segcam_app_command_starts_streamlit_on_the_packaged_page(monkeypatch, capsys) -> None:
@@ -461,3 +469,119 @@ def test_auto_method_follows_the_target_kind_and_blind_methods_are_flagged() -> 
     at.selectbox(key="method").set_value("seg_grad_cam").run()
     _ok(at)
     assert any("barely depends on where the target is" in i.value for i in at.info)
+
+
+def _pick(page, label: str, value: str) -> None:
+    """Choose ``value`` in the Streamlit selectbox or multiselect labelled ``label`` (type it, then Enter)."""
+    page.locator("[data-testid='stSelectbox'], [data-testid='stMultiSelect']").filter(has_text=label).first.click()
+    page.keyboard.type(value)
+    page.get_by_role("option", name=value, exact=True).first.click()  # that option, not the first match
+    page.keyboard.press("Escape")
+    time.sleep(1)
+
+
+def _overlay_shot(page, path) -> np.ndarray:
+    img = page.locator("img").nth(1)  # image / target, overlay, ...
+    img.wait_for(timeout=120_000)
+    img.screenshot(path=str(path))
+    return np.asarray(Image.open(path).convert("RGB")).astype(float)
+
+
+def _wait_caption(page, pattern: str, timeout_s: float = 180) -> str:
+    """The first caption matching ``pattern`` once the page shows it."""
+    loc = page.get_by_text(re.compile(pattern)).first
+    loc.wait_for(timeout=timeout_s * 1000)
+    return loc.inner_text()
+
+
+def test_real_browser_component_by_click_state_across_modes_and_overall_progress(tmp_path) -> None:
+    """Issue 23 in Chromium: a crack chosen by clicking it changes the map; settings survive Browse; Score-CAM
+    over two layers reports one monotone fraction and 'layer 2 of 2'."""
+    from scipy import ndimage
+
+    import segcam
+    from segcam.app import core as app_core
+
+    chromium, sync_playwright = chromium_or_skip()
+    photo = "deepcrack_IMG_6472-1.jpg"  # four predicted cracks with the shipped B16 weights
+    rgb = np.asarray(Image.open(EXAMPLES / photo).convert("RGB"))
+    am = app_core.AppModel(segcam.create_model("hrsegnet_b16"), __import__("threading").Lock(), "t")
+    pred = app_core.predict(am, rgb)
+    comps = app_core.components(pred)
+    assert len(comps) >= 2
+    labels, _ = ndimage.label(pred == 1, structure=np.ones((3, 3)))
+    second = labels == labels[comps[1]["y"], comps[1]["x"]]
+    dist = ndimage.distance_transform_edt(second)
+    cy, cx = np.unravel_index(int(np.argmax(dist)), dist.shape)  # well inside the second-largest crack
+    h, w = pred.shape
+    with _served_app(tmp_path, SEGCAM_APP_RUNS_ROOT=str(tmp_path)) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1100})
+            page.goto(url, timeout=60_000)
+            page.get_by_text("Overlay", exact=True).first.wait_for(timeout=120_000)
+            _pick(page, "Example image", photo)
+            _wait_caption(page, r"predicted class 1 \(\d+ px\)")
+            time.sleep(2)
+            before = _overlay_shot(page, tmp_path / "before.png")
+            _pick(page, "Colormap", "viridis")
+            time.sleep(1)
+            page.get_by_text("Crack component", exact=True).click()
+            page.get_by_text("by clicking it", exact=True).click()
+            image = page.locator(".js-plotly-plot .imagelayer image").first
+            image.wait_for(timeout=60_000)
+            time.sleep(2)
+            ib = image.bounding_box()
+            first = _wait_caption(page, r"crack component at \d+,\d+")  # the pixel starts on the largest crack
+            page.mouse.click(ib["x"] + (cx + 0.5) / w * ib["width"], ib["y"] + (cy + 0.5) / h * ib["height"])
+            caption = first
+            for _ in range(120):
+                caption = _wait_caption(page, r"crack component at \d+,\d+")
+                if caption != first:
+                    break
+                time.sleep(0.5)
+            x, y = map(int, re.search(r"at (\d+),(\d+)", caption).groups())
+            assert second[y, x], (x, y, cx, cy)  # the clicked crack, not another one
+            time.sleep(2)
+            after = _overlay_shot(page, tmp_path / "after.png")
+            assert before.shape == after.shape and np.abs(before - after).mean() > 2, "the map did not change"
+            # Explain -> Browse a run -> Explain: photo, colormap and target kept
+            page.get_by_text("Browse a run", exact=True).click()
+            page.get_by_text(re.compile("Give the folder of a segcam explain run")).first.wait_for(timeout=60_000)
+            page.get_by_text("Explain", exact=True).first.click()
+            back = _wait_caption(page, r"crack component at \d+,\d+")
+            assert f"at {x},{y}" in back
+            boxes = {label: page.locator("[data-testid='stSelectbox']").filter(has_text=label).first
+                     for label in ("Colormap", "Example image")}
+            shown = {label: (box.text_content() or "") + " ".join(box.locator("input").evaluate_all(
+                "els => els.map(e => e.value + ' ' + (e.getAttribute('aria-label') || ''))")) + box.inner_html()[:0]
+                for label, box in boxes.items()}
+            assert "viridis" in shown["Colormap"] and photo in shown["Example image"], shown
+            # Score-CAM over two layers: one monotone fraction, "layer 2 of 2", announced pass count reached
+            _pick(page, "Layers", "seg3")
+            _pick(page, "Method", "seg_score_cam")
+            page.get_by_role("button", name="Compute Seg-Score-CAM").wait_for(timeout=120_000)
+            page.evaluate("""() => { window.__seen = [];
+                new MutationObserver(() => document.querySelectorAll("[data-testid='stProgress']").forEach(p => {
+                    const bar = p.querySelector("[role='progressbar']");
+                    window.__seen.push([p.innerText, bar ? Number(bar.getAttribute('aria-valuenow')) : -1]); }))
+                .observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true}); }""")
+            compute = page.get_by_role("button", name="Compute Seg-Score-CAM")
+            for _ in range(3):  # a click that lands while a rerun replaces the page is lost: click again
+                time.sleep(2)
+                compute.click()
+                try:
+                    compute.wait_for(state="detached", timeout=100_000)
+                    break
+                except Exception:  # noqa: BLE001 - Playwright's TimeoutError
+                    page.screenshot(path=str(tmp_path / "compute.png"), full_page=True)
+            _wait_caption(page, r"Seg-Score-CAM · score", 300)
+            seen = page.evaluate("() => window.__seen")
+            passes = [tuple(map(int, m.groups())) for t, _ in seen if (m := re.search(r"pass (\d+) of (\d+)", t))]
+            assert passes and any("layer 2 of 2" in t for t, _ in seen), seen
+            fracs = [d / t for d, t in passes]
+            assert fracs == sorted(fracs) and len({t for _, t in passes}) == 1, passes
+            assert page.locator("[data-testid='stProgress']").count() == 0  # the bar is gone with the result
+            assert page.get_by_text("Traceback").count() == 0
+        finally:
+            browser.close()

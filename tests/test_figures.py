@@ -181,3 +181,64 @@ def test_figure_text_never_overlaps_or_leaves_the_canvas(width, nrows, maps, lab
                 assert not a.overlaps(b), (ta, tb, a, b)
     finally:
         plt.close(fig)
+
+
+def test_mixed_aspect_rows_get_their_own_heights_and_text_stays_clear() -> None:
+    """A 1:2 portrait row beside a 3:4 landscape row: each panel's box has its image's shape (no letterbox gaps),
+    and no text overlaps or leaves the canvas."""
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(1)
+    shapes = [(48, 64), (96, 48), (30, 90)]
+    rows = [FigureRow(LONG + str(i), rng.integers(0, 256, (*s, 3), dtype=np.uint8), [rng.random(s), rng.random(s)],
+                      None, None) for i, s in enumerate(shapes)]
+    figs: list = []
+    cam_grid(rows, ["seg3", "seg_head"], "unused.pdf", width="double", keep_figure=figs)
+    fig = figs[0]
+    try:
+        fig.canvas.draw()
+        for i, (h, w) in enumerate(shapes):
+            for j in range(3):
+                ax = next(a for a in fig.axes if a.get_gid() == f"panel-{i}-{j}")
+                bb = ax.get_window_extent()
+                assert abs(bb.height / bb.width - h / w) < 0.03 * (h / w), (i, j, bb, h, w)
+        boxes = _text_boxes(fig)
+        for i, (ta, a) in enumerate(boxes):
+            assert fig.bbox.x0 - 0.5 <= a.x0 and a.x1 <= fig.bbox.x1 + 0.5 and fig.bbox.y0 - 0.5 <= a.y0, (ta, a)
+            for tb, b in boxes[i + 1:]:
+                assert not a.overlaps(b), (ta, tb)
+        labels = [t for t, _ in boxes if t.startswith("deepcrack_")]
+        assert len(labels) == 3, labels  # the tall row has room for its whole name, the short ones are cut at the end
+        full = [LONG + str(i) for i in range(3)]
+        assert all(t == f or (t.endswith("\u2026") and f.startswith(t[:-1])) for t, f in zip(labels, full)), labels
+        assert labels[1] == full[1] and labels[2].endswith("\u2026")
+    finally:
+        plt.close(fig)
+
+
+def test_empty_target_panels_are_marked(tmp_path) -> None:
+    rows = _rows(1, 2)
+    rows[0].maps[1] = np.zeros_like(rows[0].maps[1])
+    rows[0].empty = [False, True]
+    (svg,) = cam_grid(rows, ["seg3", "seg_head"], tmp_path / "e.svg")
+    texts = ["".join(t.itertext()) for t in ET.parse(svg).getroot().iter(f"{SVG}text")]
+    assert sum("empty" in t for t in texts) == 1 and any("target" in t for t in texts)
+
+
+def test_cli_figure_labels_and_its_manifest(tmp_path, capsys) -> None:
+    import json
+
+    run = tmp_path / "run"
+    assert main(["explain", "--model", "hrsegnet_b16", "--weights", "random", "--layer", "seg_head", "--target",
+                 "box:0,0,1,1", "--out", str(run), str(EXAMPLES / "cfd_001.jpg"),
+                 str(EXAMPLES / "deepcrack_11215-9.jpg")]) == 0
+    out = tmp_path / "fig"
+    assert main(["figure", "--manifest", str(run), "--labels", "CFD 001, DeepCrack 11215", "--out", str(out),
+                 "--format", "svg"]) == 0
+    texts = ["".join(t.itertext()) for t in ET.parse(f"{out}.svg").getroot().iter(f"{SVG}text")]
+    assert "CFD 001" in texts and "DeepCrack 11215" in texts
+    record = json.loads((tmp_path / "fig.json").read_text())
+    assert [r["image"] for r in record["rows"]] == ["cfd_001", "deepcrack_11215-9"]
+    assert [r["label"] for r in record["rows"]] == ["CFD 001", "DeepCrack 11215"] and record["files"] == ["fig.svg"]
+    assert main(["figure", "--manifest", str(run), "--labels", "only one", "--out", str(tmp_path / "bad")]) == 2
+    assert "one per row" in capsys.readouterr().err and not list(tmp_path.glob("bad.*"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import warnings
 from pathlib import Path
@@ -15,6 +16,7 @@ def cmd_figure(args: argparse.Namespace) -> int:
     from segcam.cam.methods import display_name
     from segcam.cam.targets import parse_target
     from segcam.models.zoo import create_model
+    from segcam.utils.files import save_json
     from segcam.viz.figures import cam_grid
     from segcam.viz.panels import rows_from_manifest, rows_from_models
 
@@ -44,9 +46,22 @@ def cmd_figure(args: argparse.Namespace) -> int:
         rows, titles = rows_from_models(models, args.images_in, args.layer or ["seg_head"], args.method or ["seg_grad_cam"],
                                         args.sweep, args.masks, target)
         label = "CAM" if args.sweep == "method" else display_name((args.method or ["seg_grad_cam"])[0])
+    names = [r.label for r in rows]
+    if args.labels is not None:
+        labels = [t.strip() for t in args.labels.split(",")]
+        if len(labels) != len(rows):
+            raise UsageError(f"--labels gives {len(labels)} label(s) for {len(rows)} row(s); give one per row, "
+                             "comma-separated, in the rows' order")
+        rows = [dataclasses.replace(r, label=lab) for r, lab in zip(rows, labels)]
     written = cam_grid(rows, titles, outs, width=args.width, cmap=args.cmap, alpha=args.alpha,
                        normalization=args.normalization, dpi=args.dpi, colorbar_label=label,
                        overlay_mode=args.overlay)
+    # the figure's manifest: what each row and column is, by its full name (labels are shortened to fit)
+    record = {"schema": "segcam.figure", "schema_version": 1, "files": [Path(p).name for p in written],
+              "rows": [{"label": r.label, "image": n} for r, n in zip(rows, names)], "columns": list(titles),
+              "settings": {"width": args.width, "cmap": args.cmap, "alpha": args.alpha, "overlay": args.overlay,
+                           "normalization": args.normalization, "dpi": args.dpi}}
+    written.append(save_json(Path(f"{base}.json"), record))
     for path in written:
         print(path)
     return 0
@@ -71,6 +86,9 @@ def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
                    help="output path; without a suffix every --format is written, fig.pdf writes just fig.pdf")
     p.add_argument("--format", dest="formats", action="append", choices=["pdf", "svg", "png"],
                    help="repeat for several (default: pdf, svg and png)")
+    p.add_argument("--labels", default=None, metavar="A,B,...",
+                   help="row labels, comma-separated, one per row (default: the photos' names, shortened at the end "
+                        "to fit; the full names go to OUT.json)")
     p.add_argument("--width", default="double", help="single (90 mm), onehalf (140), double (190) or millimetres")
     p.add_argument("--dpi", type=int, default=600, help="PNG resolution")
     p.add_argument("--cmap", default="inferno")

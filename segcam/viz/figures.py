@@ -92,6 +92,7 @@ class FigureRow:
         maps: One un-normalised H x W map per sweep column.
         truth: Optional H x W ground-truth mask.
         prediction: Optional H x W predicted mask.
+        empty: Per map, True where its target region was empty (the panel is marked, not left blank).
     """
 
     label: str
@@ -99,6 +100,7 @@ class FigureRow:
     maps: list[np.ndarray] = field(default_factory=list)
     truth: np.ndarray | None = None
     prediction: np.ndarray | None = None
+    empty: Sequence[bool] = ()
 
 
 def _mask_rgb(mask: np.ndarray) -> np.ndarray:
@@ -157,7 +159,8 @@ def cam_grid(rows: Sequence[FigureRow], map_titles: Sequence[str], out: str | Pa
                                   f"{r.image.shape[1]}x{r.image.shape[0]}; give masks of the image's size")
     width_mm = resolve_width(width)
     ncols, nrows = len(titles), len(rows)
-    aspect = max(r.image.shape[0] / r.image.shape[1] for r in rows)
+    aspects = [r.image.shape[0] / r.image.shape[1] for r in rows]  # rows of different shapes: own heights
+    aspect = sum(aspects) / nrows  # the mean row: what the colorbar's length follows
     top = max((float(m.max()) for r in rows for m in r.maps), default=0.0)
     norm_text = "per map" if normalization == "per_map" else f"shared, max {top:.3g}"
     written = []
@@ -180,12 +183,12 @@ def cam_grid(rows: Sequence[FigureRow], map_titles: Sequence[str], out: str | Pa
                 raise FigureError(f"{ncols} columns in {width_mm:.0f} mm give {panel_w:.1f} mm panels "
                                   f"(< {MIN_PANEL_MM:.0f} mm); use at most {most} columns "
                                   f"({most - (ncols - len(map_titles))} maps), a wider --width, or split the figure")
-            height_mm = title_mm + nrows * panel_w * aspect + 2.0
+            height_mm = title_mm + sum(panel_w * a for a in aspects) + 2.0
             fig = plt.figure(figsize=(width_mm * MM, height_mm * MM))
             shown_titles = [measure.fit(t, panel_w - 0.5) for t in titles]
-            row_labels = [measure.fit(r.label, panel_w * aspect - 0.5) for r in rows]
+            row_labels = [measure.fit_end(r.label, panel_w * a - 0.5) for r, a in zip(rows, aspects)]
             cbar_label = _draw_grid(fig, rows, shown_titles, row_labels, has_gt, has_pred, width_mm, height_mm,
-                                    label_mm, cbar_mm, title_mm, aspect, cmap, alpha, normalization, top,
+                                    label_mm, cbar_mm, title_mm, aspects, cmap, alpha, normalization, top,
                                     "\n".join(cbar_lines), overlay_mode)
             fig.canvas.draw()
             fig.canvas.draw()  # the axis label settles on the second draw (it follows the tick labels)
@@ -205,7 +208,8 @@ def cam_grid(rows: Sequence[FigureRow], map_titles: Sequence[str], out: str | Pa
 
 def _draw_grid(fig: Any, rows: Sequence[FigureRow], titles: list[str], row_labels: list[str], has_gt: bool,
                has_pred: bool, width_mm: float, height_mm: float, label_mm: float, cbar_mm: float, title_mm: float,
-               aspect: float, cmap: str, alpha: float, normalization: str, top: float, cbar_label: str, overlay_mode: str) -> Any:
+               aspects: list[float], cmap: str, alpha: float, normalization: str, top: float, cbar_label: str,
+               overlay_mode: str) -> Any:
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
@@ -213,7 +217,7 @@ def _draw_grid(fig: Any, rows: Sequence[FigureRow], titles: list[str], row_label
     left, right = label_mm / width_mm, 1 - cbar_mm / width_mm
     bottom, top_frac = 1.0 / height_mm, 1 - title_mm / height_mm
     gs = fig.add_gridspec(nrows, ncols, left=left, right=right, bottom=bottom, top=top_frac, wspace=0.04,
-                          hspace=0.04)
+                          hspace=0.04, height_ratios=aspects)
     letters = iter(_labels())
     for i, r in enumerate(rows):
         panels = [r.image]
@@ -221,6 +225,7 @@ def _draw_grid(fig: Any, rows: Sequence[FigureRow], titles: list[str], row_label
             panels.append(_mask_rgb(r.truth) if r.truth is not None else np.zeros_like(r.image))
         if has_pred:
             panels.append(_mask_rgb(r.prediction) if r.prediction is not None else np.zeros_like(r.image))
+        first_map = len(panels)
         for m in r.maps:
             scale = top if normalization == "shared" else float(m.max())
             unit = np.clip(m / scale, 0, 1) if scale > 0 else np.zeros_like(m, dtype=np.float32)
@@ -237,6 +242,12 @@ def _draw_grid(fig: Any, rows: Sequence[FigureRow], titles: list[str], row_label
                 ax.set_title(titles[j], pad=2)
             if j == 0:
                 ax.set_ylabel(row_labels[i], labelpad=2)
+            k = j - first_map
+            if 0 <= k < len(r.empty) and r.empty[k]:  # an empty target: say so on the panel, never a blank map
+                ax.plot([0, 1], [0, 1], color="white", linewidth=0.6, transform=ax.transAxes)
+                ax.plot([0, 1], [1, 0], color="white", linewidth=0.6, transform=ax.transAxes)
+                ax.text(0.5, 0.5, "empty\ntarget", transform=ax.transAxes, ha="center", va="center", color="black",
+                        bbox={"boxstyle": "square,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85})
             ax.annotate(f"({next(letters)})", xy=(0, 1), xycoords="axes fraction", xytext=(2, -2),
                         textcoords="offset points", va="top", ha="left", fontweight="bold", color="white",
                         bbox={"boxstyle": "square,pad=0.1", "fc": "black", "ec": "none", "alpha": 0.6})
@@ -272,6 +283,17 @@ class _TextMeasure:
         for keep in range(len(label) - 1, 1, -1):
             head = min(3, keep // 3)
             short = label[:head] + "\u2026" + label[len(label) - (keep - head):]
+            if self.width_mm(short) <= length_mm:
+                return short
+        return label[:1] + "\u2026"
+
+    def fit_end(self, label: str, length_mm: float) -> str:
+        """``label``, or its start with an ellipsis at the end, whichever fits ``length_mm`` (row labels: the
+        start of a file name is what tells photos apart; the full names are in the figure's manifest)."""
+        if self.width_mm(label) <= length_mm:
+            return label
+        for keep in range(len(label) - 1, 0, -1):
+            short = label[:keep] + "\u2026"
             if self.width_mm(short) <= length_mm:
                 return short
         return label[:1] + "\u2026"

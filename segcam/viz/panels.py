@@ -108,7 +108,8 @@ def rows_from_manifest(manifest: str | Path, masks: str | Path | None = None, im
             maps.append(read_map(npy, (rec["height"], rec["width"])))
         pred_file = folder / rec["prediction"]
         pred = np.asarray(Image.open(pred_file)) > 0 if pred_file.is_file() else None
-        rows.append(FigureRow(rec["name"], rgb, maps, _find_mask(masks, img_path), pred))
+        rows.append(FigureRow(rec["name"], rgb, maps, _find_mask(masks, img_path), pred,
+                              [bool(rec.get("empty_target"))] * len(maps)))
     return rows, layers, data
 
 
@@ -132,19 +133,20 @@ def rows_from_models(models: Sequence[Any], images: Sequence[str | Path], layers
     for img in images:
         img = Path(img)
         rgb = read_image(img)
-        maps, titles, pred = [], [], None
+        maps, titles, pred, empty = [], [], None, []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if sweep == "layer":
                 res = explain(models[0], rgb, list(layers), target, methods[0])[0]
                 maps = [res.maps[lay].upsampled for lay in layers]
-                titles, pred = list(layers), res.prediction
+                titles, pred, empty = list(layers), res.prediction, [res.empty_target] * len(layers)
             else:
                 for model in models:
                     for method in methods:
                         res = explain(model, rgb, layers[0], target, method)[0]
                         maps.append(res.maps[layers[0]].upsampled)
+                        empty.append(res.empty_target)
                         titles.append(model.name if sweep == "model" else display_name(method))
                         pred = res.prediction if pred is None else pred
-        rows.append(FigureRow(img.stem, rgb, maps, _find_mask(masks, img), pred if sweep != "model" else None))
+        rows.append(FigureRow(img.stem, rgb, maps, _find_mask(masks, img), pred if sweep != "model" else None, empty))
     return rows, titles
