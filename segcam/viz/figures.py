@@ -288,8 +288,11 @@ class _TextMeasure:
         return label[:1] + "\u2026"
 
     def fit_end(self, label: str, length_mm: float) -> str:
-        """``label``, or its start with an ellipsis at the end, whichever fits ``length_mm`` (row labels: the
-        start of a file name is what tells photos apart; the full names are in the figure's manifest)."""
+        """``label``, or its start with an ellipsis at the end, whichever fits ``length_mm``.
+
+        For row labels: the start of a file name is what tells photos apart; the full names are in the figure's
+        manifest.
+        """
         if self.width_mm(label) <= length_mm:
             return label
         for keep in range(len(label) - 1, 0, -1):
