@@ -98,6 +98,50 @@ def test_scatter_same_style(tmp_path) -> None:
     assert pdf.read_bytes().startswith(b"%PDF-") and b"/FontFile2" in pdf.read_bytes()
     texts = ["".join(t.itertext()) for t in ET.parse(svg).getroot().iter(f"{SVG}text")]
     assert "hrsegnet_b16" in texts and "bisenetv2" in texts
+    # a legend for colour/marker (family) and size (parameters)
+    assert {"HrSegNet", "PaddleSeg baselines", "1 M parameters", "5 M parameters"} <= set(texts)
+
+
+def test_scatter_labels_stay_inside_the_frame() -> None:
+    """A point at the top right corner: its label goes to the other side instead of crossing the frame."""
+    import matplotlib.pyplot as plt
+
+    pts = [{"name": "a_long_model_name", "miou": 0.9, "latency_ms": 900, "params": 5},
+           {"name": "hrsegnet_b16", "miou": 0.5, "latency_ms": 10, "params": 0.6}]
+    figs: list = []
+    comparison_scatter(pts, "unused.png", keep_figure=figs)
+    fig = figs[0]
+    try:
+        boxes = dict(_text_boxes(fig))
+        frame = fig.axes[0].get_window_extent()
+        for name in ("a_long_model_name", "hrsegnet_b16"):
+            bb = boxes[name]
+            assert frame.x0 - 0.5 <= bb.x0 and bb.x1 <= frame.x1 + 0.5 and bb.y1 <= frame.y1 + 0.5, (name, bb, frame)
+    finally:
+        plt.close(fig)
+
+
+def test_metric_bar_titles_do_not_overlap() -> None:
+    import matplotlib.pyplot as plt
+
+    from segcam.evaluation.cam_eval import METRICS
+    from segcam.viz.figures import metric_bars
+
+    summary = [{"method": m, "layer": lay, **{k: 0.5 for k in METRICS}} for m in ("seg_grad_cam", "layer_cam")
+               for lay in ("seg3", "seg_head")]
+    figs: list = []
+    metric_bars(summary, [m for m in METRICS if m != "seconds"], "unused.png", keep_figure=figs)
+    fig = figs[0]
+    try:
+        boxes = [(t, bb) for t, bb in _text_boxes(fig)]
+        titles = [(t, bb) for t, bb in boxes if any(t == ax.get_title() for ax in fig.axes)]
+        assert len(titles) == len(METRICS) - 1
+        for i, (ta, a) in enumerate(titles):
+            assert fig.bbox.x0 - 0.5 <= a.x0 and a.x1 <= fig.bbox.x1 + 0.5 and a.y1 <= fig.bbox.y1 + 0.5, ta
+            for tb, b in titles[i + 1:]:
+                assert not a.overlaps(b), (ta, tb)
+    finally:
+        plt.close(fig)
 
 
 def test_cli_figure_from_manifest_and_from_model(tmp_path, capsys) -> None:

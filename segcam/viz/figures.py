@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import string
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -320,7 +321,7 @@ def _labels() -> list[str]:
 def comparison_scatter(points: Sequence[dict[str, Any]], out: str | Path | Sequence[str | Path],
                        x: str = "latency_ms", y: str = "miou", width: str | float = "single",
                        xlabel: str = "CPU latency per 1x3x400x400 image (ms)", ylabel: str = "DeepCrack test mIoU",
-                       dpi: int = 600, font_pt: float = FONT_PT) -> list[Path]:
+                       dpi: int = 600, font_pt: float = FONT_PT, keep_figure: list | None = None) -> list[Path]:
     """mIoU-versus-latency scatter (one labelled point per model), in the same style as :func:`cam_grid`.
 
     Args:
@@ -334,6 +335,7 @@ def comparison_scatter(points: Sequence[dict[str, Any]], out: str | Path | Seque
         ylabel: Vertical axis label.
         dpi: PNG resolution.
         font_pt: Font size (>= 7 pt).
+        keep_figure: A list to receive the open figure instead of saving it (layout tests).
     """
     import matplotlib
 
@@ -346,25 +348,57 @@ def comparison_scatter(points: Sequence[dict[str, Any]], out: str | Path | Seque
     width_mm = resolve_width(width)
     written = []
     with matplotlib.rc_context(paper_rc(font_pt)):
-        fig, ax = plt.subplots(figsize=(width_mm * MM, width_mm * 0.75 * MM), layout="constrained")
+        fig, ax = plt.subplots(figsize=(width_mm * MM, width_mm * 0.8 * MM), layout="constrained")
+        notes = []
         for p in points:
             hr = str(p["name"]).startswith("hrsegnet")
-            size = 12 + 6 * float(p.get("params", 1.0))
-            ax.scatter(p[x], p[y], s=size, marker="o" if hr else "s", color="#b5121b" if hr else "#3b5b92",
-                       edgecolor="black", linewidth=0.4, zorder=3)
-            ax.annotate(str(p["name"]), (p[x], p[y]), xytext=(3, 3), textcoords="offset points")
+            ax.scatter(p[x], p[y], s=_marker_area(p.get("params")), marker="o" if hr else "s",
+                       color="#b5121b" if hr else "#3b5b92", edgecolor="black", linewidth=0.4, zorder=3)
+            notes.append(ax.annotate(str(p["name"]), (p[x], p[y]), xytext=(3, 3), textcoords="offset points"))
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(True, linewidth=0.3, alpha=0.5)
+        ax.margins(0.12)
+        from matplotlib.lines import Line2D
+
+        kinds = [Line2D([], [], marker="o", ls="", color="#b5121b", markeredgecolor="black", markeredgewidth=0.4,
+                        label="HrSegNet"),
+                 Line2D([], [], marker="s", ls="", color="#3b5b92", markeredgecolor="black", markeredgewidth=0.4,
+                        label="PaddleSeg baselines")]
+        if any(p.get("params") is not None for p in points):  # marker area = parameters: two reference sizes
+            kinds += [Line2D([], [], marker="o", ls="", color="0.75", markeredgecolor="black", markeredgewidth=0.4,
+                             markersize=_marker_area(m) ** 0.5, label=f"{m} M parameters") for m in (1, 5)]
+        ax.legend(handles=kinds, loc="best", frameon=False, handletextpad=0.3, borderaxespad=0.3, labelspacing=0.5)
+        fig.canvas.draw()
+        frame = ax.get_window_extent()
+        for note in notes:  # a label that would cross the frame goes to the other side of its point
+            bb = note.get_window_extent()
+            if bb.x1 > frame.x1:
+                note.set_position((-3, 3))
+                note.set_horizontalalignment("right")
+            if bb.y1 > frame.y1:
+                note.set_position((note.get_position()[0], -3))
+                note.set_verticalalignment("top")
+        if keep_figure is not None:
+            keep_figure.append(fig)
+            return []
         for path in outs:
             written.append(save_figure(fig, path, dpi))
         plt.close(fig)
     return written
 
 
+def _marker_area(params: Any) -> float:
+    """Scatter marker area (points^2) for a model of ``params`` million parameters."""
+    return 12 + 6 * float(params if params is not None else 1.0)
+
+
 def metric_bars(summary: Sequence[dict[str, Any]], metrics: Sequence[str], out: str | Path,
-                width: str | float = "double", dpi: int = 300) -> Path:
-    """One small bar chart per metric, bars = method x layer (for ``evaluate-cam`` reports)."""
+                width: str | float = "double", dpi: int = 300, keep_figure: list | None = None) -> Path | None:
+    """One small bar chart per metric, bars = method x layer (for ``evaluate-cam`` reports).
+
+    ``keep_figure``: a list to receive the open figure instead of saving it (layout tests).
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -381,7 +415,12 @@ def metric_bars(summary: Sequence[dict[str, Any]], metrics: Sequence[str], out: 
             ax.set_yticks(range(len(summary)))
             ax.set_yticklabels(labels if ax is axes[0][0] else [""] * len(labels))
             ax.invert_yaxis()
-            ax.set_title(m)
+            # metric names are long (insertion_auc_pred_target...): wrapped to the panel's width, never clipped
+            chars = max(8, int(width_mm / len(metrics) / 1.6))
+            ax.set_title("\n".join(textwrap.wrap(m.replace("_", " "), chars)), fontsize=7)
+        if keep_figure is not None:
+            keep_figure.append(fig)
+            return None
         path = save_figure(fig, out, dpi)
         plt.close(fig)
     return path
