@@ -76,13 +76,20 @@ def test_compare_models() -> None:
     at.sidebar.radio(key="mode").set_value("Compare models").run()
     _ok(at)
     caps = _captions(at)
-    # per model: its prediction, then per layer its overlay (layer, real name, raw max) and its colour scale
+    # the photo, per model its prediction, then per layer its overlay (layer, real name, raw max) and its scale
+    assert caps[0] == "Input photo: deepcrack_11215-9"
+    caps = caps[1:]
     assert [c.split(" (")[0] for c in caps[:2]] == ["A: hrsegnet_b16 prediction", "B: hrsegnet_b16 prediction"]
     assert [c.split(" → ")[0] for c in caps[2::2]] == ["A: hrsegnet_b16 · seg_head", "B: hrsegnet_b16 · seg_head",
                                                       "A: hrsegnet_b16 · stage2", "B: hrsegnet_b16 · stage2"]
     assert all("raw max" in c for c in caps[2::2]) and all("this map's maximum" in c for c in caps[3::2])
     assert len(at.get("download_button")) == 8  # overlay PNG + raw map per model and layer
     assert any("RANDOMLY INITIALISED" in m.value for m in at.markdown)  # each model's weights are named
+    assert not any("sha256" in m.value and len(m.value) > 120 for m in at.markdown)  # short headers
+    at.button(key="make_cmp_fig").click().run()  # a PDF panel of the comparison: rows = models
+    _ok(at)
+    pdf = [b for b in at.get("download_button") if "compare.pdf" in str(b.proto.label)]
+    assert pdf, [b.proto.label for b in at.get("download_button")]
     at.radio(key="norm").set_value("shared").run()
     _ok(at)
     scales = [c for c in _captions(at) if c.startswith("0 … 1")]
@@ -183,8 +190,12 @@ def test_browse_an_output_folder(tmp_path, monkeypatch) -> None:
     at.sidebar.radio(key="mode").set_value("Browse a run").run()
     at.text_input(key="run_folder").set_value(str(run)).run()
     _ok(at)
-    layer_captions = lambda: [c for c in _captions(at) if not c.startswith("#")]  # noqa: E731 (crack tiles start "#")
+    caps = _captions(at)
+    # per image: the prediction, then per layer its overlay (with max), colour scale (ticks) and a download
+    layer_captions = lambda: [c for c in _captions(at) if " (max " in c]  # noqa: E731
     assert [c.split(" ")[0] for c in layer_captions()] == ["seg1", "seg_head"]
+    assert caps.count("prediction") == 1 and sum("raw value" in c for c in caps) == 2
+    assert sum(1 for b in at.get("download_button") if "__overlay.jpg" in str(b.proto.label)) == 2
     at.selectbox(key="run_image").set_value("deepcrack_11215-9").run()
     _ok(at)
     at.checkbox(key="run_all").check().run()

@@ -223,6 +223,14 @@ def compute(app_model: AppModel, rgb: np.ndarray, layers: Sequence[str], target:
         return explain(app_model.model, rgb, list(layers), target, method, score=score, progress=progress)[0]
 
 
+def short_weights(model: Any) -> str:
+    """A model's weights in a few words: the shipped tag or the file's name, and a 12-character sha256."""
+    if model.weights is None:
+        return "RANDOMLY INITIALISED (no weights)"
+    name = f"{model.name}.{model.tag}" if model.tag else Path(model.weights).name
+    return f"{name} · sha256 {model.weights_sha256[:12]}" + (" · PARTIAL load" if model.partial else "")
+
+
 def predict(app_model: AppModel, rgb: np.ndarray) -> np.ndarray:
     """The model's class map of ``rgb`` (one no-grad forward pass), for choosing targets before explaining."""
     from segcam.training.loop import predict_mask

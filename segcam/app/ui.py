@@ -204,7 +204,8 @@ def _load(name: str | None, weights: str | None, config: str | None) -> app_core
 
         trained = f" · trained on {get_model_spec(m.name).tag_info(m.tag).get('train_data', '?')}"
     st.caption(f"Model **{m.name}** · weights {weights_text}"
-               f"{f' (sha256 {m.weights_sha256[:12]})' if m.weights_sha256 else ''}{trained}")
+               f"{f' (sha256 {m.weights_sha256[:12]})' if m.weights_sha256 else ''}",
+               help=f"{m.describe_weights()}{trained}")
     if am.model.random_init:
         st.warning(f"{am.model.name} is RANDOMLY INITIALISED (no weights): its heatmaps show an untrained network.")
     return am
@@ -408,11 +409,13 @@ def _compare(both: tuple, layers: list[str], img_name: str, cmap: str, alpha: fl
     scale_note = ("both models' maps of a layer divided by the larger maximum of the two (comparable across models)"
                   if norm == "shared" else "each map divided by its own maximum (compare shapes, not strengths)")
     st.caption(f"{display_name(method)} · score {score} · {both[0][2].target} · normalisation {norm}: {scale_note}")
-    cols = st.columns(2)
-    for col, (label, am, r) in zip(cols, both):
-        col.markdown(f"**{label}** · {am.model.describe_weights()}")
+    photo, *preds = st.columns(3)
+    photo.image(both[0][2].image, caption=f"Input photo: {img_name}", width="stretch")
+    for col, (label, am, r) in zip(preds, both):
+        col.markdown(f"**{label}** · {app_core.short_weights(am.model)}", help=am.model.describe_weights())
         col.image(app_core.render(r, layers[0], cmap, alpha, norm).prediction, width="stretch",
                   caption=f"{label} prediction ({int((r.prediction == r.category).sum())} crack px)")
+    _compare_pdf(both, layers, img_name, cmap, alpha, norm, method, mode)
     for layer in layers:
         st.markdown(f"**{layer}**")
         top = max(r.maps[layer].raw_max for _, _, r in both)
@@ -437,6 +440,32 @@ def _compare(both: tuple, layers: list[str], img_name: str, cmap: str, alpha: fl
                                key=f"cmp_png_{k}_{layer}")
             d2.download_button("Raw map .npy", app_core.npy_bytes(m.upsampled), f"{stem}.npy",
                                key=f"cmp_npy_{k}_{layer}")
+
+
+def _compare_pdf(both: tuple, layers: list[str], img_name: str, cmap: str, alpha: float, norm: str, method: str,
+                 mode: str) -> None:
+    """A figure panel of the comparison: one row per model, the layers as columns (PDF, built on request)."""
+    state = (img_name, tuple(layers), cmap, alpha, norm, method, mode,
+             tuple(app_core.image_key(r.target_mask.astype(np.uint8)) for _, _, r in both),
+             tuple(am.key for _, am, _ in both))
+    if st.button("Comparison panel (PDF)", key="make_cmp_fig"):
+        import tempfile
+
+        from segcam.viz.figures import FigureRow, cam_grid
+
+        rows = [FigureRow(label.split(" ", 1)[-1] if label[:2] in ("A:", "B:") else label, r.image,
+                          [r.maps[k].upsampled for k in layers], None, r.prediction, [r.empty_target] * len(layers))
+                for label, _, r in both]
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                (pdf,) = cam_grid(rows, layers, Path(tmp) / "compare.pdf", cmap=cmap, alpha=alpha, normalization=norm,
+                                  overlay_mode=mode, colorbar_label=display_name(method))
+                st.session_state["compare_pdf"] = (state, pdf.read_bytes())
+            except ValueError as exc:
+                _error(str(exc))
+    built = st.session_state.get("compare_pdf")
+    if built and built[0] == state:
+        st.download_button("Download compare.pdf", built[1], f"{img_name}__compare.pdf", "application/pdf")
 
 
 def _browse_run() -> None:
@@ -473,18 +502,31 @@ def _browse_run() -> None:
         shown = ok
     else:
         shown = [ok[names.index(st.selectbox("Image", names, key="run_image"))]]
+    cmap = run.get("cmap") if isinstance(run.get("cmap"), str) and run.get("cmap") in COLORMAPS else "inferno"
     for rec in shown:
         if len(shown) > 1:
             st.markdown(f"**{rec['name']}**")
-        cols = st.columns(len(rec["layers"]))
+        pred = rec.get("prediction")
+        cols = st.columns(len(rec["layers"]) + (1 if pred else 0))
+        if pred:  # the predicted mask beside the maps
+            try:
+                cols[0].image(app_core.read_png(pred), caption="prediction", width="content")
+            except (OSError, ValueError) as exc:
+                cols[0].error(f"prediction: the file cannot be shown ({type(exc).__name__})")
+            cols = cols[1:]
         for col, (layer, files) in zip(cols, rec["layers"].items()):
             shown_file = files.get("overlay") or files.get("heatmap")
             if shown_file is None:
                 col.info(f"{layer}: this run saved no overlay or heatmap (--save); max {files['raw_max']:.3g}")
                 continue
             try:
+                # native size up to the column's width: a 224 px photo is not blown up into blocks
                 col.image(app_core.read_png(shown_file), caption=f"{layer} (max {files['raw_max']:.3g})",
-                          width="stretch")
+                          width="content")
+                col.image(app_core.colorbar(cmap, 256, 10, float(files["raw_max"])), width="content",
+                          caption="0 … 1 = this map's maximum; second row: raw value")
+                col.download_button(f"{Path(shown_file).name}", Path(shown_file).read_bytes(), Path(shown_file).name,
+                                    key=f"dl_{rec['name']}_{layer}")
             except (OSError, ValueError) as exc:
                 col.error(f"{layer}: the overlay file cannot be shown ({type(exc).__name__})")
 
