@@ -315,7 +315,7 @@ def test_real_browser_renders_the_overlay(tmp_path) -> None:
                 assert abs(int(xy[0]) - 136) <= 6 and abs(int(xy[1]) - 288) <= 6, (before, xy)
                 # a slow method waits for Compute, then shows its progress (pass counter and time left)
                 page.locator("[data-testid='stSelectbox']").filter(has_text="Method").click()
-                page.keyboard.type("seg_score_cam")
+                page.keyboard.type("Seg-Score-CAM")  # listed by name, marked slow
                 page.keyboard.press("Enter")
                 page.get_by_role("button", name="Compute Seg-Score-CAM").click(timeout=60_000)
                 page.get_by_text(re.compile(r"Seg-Score-CAM · layer 1 of 1 \(seg_head\) · pass \d+ of \d+")).first.wait_for(
@@ -570,7 +570,7 @@ def test_real_browser_component_by_click_state_across_modes_and_overall_progress
             assert "viridis" in shown["Colormap"] and photo in shown["Example image"], shown
             # Score-CAM over two layers: one monotone fraction, "layer 2 of 2", announced pass count reached
             _pick(page, "Layers", "seg3")
-            _pick(page, "Method", "seg_score_cam")
+            _pick(page, "Method", "Seg-Score-CAM · slow: runs on Compute")
             page.get_by_role("button", name="Compute Seg-Score-CAM").wait_for(timeout=120_000)
             page.evaluate("""() => { window.__seen = [];
                 new MutationObserver(() => document.querySelectorAll("[data-testid='stProgress']").forEach(p => {
@@ -596,3 +596,68 @@ def test_real_browser_component_by_click_state_across_modes_and_overall_progress
             assert page.get_by_text("Traceback").count() == 0
         finally:
             browser.close()
+
+
+def test_component_target_by_rank_pixel_starts_on_a_crack_and_overlay_modes() -> None:
+    """Shipped B16 weights on a photo with four predicted cracks: rank 2 explains the second-largest crack; the
+    pixel target starts inside a predicted crack (not the image centre) with a zoomed inset; the heat-weighted
+    overlay leaves cold pixels as the photo, the blend darkens them."""
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["m1_name"] = "hrsegnet_b16"
+    at.session_state["example"] = "deepcrack_IMG_6472-1.jpg"
+    at.run()
+    _ok(at)
+    pred = at.session_state["prediction"][1]
+    at.radio(key="target_kind").set_value("Crack component").run()
+    _ok(at)
+    at.number_input(key="comp_rank").set_value(2).run()
+    _ok(at)
+    res = next(r for k, r in at.session_state["results"].items() if "rank 2" in r.target)
+    from segcam.app import core as app_core
+
+    second = app_core.components(pred)[1]
+    assert res.target_mask.sum() == second["area"] and res.target_mask[second["y"], second["x"]]
+    assert any("Crack 2:" in c.value for c in at.caption)
+    at.radio(key="target_kind").set_value("Pixel").run()
+    _ok(at)
+    x, y = int(at.number_input(key="px_x").value), int(at.number_input(key="px_y").value)
+    assert pred[y, x] == 1  # inside a predicted crack
+    assert any(c.startswith(f"Overlay around pixel {x},{y}") for c in _captions(at))
+    # overlay modes: the same map, cold pixels untouched only in the heat-weighted one
+    at.radio(key="target_kind").set_value("Predicted crack").run()
+    res = next(r for r in at.session_state["results"].values() if r.target.startswith("predicted"))
+    heat = app_core.render(res, "seg_head", "inferno", 0.6, "per_map", "heat").overlay
+    blend = app_core.render(res, "seg_head", "inferno", 0.6, "per_map", "blend").overlay
+    cold = res.maps["seg_head"].normalized == 0
+    assert cold.any() and (heat[cold] == res.image[cold]).all() and not (blend[cold] == res.image[cold]).all()
+    at.radio(key="overlay").set_value("blend").run()
+    _ok(at)
+    assert any(k[-1] == "blend" for k in at.session_state["views"])
+
+
+def test_method_warnings_reach_the_tile_and_zero_map_advice_names_only_what_is_not_running(monkeypatch) -> None:
+    import warnings
+
+    from segcam.app import core as app_core
+    from segcam.cam.methods import get_method
+
+    cls = type(get_method("seg_grad_cam_pp"))
+    real = cls.cam
+
+    def noisy(self, act, grad, ctx):
+        warnings.warn("seg_grad_cam_pp: weights turn negative here; dropped", UserWarning)
+        return real(self, act, grad, ctx)
+
+    monkeypatch.setattr(cls, "cam", noisy)
+    at = _app(method="seg_grad_cam_pp", layers=["seg3", "seg_head"])
+    _ok(at)
+    texts = [w.value for w in at.warning]
+    assert any(t.startswith("seg3: seg_grad_cam_pp: weights turn negative") for t in texts), texts  # the shown layer
+    assert any(t.startswith("seg_grad_cam_pp: weights turn negative") for t in texts), texts  # on the strip tiles
+    res = next(iter(at.session_state["results"].values()))
+    zero = type(res)(res.name, res.image, res.prediction, res.target_mask, res.target, res.category,
+                     {k: type(m)(m.layer, m.layer_name, m.raw * 0, m.upsampled * 0, m.normalized * 0, 0.0, False)
+                      for k, m in res.maps.items()})
+    advice = app_core.zero_map_reason(zero, "seg3", "layer_cam", "margin")
+    assert "another layer" in advice and "margin" not in advice.split("Try")[1] and "layer_cam" not in advice.split("Try")[1]
+    assert "layer_cam" in app_core.zero_map_reason(zero, "seg3", "seg_grad_cam", "logit")

@@ -130,6 +130,13 @@ def _cached_compute(app_model: app_core.AppModel, rgb: np.ndarray, layers: tuple
     return cache[key]
 
 
+def _method_label(method: str) -> str:
+    """A method as the list shows it: its name, and a mark on the slow (one pass per channel batch) ones."""
+    if method == AUTO:
+        return "auto (the measured default for the target)"
+    return f"{display_name(method)}{' · slow: runs on Compute' if app_core.is_slow(method) else ''}"
+
+
 def _keep_state() -> None:
     """Keep the settings across modes (:data:`PERSIST`).
 
@@ -598,7 +605,7 @@ def _page() -> None:
             st.session_state["layers"] = [c for c in st.session_state["layers"] if c in choices]
         _default("layers", [c for c in ("seg_head",) if c in choices])
         layers = st.multiselect("Layers", choices, key="layers")
-        method_choice = st.selectbox("Method", [AUTO, *list_methods()], key="method",
+        method_choice = st.selectbox("Method", [AUTO, *list_methods()], key="method", format_func=_method_label,
                                      help="auto: the measured default for the target kind (README 'Choosing a method')")
         score_choice = st.radio("Score", [AUTO, *SCORES], key="score", horizontal=True,
                                 help="summed over the target: logit, margin (crack vs the other classes) or "
