@@ -265,3 +265,26 @@ def test_models_matches_substrings_and_globs_and_help_lists_exit_codes(capsys) -
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "exit codes:" in capsys.readouterr().out
+
+
+def test_small_photos_are_warned_about_once_and_input_scale_enlarges_them(tmp_path, capsys) -> None:
+    import json
+
+    from PIL import Image
+
+    photo = np.asarray(Image.open(EXAMPLES / "deepcrack_11215-9.jpg").convert("RGB"))
+    for k in range(3):  # three 160 x 120 crops: under the 256 px training crops
+        Image.fromarray(photo[100 + 40 * k:220 + 40 * k, 150:310]).save(tmp_path / f"crop{k}.png")
+    args = ["explain", "--model", "hrsegnet_b16", "--weights", "random", "--layer", "seg_head", "--no-cracks"]
+    assert main([*args, "--out", str(tmp_path / "a"), *[str(tmp_path / f"crop{k}.png") for k in range(3)]]) == 0
+    err = capsys.readouterr().err
+    assert err.count("smaller than the 256 px crops") == 1 and "--input-scale 1.5 or 2" in err
+    assert main([*args, "--input-scale", "2", "--out", str(tmp_path / "b"), str(tmp_path / "crop0.png")]) == 0
+    err = capsys.readouterr().err
+    assert "smaller than the 256 px" not in err
+    man = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    rec = man["images"][0]
+    assert (rec["width"], rec["height"]) == (160, 120)  # maps and files at the photo's own size
+    assert rec["layers"]["seg_head"]["feature_shape"][-2:] == [120, 160]  # the network saw it at 2x (head: 1/2)
+    assert main([*args, "--input-scale", "0", "--out", str(tmp_path / "c"), str(tmp_path / "crop0.png")]) == 2
+    assert "--input-scale" in capsys.readouterr().err

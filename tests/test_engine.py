@@ -251,3 +251,35 @@ def test_save_writes_files_and_manifest(b16, crack_rgb, tmp_path) -> None:
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="normalization"):
             res.save(tmp_path, normalization="global")
+
+
+def test_input_scale_runs_the_network_enlarged_and_keeps_maps_at_the_photo_size(b16, crack_rgb, monkeypatch) -> None:
+    """input_scale=2: the network sees a 2x copy (its input shape says so), every output stays at the photo's size,
+    the maps differ from scale 1, and a perturbation method scores at the photo's size too."""
+    import cv2
+
+    import segcam
+
+    seen = []
+    real = type(b16.network).forward
+    monkeypatch.setattr(type(b16.network), "forward", lambda self, x: seen.append(tuple(x.shape)) or real(self, x))
+    h, w = crack_rgb.shape[:2]
+    one = segcam.explain(b16, crack_rgb, ["seg3", "seg_head"])[0]
+    two = segcam.explain(b16, crack_rgb, ["seg3", "seg_head"], input_scale=2)[0]
+    assert seen[0][2:] == (h, w) and seen[1][2:] == (2 * h, 2 * w)
+    for res in (one, two):
+        assert res.prediction.shape == (h, w) and res.target_mask.shape == (h, w)
+        assert all(m.upsampled.shape == (h, w) for m in res.maps.values())
+    assert two.maps["seg3"].raw.shape[-2:] == tuple(2 * s for s in one.maps["seg3"].raw.shape[-2:])
+    assert not np.allclose(one.maps["seg_head"].upsampled, two.maps["seg_head"].upsampled)
+    # the same map as explaining the enlarged photo itself (image-wide target, which does not depend on the size):
+    # only the scale differs (the score is summed over the photo's pixels, 4x fewer) and the logits' resampling
+    target = segcam.ImageTarget(1)
+    direct = segcam.explain(b16, crack_rgb, "seg_head", target, input_scale=2)[0].maps["seg_head"].raw
+    big = cv2.resize(crack_rgb, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
+    ref = segcam.explain(b16, big, "seg_head", target)[0].maps["seg_head"].raw
+    assert direct.shape == ref.shape and np.corrcoef(direct.ravel(), ref.ravel())[0, 1] > 0.99
+    sc = segcam.explain(b16, crack_rgb, "seg_head", target, "seg_score_cam", input_scale=1.5)[0]
+    assert sc.maps["seg_head"].upsampled.shape == (h, w) and np.isfinite(sc.maps["seg_head"].raw).all()
+    with pytest.raises(ValueError, match="input_scale"):
+        segcam.explain(b16, crack_rgb, "seg_head", input_scale=0)

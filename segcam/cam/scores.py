@@ -88,9 +88,11 @@ class CamContext:
     """
 
     def __init__(self, net: paddle.nn.Layer, x: np.ndarray, weight: np.ndarray, layer: paddle.nn.Layer | None = None,
-                 score: str = "logit", on_pass: Any = None) -> None:
+                 score: str = "logit", on_pass: Any = None, out_size: tuple[int, int] | None = None) -> None:
         self.net = net
         self.x = x
+        # the photo's size, where the logits are scored (the input may be an enlarged copy of it)
+        self.out_size = tuple(out_size) if out_size is not None else tuple(x.shape[2:])
         self.weight = weight
         self.layer = layer
         self.score = score
@@ -100,7 +102,7 @@ class CamContext:
         """Target score of image ``i``'s region for each of B inputs (B x 3 x H x W); sum (or mean) of logits."""
         with paddle.no_grad():
             out = self.net(paddle.to_tensor(np.ascontiguousarray(inputs, dtype=np.float32)))
-            logits = score_planes(main_logits(out, tuple(self.x.shape[2:])), self.score)
+            logits = score_planes(main_logits(out, self.out_size), self.score)
         w = self.weight[i]
         scores = (logits.numpy() * w[None]).sum(axis=(1, 2, 3))
         if self.on_pass is not None:

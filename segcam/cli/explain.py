@@ -89,6 +89,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     check_cmap(args.cmap)
     if not 0 <= args.alpha <= 1:
         raise UsageError(f"--alpha must be in [0, 1], got {args.alpha}")
+    if not 0.1 <= args.input_scale <= 8:
+        raise UsageError(f"--input-scale must be in [0.1, 8], got {args.input_scale}")
+    if args.input_scale != 1 and args.tile:
+        raise UsageError("--input-scale works on whole photos; leave out --tile (large photos need no enlarging)")
     if args.normalization not in NORMALIZATIONS:
         raise UsageError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}")
     if args.max_side < MIN_SIDE:
@@ -145,7 +149,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                      args.alpha, args.normalization, args.max_side, args.downscale, score=args.score, fuse=args.fuse,
                      artifacts=artifacts, tile=args.tile, tile_overlap=args.tile_overlap, cracks=args.cracks,
                      crack_evidence=args.crack_evidence, pixel_size=pixel_size, pixel_sizes=pixel_sizes,
-                     truth=args.masks, overlay_mode=args.overlay)
+                     truth=args.masks, overlay_mode=args.overlay, input_scale=args.input_scale)
     arguments = {k: v for k, v in vars(args).items() if k != "func"}
     engine = None
     if args.engine == "ray":  # Ray is imported only when chosen
@@ -196,6 +200,9 @@ def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
                    help="heat: the heatmap's weight follows the heat, so the photo shows unchanged where the map "
                         "is zero (default); blend: one weight everywhere (the classic picture, darkens the photo)")
     p.add_argument("--normalization", default="per_map", help="per_map | shared (across the layers of an image)")
+    p.add_argument("--input-scale", type=float, default=1.0, metavar="S",
+                   help="run the network on each photo enlarged S times (maps stay at the photo's size); e.g. 1.5-2 "
+                        "for crops under 256 px with thin cracks (a warning says when)")
     p.add_argument("--max-side", type=int, default=2048, help="largest image side accepted")
     p.add_argument("--downscale", action="store_true", help="shrink larger images to --max-side instead of failing")
     p.add_argument("--overwrite", action="store_true", help="write into an --out that already holds a run")
