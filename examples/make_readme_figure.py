@@ -10,7 +10,8 @@ evidence).
     python examples/make_readme_figure.py --model hrsegnet_b48 --model bisenetv2 --model stdcseg \
         --out docs/figures/seg_grad_cam_models
 
-Writes PNG and PDF (add --format svg for SVG). Uses the weights shipped with segcam (falls back to random init with a warning).
+Writes PNG and PDF; --format (repeatable) picks the formats instead (--format svg: SVG alone).
+Uses the weights shipped with segcam (falls back to random init with a warning).
 """
 
 from __future__ import annotations

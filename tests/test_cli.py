@@ -288,3 +288,13 @@ def test_small_photos_are_warned_about_once_and_input_scale_enlarges_them(tmp_pa
     assert rec["layers"]["seg_head"]["feature_shape"][-2:] == [120, 160]  # the network saw it at 2x (head: 1/2)
     assert main([*args, "--input-scale", "0", "--out", str(tmp_path / "c"), str(tmp_path / "crop0.png")]) == 2
     assert "--input-scale" in capsys.readouterr().err
+
+
+def test_manifest_arguments_hold_the_layers_not_the_photo_after_them(tmp_path) -> None:
+    import json
+
+    photo = str(EXAMPLES / "cfd_001.jpg")
+    assert main(["explain", "--model", "hrsegnet_b16", "--weights", "random", "--layer", "seg_head", photo,
+                 "--no-cracks", "--out", str(tmp_path / "o")]) == 0
+    args = json.loads((tmp_path / "o" / "manifest.json").read_text())["arguments"]
+    assert args["layer"] == ["seg_head"] and args["images"] == [photo]

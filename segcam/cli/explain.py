@@ -127,6 +127,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if not inputs:
         raise UsageError("no input image given; name image files, folders or globs after the options")
     args.images = inputs
+    args.layer = layers  # the manifest's arguments: the layers as parsed, not the paths that followed --layer
     out = Path(args.out)
     check_output_dir(out)  # a file, a read-only disk...: one line before the model loads
     images = collect_images(args.images, out)
@@ -185,7 +186,8 @@ def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
                    help="summed over the target: logit y_c, margin y_c - logsumexp(others), or softmax prob "
                         "(default: the measured one for the target kind)")
     p.add_argument("--fuse", action="store_true",
-                   help="also write a fused map of all layers (mean of the per-layer normalised maps)")
+                   help="also write two fused maps of all layers: fused_mean (mean of the per-layer normalised maps) "
+                        "and fused_product (their product, renormalised)")
     p.add_argument("--method-arg", action="append", metavar="KEY=VALUE",
                    help="method option, e.g. batch_size=32 (seg_score_cam, ablation_cam) or pool=4 (seg_xres_cam)")
     p.add_argument("--target", default="pred",
