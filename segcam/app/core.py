@@ -331,7 +331,7 @@ class Views:
     target: np.ndarray
 
 
-def render(res: ImageExplanation, layer: str, cmap: str = "inferno", alpha: float = 0.5,
+def render(res: ImageExplanation, layer: str, cmap: str = "inferno", alpha: float | None = None,
            normalization: str = "per_map", mode: str = "heat") -> Views:
     """Views of one layer from a computed result (no model call); ``mode`` is the overlay's."""
     unit = res.normalized(layer, normalization)

@@ -557,7 +557,7 @@ def _crack_queue(run: dict[str, Any]) -> None:
                 continue
             from segcam.cam.overlay import overlay
 
-            col.image(overlay(t["photo"], t["map"].astype(np.float32) / 255.0, "inferno", 0.6),
+            col.image(overlay(t["photo"], t["map"].astype(np.float32) / 255.0, "inferno"),
                       caption=f"#{r['review_rank']} {r['name']} · crack {r['crack']} · score {float(r['review_score']):.2f}",
                       width="stretch")
 
@@ -617,7 +617,7 @@ def _page() -> None:
                              format_func={"heat": "heat-weighted", "blend": "blend"}.get,
                              help="heat-weighted: the photo shows unchanged where the map is zero; blend: one "
                                   "weight everywhere (darkens the whole photo)")
-        _default("alpha", 0.6)
+        _default("alpha", 0.85)
         alpha = st.slider("Heatmap weight", 0.0, 1.0, step=0.05, key="alpha",
                           help="the heatmap's weight (at full heat for the heat-weighted overlay)")
         norm = st.radio("Normalisation", ["per_map", "shared"], key="norm", horizontal=True,

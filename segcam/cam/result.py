@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from segcam.cam.overlay import DEFAULT_CMAP, DEFAULT_OVERLAY_MODE, heatmap, overlay
+from segcam.cam.overlay import DEFAULT_CMAP, DEFAULT_OVERLAY_MODE, heatmap, overlay, resolve_alpha
 from segcam.utils.files import safe_name, save_jpg, save_json, save_npz, save_png
 
 __all__ = ["ARTIFACTS", "NORMALIZATIONS", "SCHEMA_VERSION", "UPSAMPLE", "Explanation", "ImageExplanation", "LayerMap",
@@ -92,7 +92,7 @@ def read_map(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarra
     return upsample_map(raw, size) if size is not None else raw.astype(np.float32)
 
 
-def build_manifest(meta: dict[str, Any], method: str, records: list[dict[str, Any]], cmap: str, alpha: float,
+def build_manifest(meta: dict[str, Any], method: str, records: list[dict[str, Any]], cmap: str, alpha: float | None,
                    normalization: str, arguments: dict[str, Any] | None = None,
                    overlay_mode: str = DEFAULT_OVERLAY_MODE) -> dict[str, Any]:
     """The ``manifest.json`` content of a run (``meta`` as in :attr:`Explanation.meta`).
@@ -109,7 +109,7 @@ def build_manifest(meta: dict[str, Any], method: str, records: list[dict[str, An
             "normalization": {"mode": normalization, "description": NORMALIZATIONS[normalization]},
             "raw_maps": {"stored": "float32 at the layer's resolution, key 'raw' of each .npz",
                          "full_size": UPSAMPLE},
-            "cmap": cmap, "alpha": alpha, "overlay_mode": overlay_mode, "images": records}
+            "cmap": cmap, "alpha": resolve_alpha(alpha, overlay_mode), "overlay_mode": overlay_mode, "images": records}
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,7 @@ class ImageExplanation:
                                  self.empty_target)
         return dataclasses.replace(self, maps=maps)
 
-    def save(self, out_dir: str | Path, cmap: str = DEFAULT_CMAP, alpha: float = 0.5,
+    def save(self, out_dir: str | Path, cmap: str = DEFAULT_CMAP, alpha: float | None = None,
              normalization: str = "per_map", artifacts: Sequence[str] = ARTIFACTS, *,
              overlay_mode: str = DEFAULT_OVERLAY_MODE) -> dict[str, Any]:
         """Write the chosen artifacts, each atomically (sizes: a 544x384 photo, one layer).
@@ -282,7 +282,7 @@ class Explanation:
     def __getitem__(self, i: int) -> ImageExplanation:
         return self.images[i]
 
-    def save(self, out_dir: str | Path, cmap: str = DEFAULT_CMAP, alpha: float = 0.5,
+    def save(self, out_dir: str | Path, cmap: str = DEFAULT_CMAP, alpha: float | None = None,
              normalization: str = "per_map", artifacts: Sequence[str] = ARTIFACTS, *,
              overlay_mode: str = DEFAULT_OVERLAY_MODE) -> Path:
         """Write every image's files (:meth:`ImageExplanation.save`) and a versioned ``manifest.json``.

@@ -87,7 +87,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from segcam.survey.tiling import tile_starts
 
     check_cmap(args.cmap)
-    if not 0 <= args.alpha <= 1:
+    if args.alpha is not None and not 0 <= args.alpha <= 1:
         raise UsageError(f"--alpha must be in [0, 1], got {args.alpha}")
     if not 0.1 <= args.input_scale <= 8:
         raise UsageError(f"--input-scale must be in [0.1, 8], got {args.input_scale}")
@@ -196,8 +196,9 @@ def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     p.add_argument("--class", dest="category", type=int, default=1, help="class explained (1 = crack)")
     p.add_argument("--out", default="segcam_out", help="output folder")
     p.add_argument("--cmap", default="inferno", help="matplotlib colormap (inferno, viridis, turbo, jet...)")
-    p.add_argument("--alpha", type=float, default=0.5,
-                   help="heatmap weight in the overlay (at full heat for --overlay heat)")
+    p.add_argument("--alpha", type=float, default=None,
+                   help="heatmap weight in the overlay (at full heat for --overlay heat); default 0.85 for heat, "
+                        "0.5 for blend")
     p.add_argument("--overlay", choices=OVERLAY_MODES, default="heat",
                    help="heat: the heatmap's weight follows the heat, so the photo shows unchanged where the map "
                         "is zero (default); blend: one weight everywhere (the classic picture, darkens the photo)")

@@ -92,7 +92,8 @@ def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     p.add_argument("--width", default="double", help="single (90 mm), onehalf (140), double (190) or millimetres")
     p.add_argument("--dpi", type=int, default=600, help="PNG resolution")
     p.add_argument("--cmap", default="inferno")
-    p.add_argument("--alpha", type=float, default=0.5, help="heatmap weight (at full heat for --overlay heat)")
+    p.add_argument("--alpha", type=float, default=None,
+                   help="heatmap weight (at full heat for --overlay heat); default 0.85 for heat, 0.5 for blend")
     p.add_argument("--overlay", choices=["heat", "blend"], default="heat",
                    help="heat: transparent where the map is zero (default); blend: one weight everywhere")
     p.add_argument("--normalization", default="per_map", choices=["per_map", "shared"])

@@ -319,7 +319,7 @@ def atlas_figure(run: RunCracks, atlas: Atlas, outs: Sequence[str | Path], width
             if t.get("photo") is None:
                 continue
             unit = t["map"].astype(np.float32) / 255.0
-            ax.imshow(overlay(t["photo"], unit, "inferno", 0.6))
+            ax.imshow(overlay(t["photo"], unit, "inferno"))
             ax.contour(t["mask"] > 127, levels=[0.5], colors=["#38e4ff"], linewidths=0.4)
             edge = ("#1f77b4" if run.records[i].get("kind") == "missed" else "#d62728" if atlas.false[i]
                     else "#2ca02c" if atlas.false[i] is False else "0.6")

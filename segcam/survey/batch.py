@@ -159,7 +159,7 @@ class ExplainJob:
     target_spec: str = "pred"
     category: int = 1
     cmap: str = "inferno"
-    alpha: float = 0.5
+    alpha: float | None = None
     normalization: str = "per_map"
     max_side: int = 2048
     downscale: bool = False

@@ -110,7 +110,7 @@ def _mask_rgb(mask: np.ndarray) -> np.ndarray:
 
 
 def cam_grid(rows: Sequence[FigureRow], map_titles: Sequence[str], out: str | Path | Sequence[str | Path],
-             width: str | float = "double", cmap: str = DEFAULT_CMAP, alpha: float = 0.5,
+             width: str | float = "double", cmap: str = DEFAULT_CMAP, alpha: float | None = None,
              normalization: str = "per_map", dpi: int = 600, colorbar_label: str = "Seg-Grad-CAM",
              font_pt: float = FONT_PT, keep_figure: list | None = None,
              overlay_mode: str = DEFAULT_OVERLAY_MODE) -> list[Path]:
