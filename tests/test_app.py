@@ -243,7 +243,8 @@ def _served_app(tmp_path, **env_extra):
     env = {**os.environ, "SEGCAM_APP_MODEL": "hrsegnet_b16", **env_extra}
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, "--server.headless", "true",
                                "--server.port", str(port), "--server.address", "127.0.0.1",
-                               "--browser.gatherUsageStats", "false"], env=env, cwd=tmp_path,
+                               "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"],
+                              env=env, cwd=tmp_path,  # the flags segcam app passes
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 60
@@ -276,6 +277,7 @@ def test_real_browser_renders_the_overlay(tmp_path) -> None:
                 shot = tmp_path / "overlay.png"
                 img.screenshot(path=str(shot))
                 page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+                assert page.get_by_text("Deploy", exact=True).count() == 0  # toolbarMode minimal
                 # drag a box on the image picker: the box inputs must follow
                 page.get_by_text("Box", exact=True).click()
                 plot = page.locator(".js-plotly-plot").first
