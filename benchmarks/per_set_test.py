@@ -3,9 +3,12 @@
     python benchmarks/per_set_test.py hrsegnet_b16.deepcrack hrsegnet_b16.mix hrsegnet_b48.deepcrack hrsegnet_b48.mix
     python benchmarks/per_set_test.py hrsegnet_b48.mix --scale 2     # test-time scale (segcam evaluate --scale)
 
-Takes each tag's scores from its model card when the card has all five test sets (the release command measured
-them), else runs `segcam evaluate --data mix:test` (kept in results/per_set/ until the weights change), then
-prints one markdown table: mIoU, crack IoU, recall and F1 per set, and the mean over the sets.
+Runs `segcam evaluate --data mix:test` for each tag (its JSON kept in results/per_set/ and reused until the
+weights change), then prints one markdown table: mIoU, crack IoU, recall and F1 per set, and the mean over the
+sets. `--from-cards` instead reads the scores the release command wrote into each model card (a quick table,
+measured when the weights were released; tags whose card lacks a set are evaluated).
+
+    python benchmarks/per_set_test.py --from-cards hrsegnet_b16.mix hrsegnet_b48.mix
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "per_set"
 
 
-def evaluate(tag: str, threads: int, scale: float = 1.0) -> dict:
+def evaluate(tag: str, threads: int, scale: float = 1.0, from_cards: bool = False) -> dict:
     from segcam.models.zoo import create_model, get_model_spec, split_tag
 
     name, tg = split_tag(tag)
     card = get_model_spec(name).tag_info(tg or get_model_spec(name).default_tag)
-    if scale == 1 and all(s in card.get("metrics", {}) for s in SETS):
+    if from_cards and scale == 1 and all(s in card.get("metrics", {}) for s in SETS):
         return {"results": card["metrics"]}
     path = OUT / (f"{tag}.json" if scale == 1 else f"{tag}@{scale:g}.json")
     weights = Path(create_model(tag).weights)
@@ -43,13 +46,15 @@ def main() -> None:
     ap.add_argument("tags", nargs="+")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--scale", type=float, default=1.0, help="test-time scale (segcam evaluate --scale)")
+    ap.add_argument("--from-cards", action="store_true",
+                    help="read the scores the model cards hold instead of evaluating (quick; scale 1 only)")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     head = " | ".join(f"{s.split(':')[0]} mIoU / crack IoU / recall / F1" for s in SETS)
     print(f"| weights | {head} | mean mIoU |")
     print("|---|" + "---|" * (len(SETS) + 1))
     for tag in args.tags:
-        res = evaluate(tag, args.threads, args.scale)["results"]
+        res = evaluate(tag, args.threads, args.scale, args.from_cards)["results"]
         cells = [f"{res[s]['miou']:.3f} / {res[s]['crack_iou']:.3f} / {res[s]['recall']:.3f} / {res[s]['f1']:.3f}"
                  for s in SETS]
         mean = sum(res[s]["miou"] for s in SETS) / len(SETS)
