@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from segcam.cam.engine import explain
+from segcam.cam.engine import explain, layer_prefix
 from segcam.cam.layers import list_layers
 from segcam.cam.overlay import heatmap, overlay
 from segcam.cam.result import ImageExplanation
@@ -253,9 +253,9 @@ def compute_with_notes(app_model: AppModel, rgb: np.ndarray, layers: Sequence[st
     notes: dict[str, list[str]] = {}
     for w in said:
         text = str(w.message)
-        layer = next((lay for lay in layers if text.startswith(f"layer {lay}: ")), "")
+        layer = next((lay for lay in layers if text.startswith(layer_prefix(lay))), "")
         if layer:
-            text = text[len(f"layer {layer}: "):]
+            text = text[len(layer_prefix(layer)):]
         if text not in notes.setdefault(layer, []):
             notes[layer].append(text)
     return res, notes
@@ -358,16 +358,25 @@ def zoom_inset(rgb: np.ndarray, x: int, y: int, half: int = 24, size: int = 192)
     return big
 
 
+def _crack_labels(prediction: np.ndarray, category: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """8-connected labels of the predicted cracks, their stats, and the labels largest first.
+
+    The order is the ``component:RANK`` order of :class:`segcam.cam.targets.ComponentTarget`.
+    """
+    import cv2
+
+    _, labels, stats, _ = cv2.connectedComponentsWithStats((prediction == category).astype(np.uint8), connectivity=8)
+    return labels, stats, np.argsort(-stats[1:, cv2.CC_STAT_AREA], kind="stable") + 1
+
+
 def crack_pixel(prediction: np.ndarray, category: int = 1) -> tuple[int, int] | None:
     """A pixel well inside the largest predicted crack (its farthest point from the background), or None."""
     import cv2
 
-    mask = (prediction == category).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if n < 2:
+    labels, _, order = _crack_labels(prediction, category)
+    if not len(order):
         return None
-    big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    dist = cv2.distanceTransform((labels == big).astype(np.uint8), cv2.DIST_L2, 3)
+    dist = cv2.distanceTransform((labels == order[0]).astype(np.uint8), cv2.DIST_L2, 3)
     y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
     return int(x), int(y)
 
@@ -392,14 +401,14 @@ def components(prediction: np.ndarray, category: int = 1) -> list[dict[str, int]
     """The predicted cracks, largest first (the ``component:RANK`` order): rank, area, a pixel and the box."""
     import cv2
 
-    n, labels, stats, _ = cv2.connectedComponentsWithStats((prediction == category).astype(np.uint8), connectivity=8)
-    order = np.argsort(-stats[1:, cv2.CC_STAT_AREA], kind="stable") + 1
+    labels, stats, order = _crack_labels(prediction, category)
+    _, first = np.unique(labels.ravel(), return_index=True)  # one pass: each label's first pixel in raster order
     out = []
     for rank, lab in enumerate(order, 1):
-        ys, xs = np.nonzero(labels == lab)
-        x, y, w, h = (int(v) for v in stats[lab, :4])
-        out.append({"rank": rank, "area": int(stats[lab, cv2.CC_STAT_AREA]), "x": int(xs[0]), "y": int(ys[0]),
-                    "x0": x, "y0": y, "x1": x + w, "y1": y + h})
+        y, x = divmod(int(first[lab]), labels.shape[1])
+        x0, y0, w, h = (int(v) for v in stats[lab, :4])
+        out.append({"rank": rank, "area": int(stats[lab, cv2.CC_STAT_AREA]), "x": x, "y": y,
+                    "x0": x0, "y0": y0, "x1": x0 + w, "y1": y0 + h})
     return out
 
 

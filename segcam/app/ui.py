@@ -26,6 +26,7 @@ from segcam.cam.targets import BoxTarget, ComponentTarget, MaskTarget, PixelTarg
 from segcam.data.images import ImageError, read_image, read_image_bytes
 from segcam.models.weights import PARTIAL_HINT
 from segcam.models.zoo import list_models
+from segcam.viz.figures import FigureRow, cam_grid
 
 # Paddle's C++ signal handlers print a "FatalError: Termination signal is detected" banner when the server is
 # stopped with SIGTERM; the page needs none of them (a crash still ends the process).
@@ -391,23 +392,30 @@ def _downloads(res: Any, layer: str, views: app_core.Views, name: str, cmap: str
     ss = st.session_state
     state = (name, app_core.image_key(res.image), app_core.image_key(res.target_mask.astype(np.uint8)),
              tuple(res.maps), cmap, alpha, norm, mode, method, score, ss.get("m1_name"), ss.get("m1_weights"))
-    if c3.button("Figure panel (PDF)", key="make_fig"):
-        import tempfile
+    _pdf_panel(c3, "make_fig", "figure_pdf", "Figure panel (PDF)", f"{name}__panel.pdf", state,
+               lambda: [FigureRow(name, res.image, [res.maps[k].upsampled for k in res.maps], None, res.prediction)],
+               list(res.maps), cmap, alpha, norm, mode, method)
 
-        from segcam.viz.figures import FigureRow, cam_grid
 
-        layers = list(res.maps)
-        row = FigureRow(name, res.image, [res.maps[k].upsampled for k in layers], None, res.prediction)
+def _pdf_panel(where: Any, button_key: str, state_key: str, label: str, filename: str, state: tuple,
+               rows: Any, layers: list[str], cmap: str, alpha: float, norm: str, mode: str, method: str) -> None:
+    """A figure panel (PDF) built on request from ``rows()``.
+
+    It is offered for download while ``state`` (what is on screen) is unchanged; any change asks for a new one.
+    """
+    import tempfile
+
+    if where.button(label, key=button_key):
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                (pdf,) = cam_grid([row], layers, Path(tmp) / "panel.pdf", cmap=cmap, alpha=alpha, normalization=norm,
+                (pdf,) = cam_grid(rows(), layers, Path(tmp) / "panel.pdf", cmap=cmap, alpha=alpha, normalization=norm,
                                   overlay_mode=mode, colorbar_label=display_name(method))
-                st.session_state["figure_pdf"] = (state, pdf.read_bytes())
+                st.session_state[state_key] = (state, pdf.read_bytes())
             except ValueError as exc:
                 _error(str(exc))
-    built = st.session_state.get("figure_pdf")
-    if built and built[0] == state:  # only the panel of what is on screen; any change asks for a new one
-        c3.download_button("Download panel.pdf", built[1], f"{name}__panel.pdf", "application/pdf")
+    built = st.session_state.get(state_key)
+    if built and built[0] == state:
+        where.download_button(f"Download {filename.split('__')[-1]}", built[1], filename, "application/pdf")
 
 
 def _compare(both: tuple, layers: list[str], img_name: str, cmap: str, alpha: float, norm: str, method: str,
@@ -455,24 +463,11 @@ def _compare_pdf(both: tuple, layers: list[str], img_name: str, cmap: str, alpha
     state = (img_name, tuple(layers), cmap, alpha, norm, method, mode,
              tuple(app_core.image_key(r.target_mask.astype(np.uint8)) for _, _, r in both),
              tuple(am.key for _, am, _ in both))
-    if st.button("Comparison panel (PDF)", key="make_cmp_fig"):
-        import tempfile
-
-        from segcam.viz.figures import FigureRow, cam_grid
-
-        rows = [FigureRow(label.split(" ", 1)[-1] if label[:2] in ("A:", "B:") else label, r.image,
-                          [r.maps[k].upsampled for k in layers], None, r.prediction, [r.empty_target] * len(layers))
-                for label, _, r in both]
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                (pdf,) = cam_grid(rows, layers, Path(tmp) / "compare.pdf", cmap=cmap, alpha=alpha, normalization=norm,
-                                  overlay_mode=mode, colorbar_label=display_name(method))
-                st.session_state["compare_pdf"] = (state, pdf.read_bytes())
-            except ValueError as exc:
-                _error(str(exc))
-    built = st.session_state.get("compare_pdf")
-    if built and built[0] == state:
-        st.download_button("Download compare.pdf", built[1], f"{img_name}__compare.pdf", "application/pdf")
+    _pdf_panel(st, "make_cmp_fig", "compare_pdf", "Comparison panel (PDF)", f"{img_name}__compare.pdf", state,
+               lambda: [FigureRow(label.split(" ", 1)[-1] if label[:2] in ("A:", "B:") else label, r.image,
+                                  [r.maps[k].upsampled for k in layers], None, r.prediction,
+                                  [r.empty_target] * len(layers)) for label, _, r in both],
+               layers, cmap, alpha, norm, mode, method)
 
 
 def _browse_run() -> None:

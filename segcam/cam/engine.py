@@ -50,6 +50,11 @@ def nearest_sizes(h: int, w: int, k: int) -> str:
     return f"{max(k, h // k * k)}x{max(k, w // k * k)} or {-(-h // k) * k}x{-(-w // k) * k}"
 
 
+def layer_prefix(layer: str) -> str:
+    """How :func:`explain` starts a method's warning about one layer (the app shows it on that layer's tile)."""
+    return f"layer {layer}: "
+
+
 def check_input_size(model: Any, size: Sequence[int]) -> None:
     """Refuse sizes the model cannot run (DDRNet needs multiples of 8), naming sizes that work.
 
@@ -224,7 +229,7 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
             warnings.simplefilter("always")
             raw = cam_method.cam(act, g, CamContext(net, x_np, weight, r.layer, score, on_pass, out_size=size))
         for w in said:
-            warnings.warn(f"layer {r.requested}: {w.message}", w.category, stacklevel=2)
+            warnings.warn(f"{layer_prefix(r.requested)}{w.message}", w.category, stacklevel=2)
         kept = (act.astype(np.float32), None if g is None else g.astype(np.float32)) if keep_activations else (None, None)
         per_layer[r.requested] = (r.name, raw, resize_maps(raw, size), *kept)
 

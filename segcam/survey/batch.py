@@ -653,13 +653,14 @@ def explain_each(job: ExplainJob, todo: Iterable[tuple[Path, str]], out: Path,
         rec = fut.result()
         on_done(name, rec, ok_row(path, name, rec, time.time() - t0))
 
-    said: set[type] = set()
+    once_said = False
 
     def say(msg: str) -> None:  # the caller's warn, with once-per-run lines said once
+        nonlocal once_said
         if isinstance(msg, OncePerRun):
-            if OncePerRun in said:
+            if once_said:
                 return
-            said.add(OncePerRun)
+            once_said = True
         if warn is not None:
             warn(msg)
 
