@@ -14,6 +14,7 @@ from segcam.cli.common import UsageError, add_device_arg
 
 def cmd_figure(args: argparse.Namespace) -> int:
     from segcam.cam.methods import display_name
+    from segcam.cam.overlay import resolve_alpha
     from segcam.cam.targets import parse_target
     from segcam.models.zoo import create_model
     from segcam.utils.files import save_json
@@ -59,7 +60,8 @@ def cmd_figure(args: argparse.Namespace) -> int:
     # the figure's manifest: what each row and column is, by its full name (labels are shortened to fit)
     record = {"schema": "segcam.figure", "schema_version": 1, "files": [Path(p).name for p in written],
               "rows": [{"label": r.label, "image": n} for r, n in zip(rows, names)], "columns": list(titles),
-              "settings": {"width": args.width, "cmap": args.cmap, "alpha": args.alpha, "overlay": args.overlay,
+              "settings": {"width": args.width, "cmap": args.cmap, "alpha": resolve_alpha(args.alpha, args.overlay),
+                           "overlay": args.overlay,
                            "normalization": args.normalization, "dpi": args.dpi}}
     written.append(save_json(Path(f"{base}.json"), record))
     for path in written:
@@ -69,6 +71,8 @@ def cmd_figure(args: argparse.Namespace) -> int:
 
 def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     """Add the 'figure' command to the ``segcam`` parser."""
+    from segcam.cam.overlay import OVERLAY_MODES
+
     p = sub.add_parser("figure", help="publication figure: rows = images, columns = input | GT | prediction | CAMs",
                        formatter_class=fmt)
     p.add_argument("images_in", nargs="*", metavar="IMAGES", help="images (when not using --manifest)")
@@ -94,7 +98,7 @@ def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     p.add_argument("--cmap", default="inferno")
     p.add_argument("--alpha", type=float, default=None,
                    help="heatmap weight (at full heat for --overlay heat); default 0.85 for heat, 0.5 for blend")
-    p.add_argument("--overlay", choices=["heat", "blend"], default="heat",
+    p.add_argument("--overlay", choices=OVERLAY_MODES, default="heat",
                    help="heat: transparent where the map is zero (default); blend: one weight everywhere")
     p.add_argument("--normalization", default="per_map", choices=["per_map", "shared"])
     add_device_arg(p)
