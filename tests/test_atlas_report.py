@@ -88,3 +88,22 @@ def test_report_opens_in_chromium_without_errors_and_every_image_loads(run, tmp_
     assert not errors, errors
     assert sizes and all(done and width > 0 for done, width in sizes), sizes
     assert queue == 1 and all(u.startswith(("file://", "data:")) for u in requests), requests
+
+
+def test_atlas_clusters_the_named_feature_blocks_each_weighted_alike(run) -> None:
+    import numpy as np
+
+    from segcam.survey.atlas import ATLAS_BLOCKS, _atlas_columns, _prepare, build_atlas, load_run_cracks
+
+    cracks = load_run_cracks(run)
+    widths = dict(next(r["crack_features"] for r in cracks.manifest["images"] if r.get("crack_features")))
+    assert set(ATLAS_BLOCKS) <= set(widths) and "seg3@beside" in widths
+    blocks = _atlas_columns(cracks, ("low3", "seg3@beside"))
+    assert [b.shape[1] for b in blocks] == [widths["low3"], widths["seg3@beside"]]
+    x = _prepare(blocks)
+    share = (x[:, :widths["low3"]] ** 2).sum(axis=1).mean()  # rows are unit length: the rest is the other block
+    assert 0.3 < share < 0.7, share  # unweighted, the 128 low3 columns would hold about 128 / 144 of it
+    assert _atlas_columns(cracks, ("no_such_layer",))[0].shape == cracks.features.shape
+    a = build_atlas(cracks, k=3, seed=0, blocks=("low3", "seg3@beside"))
+    b = build_atlas(cracks, k=3, seed=0, blocks=("low3", "seg3@beside"))
+    assert np.array_equal(a.assignment, b.assignment)

@@ -244,3 +244,33 @@ def test_tiled_photos_measure_a_crack_across_tiles_as_one(tmp_path) -> None:
     assert int(big_t["x0"]) < 384 and int(big_t["x1"]) > 640  # spans the tiles' seam region: one crack
     assert abs(float(big_t["length"]) - float(big_w["length"])) <= 0.03 * float(big_w["length"])
     assert abs(len(t) - len(w)) <= max(2, 0.2 * len(w))
+
+
+def test_features_pool_each_crack_and_its_surroundings(trained) -> None:
+    """Every feature layer is pooled twice: over the crack, and over the pixels beside it and nearest to it."""
+    import cv2
+    from scipy.ndimage import distance_transform_edt
+
+    import segcam
+    from segcam.cam.targets import PredictedTarget
+    from segcam.data.images import read_image
+    from segcam.survey.cracks import BESIDE_PX, RING_SUFFIX
+
+    rgb = read_image(EXAMPLES / "deepcrack_11215-9.jpg")
+    res = analyse_cracks(trained, rgb)
+    names = [name for name, _ in res.feature_layers]
+    assert names == ["seg3", "low3", "seg3" + RING_SUFFIX, "low3" + RING_SUFFIX]
+    own = segcam.explain(trained, rgb, ["seg3"], PredictedTarget(1), "layer_cam", score="logit",
+                         keep_activations=True)[0]
+    act = own.maps["seg3"].activations
+    dist, idx = distance_transform_edt(res.labels == 0, return_indices=True)
+    nearest = res.labels[idx[0], idx[1]]
+    width = dict(res.feature_layers)["seg3"]
+    start = sum(w for name, w in res.feature_layers[:2])  # the seg3@beside block follows the two inside blocks
+    for j in range(1, len(res.records) + 1):
+        for region, cols in (((res.labels == j), slice(0, width)),
+                             ((dist > 0) & (dist <= BESIDE_PX) & (nearest == j), slice(start, start + width))):
+            small = cv2.resize(region.astype(np.float32), act.shape[:0:-1], interpolation=cv2.INTER_AREA)
+            expect = (act * small[None]).reshape(len(act), -1).sum(1) / small.sum()
+            assert np.allclose(res.features[j - 1, cols], expect, rtol=1e-3, atol=1e-4)
+        assert not np.allclose(res.features[j - 1, :width], res.features[j - 1, start:start + width], atol=1e-3)

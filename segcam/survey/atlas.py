@@ -1,17 +1,22 @@
 """The concept atlas: what the network takes for crack, across a whole run.
 
 Each predicted crack of a ``segcam explain`` run has a feature vector (its activations of the evidence
-layer and of ``low3``, averaged over its pixels; :mod:`segcam.survey.cracks`), saved with the run, so the
-atlas never recomputes it. The atlas clusters the semantic part (:data:`ATLAS_LAYER`, HrSegNet's 1/32
-branch, where the network's context lives; all columns for models without it), standardised per dimension
-and scaled to unit length, with k-means (scikit-learn's ``MiniBatchKMeans``: bounded memory, so 100k cracks
-fit; seeded, so the same run gives the same atlas). Why ``low3`` and not the evidence layer ``seg3``, checked
-on the five valid splits (921 predicted cracks, 212 false; ``benchmarks/atlas_recipe.py``): ``seg3`` tells
-false from true cracks better (5-fold AUROC 0.80 vs 0.72) and its purest concept is purer (46 % false over 127
-vs 39 % over 33, base rate 23 %), but it is mostly the crack's confidence (a linear fit recovers the mean
-probability with R^2 0.79, against 0.29 from ``low3``; the probability alone has AUROC 0.78), and confidence is
-already in the review score. Concepts are meant to say *what kind of thing* the network marks, so they are
-built on the layer that carries something besides confidence.
+layer and of ``low3``, averaged over its pixels and over its surroundings; :mod:`segcam.survey.cracks`),
+saved with the run, so the atlas never recomputes it. The atlas clusters :data:`ATLAS_BLOCKS`, ``low3``
+inside the crack (HrSegNet's 1/32 branch, where the network's context lives); all columns for models
+without it. Each block is standardised per dimension and weighted alike, rows are scaled to unit length,
+and k-means clusters them (scikit-learn's ``MiniBatchKMeans``: bounded memory, so 100k cracks fit; seeded,
+so the same run gives the same atlas).
+
+Why ``low3`` (``benchmarks/atlas_recipe.py`` on the five valid splits: 921 predicted cracks, 212 false, base
+rate 23 %): ``seg3`` inside the crack tells false from true better (5-fold AUROC 0.80 vs 0.72) and its purest
+concept is purer (46 % false over 127 vs 39 % over 33), but it is mostly confidence (a linear fit recovers the
+mean probability with R^2 0.77, against 0.35 from ``low3``; the probability alone has AUROC 0.78), which the
+review score already has: concepts are meant to say *what kind of thing* the network marks. The surroundings
+were tried as well: the rule "not mostly confidence (R^2 <= 0.5), then the purest concept" picked
+``low3+seg3@beside`` on valid (42 % over 102), but on the five test splits its atlas (k = 4) held at most 46 %
+false positives over 625 cracks, against 69.8 % over 235 for ``low3`` (k = 11), so ``low3`` stays; the
+valid differences (39-42 %) are within the noise of 212 false cracks.
 ``k`` is the largest in :data:`K_RANGE` whose mean silhouette score (on a seeded sample of
 at most :data:`SILHOUETTE_SAMPLE` cracks) is within :data:`SILHOUETTE_SLACK` of the best: crack features
 separate weakly (silhouettes near 0.1 for every k), so the finest atlas that the data supports as well as the
@@ -40,9 +45,9 @@ __all__ = ["K_RANGE", "Atlas", "AtlasError", "build_atlas", "load_run_cracks"]
 K_RANGE = range(4, 17)
 #: The largest k whose silhouette is within this of the best one is chosen.
 SILHOUETTE_SLACK = 0.01
-#: The feature layer the atlas clusters (its columns of the saved vectors), where the model has it; None: the
-#: evidence layer (the first block).
-ATLAS_LAYER: str | None = "low3"
+#: The feature blocks the atlas clusters (their columns of the saved vectors, each block weighted alike), those
+#: the model has; all columns where it has none of them.
+ATLAS_BLOCKS: tuple[str, ...] = ("low3",)
 #: Cracks the silhouette criterion is computed on (a seeded sample; the score costs O(n^2)).
 SILHOUETTE_SAMPLE = 3000
 #: Example crops per concept in the figure.
@@ -131,25 +136,36 @@ def load_run_cracks(folder: str | Path, with_labels: bool = False) -> RunCracks:
     return run
 
 
-def _atlas_columns(run: RunCracks) -> np.ndarray:
-    """The columns of :data:`ATLAS_LAYER` in the run's feature vectors (all of them if they cannot be told apart)."""
+def _atlas_columns(run: RunCracks, blocks: Sequence[str] | None = None) -> list[np.ndarray]:
+    """The feature blocks ``blocks`` (default :data:`ATLAS_BLOCKS`) of the run's vectors, those the run has.
+
+    All columns as one block when the run has none of them (a model without those layers) or its vectors
+    cannot be told apart.
+    """
+    blocks = ATLAS_BLOCKS if blocks is None else tuple(blocks)
     images = [r for r in run.manifest.get("images", []) if isinstance(r, dict) and r.get("crack_features")]
     widths = images[0]["crack_features"] if images else []
-    start = 0
-    for k, (layer, width) in enumerate(widths):
-        wanted = layer == ATLAS_LAYER if ATLAS_LAYER is not None else k == 0
-        if wanted and start + int(width) <= run.features.shape[1]:
-            return run.features[:, start:start + int(width)]
+    found, start = {}, 0
+    for layer, width in widths:
+        if layer in blocks and start + int(width) <= run.features.shape[1]:
+            found[layer] = run.features[:, start:start + int(width)]
         start += int(width)
-    return run.features
+    return [found[b] for b in blocks if b in found] or [run.features]
 
 
-def _prepare(features: np.ndarray, fit_rows: np.ndarray | None = None) -> np.ndarray:
-    """Standardise with the statistics of ``fit_rows`` (the predicted cracks), then scale rows to unit length."""
-    x = features.astype(np.float64)
-    ref = x[fit_rows] if fit_rows is not None else x
-    mean, std = ref.mean(axis=0), ref.std(axis=0)
-    x = (x - mean) / np.where(std > 0, std, 1.0)
+def _prepare(blocks: Sequence[np.ndarray], fit_rows: np.ndarray | None = None) -> np.ndarray:
+    """Standardise, weight alike, concatenate and scale to unit length the feature blocks.
+
+    Each block is standardised with the statistics of ``fit_rows`` (the predicted cracks) and divided by the
+    square root of its width, so a 128-channel layer does not drown a 16-channel one.
+    """
+    parts = []
+    for features in blocks:
+        x = features.astype(np.float64)
+        ref = x[fit_rows] if fit_rows is not None else x
+        mean, std = ref.mean(axis=0), ref.std(axis=0)
+        parts.append((x - mean) / np.where(std > 0, std, 1.0) / np.sqrt(max(x.shape[1], 1)))
+    x = np.concatenate(parts, axis=1)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.where(norms > 0, norms, 1.0)
 
@@ -206,7 +222,7 @@ def _mean(run: RunCracks, idx: Sequence[int], key: str, digits: int) -> float:
 
 def build_atlas(run: RunCracks, k: int | None = None, seed: int = 0,
                 masks: Callable[[str], np.ndarray | None] | None = None,
-                warn: Callable[[str], None] | None = None) -> Atlas:
+                warn: Callable[[str], None] | None = None, blocks: Sequence[str] | None = None) -> Atlas:
     """Cluster a run's cracks into concepts (see the module docstring).
 
     Args:
@@ -215,6 +231,7 @@ def build_atlas(run: RunCracks, k: int | None = None, seed: int = 0,
         seed: Seed of the sample and of k-means (the same seed gives the same atlas).
         masks: Ground truth: image name -> mask (None when the image has none).
         warn: Called with one line per image skipped for the false-positive analysis.
+        blocks: The feature blocks clustered (default :data:`ATLAS_BLOCKS`).
 
     Raises:
         AtlasError: Fewer than two cracks, or a bad ``k``.
@@ -229,7 +246,7 @@ def build_atlas(run: RunCracks, k: int | None = None, seed: int = 0,
     cracks = np.asarray(run.cracks)  # the concepts are the predictions'; missed cracks are placed among them
     if len(cracks) < 2:
         raise AtlasError(f"{run.folder} has {len(cracks)} predicted crack(s); an atlas needs at least two")
-    x = _prepare(_atlas_columns(run), cracks)
+    x = _prepare(_atlas_columns(run, blocks), cracks)
     scores: dict[int, float] = {}
     if k is None:
         k, scores = _choose_k(x[cracks], seed)

@@ -25,8 +25,11 @@ the whole prediction once and gives each crack the part of that map that lies ne
 other crack (``benchmarks/bench_cracks.py`` measures its cost and its agreement with ``exact``).
 
 Features: each crack's activations of the evidence layer (and of ``low3`` where the model has it),
-averaged over its pixels (area-weighted at each layer's resolution): the vectors the concept atlas
-clusters, saved per image so an atlas never recomputes a run.
+averaged over its pixels (area-weighted at each layer's resolution), and the same layers averaged over its
+surroundings (:data:`RING_SUFFIX` blocks: the pixels within :data:`BESIDE_PX` of the crack that are nearer to
+it than to any other crack and on no crack): the vectors the concept atlas clusters, saved per image so an
+atlas never recomputes a run. The surroundings say what the crack lies on or beside (a mortar joint, a
+shadow's edge, a road marking), which the crack's own pixels, mostly its confidence, do not.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["BAND_PX", "BESIDE_PX", "CRACK_FIELDS", "EVIDENCE_MODES", "MIN_AREA", "CrackAnalysis", "analyse_cracks",
+__all__ = ["BAND_PX", "BESIDE_PX", "CRACK_FIELDS", "EVIDENCE_MODES", "MIN_AREA", "RING_SUFFIX", "CrackAnalysis", "analyse_cracks",
            "crack_labels", "evidence_shares", "measure_crack", "read_crack_features", "read_crack_file", "read_crack_thumb",
            "records_for_csv",
            "skeleton_length"]
@@ -57,6 +60,8 @@ EVIDENCE_MODES = ("zones", "exact")
 EVIDENCE_SCORE = "logit"
 #: The feature layers pooled per crack, besides the evidence layer (where the model has them).
 FEATURE_EXTRA_LAYERS = ("low3",)
+#: Suffix of the feature blocks pooled around each crack (``seg3@beside``: ``seg3`` within BESIDE_PX, off the crack).
+RING_SUFFIX = "@beside"
 
 
 def crack_labels(mask: np.ndarray, min_area: int = MIN_AREA) -> tuple[np.ndarray, int]:
@@ -306,6 +311,16 @@ def _zones(labels: np.ndarray) -> np.ndarray:
     return labels[idx[0], idx[1]]
 
 
+def _ring(labels: np.ndarray) -> np.ndarray:
+    """Each label's surroundings: the unlabelled pixels within BESIDE_PX of it, nearer to it than to any other."""
+    from scipy.ndimage import distance_transform_edt
+
+    if labels.max() == 0:
+        return labels
+    dist, idx = distance_transform_edt(labels == 0, return_indices=True)
+    return np.where((dist > 0) & (dist <= BESIDE_PX), labels[idx[0], idx[1]], 0).astype(labels.dtype)
+
+
 def _pool(act: np.ndarray, labels: np.ndarray, n: int, weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-label sums of a K x h x w activation over each label's pixels (area-weighted at h x w) and weights."""
     import cv2
@@ -473,13 +488,14 @@ def analyse_cracks(model: Any, rgb: np.ndarray, category: int = 1, pixel_size: f
         lab = labels_holder.get("labels")
         if lab is None:
             return
-        crop = lab[y0:y0 + win.shape[0], x0:x0 + win.shape[1]]
+        box = (slice(y0, y0 + win.shape[0]), slice(x0, x0 + win.shape[1]))
         for key in feat_layers:
-            s, m = _pool(res.maps[key].activations, crop, labels_holder["n"], win)
-            if key in pooled:
-                pooled[key] = (pooled[key][0] + s, pooled[key][1] + m)
-            else:
-                pooled[key] = (s, m)
+            for name, crop in ((key, lab[box]), (key + RING_SUFFIX, labels_holder["ring"][box])):
+                s, m = _pool(res.maps[key].activations, crop, labels_holder["n"], win)
+                if name in pooled:
+                    pooled[name] = (pooled[name][0] + s, pooled[name][1] + m)
+                else:
+                    pooled[name] = (s, m)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EmptyTargetWarning)
@@ -493,6 +509,7 @@ def analyse_cracks(model: Any, rgb: np.ndarray, category: int = 1, pixel_size: f
             logits = predict_tiled(_network_forward(model), rgb, tile, tile_overlap)
             labels_holder["labels"], labels_holder["n"], labels_holder["total"] = _label(
                 logits.argmax(axis=0) == category, min_area)
+            labels_holder["ring"] = _ring(labels_holder["labels"])
             res = explain_tiled(model, rgb, feat_layers, PredictedTarget(category), recipe.method, tile=tile,
                                 overlap=tile_overlap, score=EVIDENCE_SCORE, on_tile=pool_tile, keep_activations=True)
         else:
@@ -522,8 +539,10 @@ def analyse_cracks(model: Any, rgb: np.ndarray, category: int = 1, pixel_size: f
     if not tiled:
         pool_labels = labels.copy()
         pool_labels[(missed_labels > 0) & (labels == 0)] = n + missed_labels[(missed_labels > 0) & (labels == 0)]
+        ring = _ring(pool_labels)
         for key in feat_layers:
             pooled[key] = _pool(res.maps[key].activations, pool_labels, n + m_missed)
+            pooled[key + RING_SUFFIX] = _pool(res.maps[key].activations, ring, n + m_missed)
     prob = res.probability if res.probability is not None else pred.astype(np.float32)
     zones = _zones(labels) if evidence == "zones" else None
     records: list[dict[str, Any]] = []
@@ -602,7 +621,7 @@ def analyse_cracks(model: Any, rgb: np.ndarray, category: int = 1, pixel_size: f
             missed_thumbs.append(_thumbs(rgb, region, ev_map[win], (win[0].start, win[1].start), box))
     parts, widths = [], []
     total = n + m_missed
-    for key in feat_layers:
+    for key in [*feat_layers, *(k + RING_SUFFIX for k in feat_layers)]:
         s, m = pooled.get(key, (np.zeros((total, 0)), np.zeros(total)))
         parts.append(s / np.maximum(m, 1e-12)[:, None])
         widths.append([key, int(s.shape[1])])
