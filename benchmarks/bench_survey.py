@@ -10,7 +10,8 @@ Every number is a ratio of two runs made in this one invocation (the machine is 
   Each engine runs with one Paddle thread per worker; Ray's start-up (ray.init, actors loading the model)
   is counted;
 * ``tile``: pixel agreement of tiled and whole-photo prediction (tiles of 256 on 544x384 frames, and the default
-  1024/128 on frames enlarged 3x) and the seam ratio (see tests/test_survey.py);
+  1024/128 on frames enlarged 3x, with two diagnostics of why they differ) and the seam ratio (see
+  tests/test_survey.py); the crack IoU of ``segcam predict``'s 400x400 tiling against the network's own mask;
 * ``memory``: peak resident memory of ``segcam explain --tile 1024`` on a 6000x4000 photo (a mosaic of
   DeepCrack frames), in a child process (target < 4 GB).
 
@@ -21,6 +22,7 @@ Usage: ``python benchmarks/bench_survey.py [--images 60] [--ray-images 100] [--m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -116,36 +118,71 @@ def bench_ray(model, paths: list[Path], layer: str, tmp: Path, small: int = 20) 
 
 
 def bench_tile(model, paths: list[Path]) -> dict:
-    from segcam.survey.tiling import _network_forward, explain_tiled, predict_tiled
+    from segcam.survey.tiling import _network_forward, explain_tiled, fixed_size_forward, predict_tiled
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from test_survey import _border_and_inside_gradient
 
     fwd = _network_forward(model)
-    agree, seam = [], []
+    # `segcam predict` runs an export of fixed 400x400 input over 400x400 tiles (overlap 64, smaller sides
+    # reflection-padded); the same tiling of the network itself gives its masks (the export adds only float noise)
+    fixed = fixed_size_forward(fwd, (400, 400))
+    agree, seam, predict_iou = [], [], []
     for p in paths:
         rgb = segcam.read_image(p)
         whole = fwd(rgb).argmax(0)
         tiled = predict_tiled(fwd, rgb, 256, 64).argmax(0)
         agree.append(float((whole == tiled)[16:-16, 16:-16].mean()))
+        own, mask = whole == 1, predict_tiled(fixed, rgb, (400, 400), 64).argmax(0) == 1
+        predict_iou.append(float((own & mask).sum() / max((own | mask).sum(), 1)))
         wm = segcam.explain(model, rgb, ["seg3"])[0].maps["seg3"].normalized
         tm = explain_tiled(model, rgb, ["seg3"], tile=256, overlap=64).maps["seg3"].normalized
         (tb, ti), (wb, wi) = _border_and_inside_gradient(tm, 256, 64), _border_and_inside_gradient(wm, 256, 64)
         seam.append((tb / ti) / (wb / wi))
     # The CLI's default tiles (1024, overlap 128) on frames enlarged 3x (1632x1152): two tiles per side, so the
     # overlaps are exercised, while a whole-photo forward pass for the comparison stays quick on a CPU.
-    big = []
+    big, control, window = [], [], []
     for p in paths[:4]:
         rgb = segcam.read_image(p)
         rgb = cv2.resize(rgb, (rgb.shape[1] * 3, rgb.shape[0] * 3), interpolation=cv2.INTER_CUBIC)
         whole = fwd(rgb).argmax(0)
         tiled = predict_tiled(fwd, rgb, 1024, 128).argmax(0)
         big.append(float((whole == tiled)[16:-16, 16:-16].mean()))
+        # Why tiles disagree: HrSegNet resizes with align_corners=True (as the original), which maps a pixel to a
+        # position that depends on the input's size, so the network is not shift-equivariant even by multiples of
+        # 32. Evidence: (1) one tile-sized window passed alone (no seam, no blending) disagrees with the whole
+        # photo as much; (2) the same weights with align_corners=False agree across tiles.
+        crop = fwd(np.ascontiguousarray(rgb[:1024, :1024])).argmax(0)
+        window.append(float((whole[:1024, :1024] == crop)[16:-16, 16:-16].mean()))
+        with _align_corners_false():
+            whole_f = fwd(rgb).argmax(0)
+            tiled_f = predict_tiled(fwd, rgb, 1024, 128).argmax(0)
+        control.append(float((whole_f == tiled_f)[16:-16, 16:-16].mean()))
     return {"frames": len(paths), "tile": 256, "overlap": 64, "agreement_mean": float(np.mean(agree)),
             "agreement_min": float(np.min(agree)), "seam_ratio_mean": float(np.mean(seam)),
             "seam_ratio_max": float(np.max(seam)),
+            "predict_400_crack_iou": {"min": float(np.min(predict_iou)), "max": float(np.max(predict_iou)),
+                                      "mean": float(np.mean(predict_iou))},
             "default_tile": {"frames": len(big), "size": "1632x1152", "tile": 1024, "overlap": 128,
-                             "agreement_mean": float(np.mean(big)), "agreement_min": float(np.min(big))}}
+                             "agreement_mean": float(np.mean(big)), "agreement_min": float(np.min(big)),
+                             "one_window_agreement_mean": float(np.mean(window)),
+                             "align_corners_false_agreement_mean": float(np.mean(control)),
+                             "align_corners_false_agreement_min": float(np.min(control))}}
+
+
+@contextlib.contextmanager
+def _align_corners_false():
+    """HrSegNet's resizes with align_corners=False, for the diagnosis only (the shipped network is the original's)."""
+    import paddle.nn.functional as F
+
+    import hrsegnet.model as hm
+
+    shipped = hm._resize
+    hm._resize = lambda x, size: F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    try:
+        yield
+    finally:
+        hm._resize = shipped
 
 
 def bench_memory(model_name: str, tmp: Path) -> dict:
@@ -194,9 +231,13 @@ def main() -> None:
         if "tile" not in args.skip:
             results["tile"] = r = bench_tile(model, frames(8))
             print(f"tile: agreement {r['agreement_mean']:.4f} (min {r['agreement_min']:.4f}); seam ratio "
-                  f"{r['seam_ratio_mean']:.2f} (max {r['seam_ratio_max']:.2f}); at the default tile 1024/128 on 1632x1152 "
+                  f"{r['seam_ratio_mean']:.2f} (max {r['seam_ratio_max']:.2f}); segcam predict's 400x400 tiles vs "
+                  f"the network's crack: IoU {r['predict_400_crack_iou']['min']:.3f}-{r['predict_400_crack_iou']['max']:.3f}; "
+                  f"at the default tile 1024/128 on 1632x1152 "
                   f"frames: agreement {r['default_tile']['agreement_mean']:.4f} "
-                  f"(min {r['default_tile']['agreement_min']:.4f})", flush=True)
+                  f"(min {r['default_tile']['agreement_min']:.4f}); one 1024 px window alone: "
+                  f"{r['default_tile']['one_window_agreement_mean']:.4f}; tiles with align_corners=False: "
+                  f"{r['default_tile']['align_corners_false_agreement_mean']:.4f}", flush=True)
         if "ray" not in args.skip:
             results["ray"] = r = bench_ray(model, unique_copies(frames(args.ray_images), tmp / "ray_in"), args.layer,
                                            tmp)

@@ -121,6 +121,32 @@ def test_scatter_labels_stay_inside_the_frame() -> None:
         plt.close(fig)
 
 
+def test_scatter_hollow_points_for_other_data_label_apart_from_their_twin() -> None:
+    """Two weights of one network share its latency: the hollow one (other training data) is an outline in the
+    legend, and its label sits on the other side of the point, so the two labels do not overlap."""
+    import matplotlib.pyplot as plt
+
+    pts = [{"name": "stdcseg.mix", "miou": 0.776, "latency_ms": 347, "params": 8.9},
+           {"name": "stdcseg.deepcrack", "miou": 0.775, "latency_ms": 347, "params": 8.9, "hollow": True},
+           {"name": "hrsegnet_b16.mix", "miou": 0.85, "latency_ms": 100, "params": 0.6},
+           {"name": "hrsegnet_b16.deepcrack", "miou": 0.82, "latency_ms": 100, "params": 0.6, "hollow": True}]
+    figs: list = []
+    comparison_scatter(pts, "unused.png", keep_figure=figs, hollow_label="DeepCrack-only weights")
+    fig = figs[0]
+    try:
+        boxes = dict(_text_boxes(fig))
+        assert "DeepCrack-only weights" in boxes
+        assert not boxes["stdcseg.mix"].overlaps(boxes["stdcseg.deepcrack"])
+        frame = fig.axes[0].get_window_extent()
+        for p in pts:
+            bb = boxes[p["name"]]
+            assert frame.x0 - 0.5 <= bb.x0 and bb.x1 <= frame.x1 + 0.5 and frame.y0 - 0.5 <= bb.y0, (p["name"], bb)
+        faces = [c.get_facecolor() for c in fig.axes[0].collections]
+        assert [len(f) == 0 or f[0][3] == 0 for f in faces] == [False, True, False, True]
+    finally:
+        plt.close(fig)
+
+
 def test_metric_bar_titles_do_not_overlap() -> None:
     import matplotlib.pyplot as plt
 

@@ -321,12 +321,13 @@ def _labels() -> list[str]:
 def comparison_scatter(points: Sequence[dict[str, Any]], out: str | Path | Sequence[str | Path],
                        x: str = "latency_ms", y: str = "miou", width: str | float = "single",
                        xlabel: str = "CPU latency per 1x3x400x400 image (ms)", ylabel: str = "DeepCrack test mIoU",
-                       dpi: int = 600, font_pt: float = FONT_PT, keep_figure: list | None = None) -> list[Path]:
+                       dpi: int = 600, font_pt: float = FONT_PT, keep_figure: list | None = None,
+                       hollow_label: str | None = None) -> list[Path]:
     """mIoU-versus-latency scatter (one labelled point per model), in the same style as :func:`cam_grid`.
 
     Args:
         points: Dicts with ``name`` and the ``x`` and ``y`` keys (and optionally ``params`` in millions,
-            which sets the marker area).
+            which sets the marker area, and ``hollow``: drawn as an outline, e.g. weights trained on other data).
         out: One path or several.
         x: Key of the horizontal value.
         y: Key of the vertical value.
@@ -336,6 +337,7 @@ def comparison_scatter(points: Sequence[dict[str, Any]], out: str | Path | Seque
         dpi: PNG resolution.
         font_pt: Font size (>= 7 pt).
         keep_figure: A list to receive the open figure instead of saving it (layout tests).
+        hollow_label: The legend's words for the hollow points (None: no legend entry).
     """
     import matplotlib
 
@@ -352,8 +354,10 @@ def comparison_scatter(points: Sequence[dict[str, Any]], out: str | Path | Seque
         notes = []
         for p in points:
             hr = str(p["name"]).startswith("hrsegnet")
+            colour = "#b5121b" if hr else "#3b5b92"
             ax.scatter(p[x], p[y], s=_marker_area(p.get("params")), marker="o" if hr else "s",
-                       color="#b5121b" if hr else "#3b5b92", edgecolor="black", linewidth=0.4, zorder=3)
+                       facecolor="none" if p.get("hollow") else colour, edgecolor=colour if p.get("hollow") else "black",
+                       linewidth=0.8 if p.get("hollow") else 0.4, zorder=3)
             notes.append(ax.annotate(str(p["name"]), (p[x], p[y]), xytext=(3, 3), textcoords="offset points"))
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
@@ -365,20 +369,16 @@ def comparison_scatter(points: Sequence[dict[str, Any]], out: str | Path | Seque
                         label="HrSegNet"),
                  Line2D([], [], marker="s", ls="", color="#3b5b92", markeredgecolor="black", markeredgewidth=0.4,
                         label="PaddleSeg baselines")]
+        if hollow_label and any(p.get("hollow") for p in points):
+            kinds.append(Line2D([], [], marker="o", ls="", markerfacecolor="none", markeredgecolor="0.3",
+                                markeredgewidth=0.8, label=hollow_label))
         if any(p.get("params") is not None for p in points):  # marker area = parameters: two reference sizes
             kinds += [Line2D([], [], marker="o", ls="", color="0.75", markeredgecolor="black", markeredgewidth=0.4,
                              markersize=_marker_area(m) ** 0.5, label=f"{m} M parameters") for m in (1, 5)]
-        ax.legend(handles=kinds, loc="best", frameon=False, handletextpad=0.3, borderaxespad=0.3, labelspacing=0.5)
-        fig.canvas.draw()
-        frame = ax.get_window_extent()
-        for note in notes:  # a label that would cross the frame goes to the other side of its point
-            bb = note.get_window_extent()
-            if bb.x1 > frame.x1:
-                note.set_position((-3, 3))
-                note.set_horizontalalignment("right")
-            if bb.y1 > frame.y1:
-                note.set_position((note.get_position()[0], -3))
-                note.set_verticalalignment("top")
+        # below the plot, where it cannot cover a point or a label
+        fig.legend(handles=kinds, loc="outside lower center", ncol=2, frameon=False, handletextpad=0.3,
+                   columnspacing=1.0)
+        _place_labels(fig, ax, notes, points, x, y)
         if keep_figure is not None:
             keep_figure.append(fig)
             return []
@@ -386,6 +386,52 @@ def comparison_scatter(points: Sequence[dict[str, Any]], out: str | Path | Seque
             written.append(save_figure(fig, path, dpi))
         plt.close(fig)
     return written
+
+
+#: Label positions tried around a point: offset (points), horizontal and vertical alignment.
+_LABEL_SPOTS = [((3, 3), "left", "bottom"), ((3, -3), "left", "top"), ((-3, 3), "right", "bottom"),
+                ((-3, -3), "right", "top"), ((0, 6), "center", "bottom"), ((0, -6), "center", "top")]
+
+
+def _place_labels(fig: Any, ax: Any, notes: Sequence[Any], points: Sequence[dict[str, Any]], x: str, y: str) -> None:
+    """Put each point's label at the first spot inside the frame that overlaps no other label or marker.
+
+    Two weights of one network share its latency, so their points sit one above the other: a hollow point
+    tries the spots below-left first, its filled twin above-right. Where no spot is free the one with the
+    fewest clashes is kept.
+    """
+    from matplotlib.transforms import Bbox
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    px = fig.dpi / 72
+    markers = []
+    for p in points:
+        cx, cy = ax.transData.transform((p[x], p[y]))
+        r = _marker_area(p.get("params")) ** 0.5 / 2 * px
+        markers.append(Bbox.from_extents(cx - r, cy - r, cx + r, cy + r))
+    placed: list[Any] = []
+    for i, (note, p) in enumerate(zip(notes, points)):
+        spots = _LABEL_SPOTS[::-1][2:] + _LABEL_SPOTS[::-1][:2] if p.get("hollow") else _LABEL_SPOTS
+        best, best_cost = spots[0], None
+        for off, ha, va in spots:
+            note.set_position(off)
+            note.set_horizontalalignment(ha)
+            note.set_verticalalignment(va)
+            bb = note.get_window_extent(renderer)
+            outside = (bb.x0 < frame.x0 - 0.5 or bb.x1 > frame.x1 + 0.5 or bb.y0 < frame.y0 - 0.5
+                       or bb.y1 > frame.y1 + 0.5)
+            clashes = sum(bb.overlaps(o) for o in placed) + sum(bb.overlaps(m) for j, m in enumerate(markers) if j != i)
+            cost = 100 * outside + clashes
+            if best_cost is None or cost < best_cost:
+                best, best_cost = (off, ha, va), cost
+            if cost == 0:
+                break
+        note.set_position(best[0])
+        note.set_horizontalalignment(best[1])
+        note.set_verticalalignment(best[2])
+        placed.append(note.get_window_extent(renderer))
 
 
 def _marker_area(params: Any) -> float:
