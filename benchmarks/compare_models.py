@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                     times.append(time.perf_counter() - t0)
             cost = {"params": params / 1e6, "gflops": (_flops(net, 400) or 0) / 1e9,
                     "latency_ms": statistics.median(times) * 1000}
+            old_cost[arch] = cost  # measured once per network: its other weights share it
         row = {"name": name, "arch": arch, "tag": model.tag, "data": _data(model.tag), **cost, "weights": model.weights,
                "weights_sha256": model.weights_sha256, "budget": _budget(model.weights)}
         if not model.random_init:
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
     done = {r["name"] for r in rows}
-    tagged = {r["arch"] for r in [*rows, *old.values()] if r.get("tag")}
+    tagged = {split_tag(n)[0] for n in [*done, *old] if split_tag(n)[1]}  # networks with NAME.TAG rows
     # an earlier row stays unless this run redid it, or it is a bare name whose network now has tagged rows
     kept = [r for n, r in old.items() if n not in done and not (split_tag(n)[1] is None and n in tagged)]
     rows = sorted(rows + kept, key=lambda r: r["name"])
