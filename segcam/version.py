@@ -1,3 +1,3 @@
 """segcam's version (a leaf module: manifests import it without importing the whole package)."""
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"
