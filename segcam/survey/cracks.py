@@ -301,24 +301,22 @@ def evidence_shares(cam: np.ndarray, crack: np.ndarray, zone: np.ndarray | None 
     return _shares(energy[grown], _crop_distance(crack[grown]), float(energy.sum()))
 
 
-def _zones(labels: np.ndarray) -> np.ndarray:
-    """Each pixel's nearest crack label (Voronoi zones of the cracks)."""
+def _nearest(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's distance to the nearest labelled pixel and that pixel's label (one distance transform)."""
     from scipy.ndimage import distance_transform_edt
 
     if labels.max() == 0:
-        return labels
-    _, idx = distance_transform_edt(labels == 0, return_indices=True)
-    return labels[idx[0], idx[1]]
-
-
-def _ring(labels: np.ndarray) -> np.ndarray:
-    """Each label's surroundings: the unlabelled pixels within BESIDE_PX of it, nearer to it than to any other."""
-    from scipy.ndimage import distance_transform_edt
-
-    if labels.max() == 0:
-        return labels
+        return np.zeros(labels.shape, np.float64), labels
     dist, idx = distance_transform_edt(labels == 0, return_indices=True)
-    return np.where((dist > 0) & (dist <= BESIDE_PX), labels[idx[0], idx[1]], 0).astype(labels.dtype)
+    return dist, labels[idx[0], idx[1]]
+
+
+def _ring(dist: np.ndarray, nearest: np.ndarray) -> np.ndarray:
+    """Each label's surroundings: the unlabelled pixels within BESIDE_PX of it, nearer to it than to any other.
+
+    ``dist`` and ``nearest`` are :func:`_nearest` of the labels.
+    """
+    return np.where((dist > 0) & (dist <= BESIDE_PX), nearest, 0).astype(nearest.dtype)
 
 
 def _pool(act: np.ndarray, labels: np.ndarray, n: int, weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -509,7 +507,8 @@ def analyse_cracks(model: Any, rgb: np.ndarray, category: int = 1, pixel_size: f
             logits = predict_tiled(_network_forward(model), rgb, tile, tile_overlap)
             labels_holder["labels"], labels_holder["n"], labels_holder["total"] = _label(
                 logits.argmax(axis=0) == category, min_area)
-            labels_holder["ring"] = _ring(labels_holder["labels"])
+            labels_holder["nearest"] = _nearest(labels_holder["labels"])
+            labels_holder["ring"] = _ring(*labels_holder["nearest"])
             res = explain_tiled(model, rgb, feat_layers, PredictedTarget(category), recipe.method, tile=tile,
                                 overlap=tile_overlap, score=EVIDENCE_SCORE, on_tile=pool_tile, keep_activations=True)
         else:
@@ -539,12 +538,19 @@ def analyse_cracks(model: Any, rgb: np.ndarray, category: int = 1, pixel_size: f
     if not tiled:
         pool_labels = labels.copy()
         pool_labels[(missed_labels > 0) & (labels == 0)] = n + missed_labels[(missed_labels > 0) & (labels == 0)]
-        ring = _ring(pool_labels)
+        nearest = _nearest(pool_labels)
+        ring = _ring(*nearest)
         for key in feat_layers:
             pooled[key] = _pool(res.maps[key].activations, pool_labels, n + m_missed)
             pooled[key + RING_SUFFIX] = _pool(res.maps[key].activations, ring, n + m_missed)
     prob = res.probability if res.probability is not None else pred.astype(np.float32)
-    zones = _zones(labels) if evidence == "zones" else None
+    # the zones are the nearest-crack map of the cracks alone: the pooling's one when no missed region was added
+    if evidence != "zones":
+        zones = None
+    elif tiled:
+        zones = labels_holder["nearest"][1]
+    else:
+        zones = nearest[1] if m_missed == 0 else _nearest(labels)[1]
     records: list[dict[str, Any]] = []
     thumbs: list[dict[str, np.ndarray]] = []
     from scipy.ndimage import find_objects
@@ -557,8 +563,12 @@ def analyse_cracks(model: Any, rgb: np.ndarray, category: int = 1, pixel_size: f
         totals = np.bincount(zones.ravel(), weights=np.clip(ev_map, 0, None).ravel(), minlength=n + 1)
         ctx_totals = (np.bincount(zones.ravel(), weights=np.clip(ctx_map, 0, None).ravel(), minlength=n + 1)
                       if ctx_map is not None else None)
+        from scipy.ndimage import maximum
+
+        # 2.6x faster than np.maximum.at here (6 against 16 ms at 544x384)
         tops = np.zeros(n + 1, np.float64)
-        np.maximum.at(tops, zones.ravel(), np.clip(ev_map, 0, None).ravel())  # no sort (ndimage.maximum sorts)
+        if n:
+            tops[1:] = maximum(np.clip(ev_map, 0, None), labels=zones, index=np.arange(1, n + 1))
     pad = max(BESIDE_PX, BAND_PX) + 1
     h, w = labels.shape
     for j in range(1, n + 1):
