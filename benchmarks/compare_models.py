@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     old_cost = {r.get("arch", split_tag(n)[0]): r for n, r in old.items()}
     rows = []
     for name in args.models:
-        arch, tag = split_tag(name)
+        arch = split_tag(name)[0]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = segcam.create_model(name, weights=overrides.get(name))

@@ -32,8 +32,9 @@ def evaluate(tag: str, threads: int, scale: float = 1.0, from_cards: bool = Fals
     if from_cards and scale == 1 and all(s in card.get("metrics", {}) for s in SETS):
         return {"results": card["metrics"]}
     path = OUT / (f"{tag}.json" if scale == 1 else f"{tag}@{scale:g}.json")
-    weights = Path(create_model(tag).weights)
-    if not path.is_file() or path.stat().st_mtime < weights.stat().st_mtime:
+    sha = create_model(tag).weights_sha256
+    # stale when the weights changed, by content: file times say nothing after a fresh clone
+    if not path.is_file() or json.loads(path.read_text()).get("weights_sha256") != sha:
         subprocess.run([sys.executable, "-m", "segcam", "evaluate", "--model", tag, "--data", "mix:test",
                         "--threads", str(threads), "--scale", str(scale), "--json", str(path)], check=True)
     return json.loads(path.read_text())

@@ -388,9 +388,18 @@ def comparison_scatter(points: Sequence[dict[str, Any]], out: str | Path | Seque
     return written
 
 
-#: Label positions tried around a point: offset (points), horizontal and vertical alignment.
+#: Label positions tried around a point, in order: offset (points), horizontal and vertical alignment.
 _LABEL_SPOTS = [((3, 3), "left", "bottom"), ((3, -3), "left", "top"), ((-3, 3), "right", "bottom"),
                 ((-3, -3), "right", "top"), ((0, 6), "center", "bottom"), ((0, -6), "center", "top")]
+#: The same spots for a hollow point: below-left first, away from its filled twin's first choice.
+_HOLLOW_SPOTS = [_LABEL_SPOTS[i] for i in (3, 2, 1, 0, 5, 4)]
+
+
+def _put(note: Any, spot: tuple) -> None:
+    (off, ha, va) = spot
+    note.set_position(off)
+    note.set_horizontalalignment(ha)
+    note.set_verticalalignment(va)
 
 
 def _place_labels(fig: Any, ax: Any, notes: Sequence[Any], points: Sequence[dict[str, Any]], x: str, y: str) -> None:
@@ -413,24 +422,20 @@ def _place_labels(fig: Any, ax: Any, notes: Sequence[Any], points: Sequence[dict
         markers.append(Bbox.from_extents(cx - r, cy - r, cx + r, cy + r))
     placed: list[Any] = []
     for i, (note, p) in enumerate(zip(notes, points)):
-        spots = _LABEL_SPOTS[::-1][2:] + _LABEL_SPOTS[::-1][:2] if p.get("hollow") else _LABEL_SPOTS
+        spots = _HOLLOW_SPOTS if p.get("hollow") else _LABEL_SPOTS
         best, best_cost = spots[0], None
-        for off, ha, va in spots:
-            note.set_position(off)
-            note.set_horizontalalignment(ha)
-            note.set_verticalalignment(va)
+        for spot in spots:
+            _put(note, spot)
             bb = note.get_window_extent(renderer)
             outside = (bb.x0 < frame.x0 - 0.5 or bb.x1 > frame.x1 + 0.5 or bb.y0 < frame.y0 - 0.5
                        or bb.y1 > frame.y1 + 0.5)
             clashes = sum(bb.overlaps(o) for o in placed) + sum(bb.overlaps(m) for j, m in enumerate(markers) if j != i)
             cost = 100 * outside + clashes
             if best_cost is None or cost < best_cost:
-                best, best_cost = (off, ha, va), cost
+                best, best_cost = spot, cost
             if cost == 0:
                 break
-        note.set_position(best[0])
-        note.set_horizontalalignment(best[1])
-        note.set_verticalalignment(best[2])
+        _put(note, best)
         placed.append(note.get_window_extent(renderer))
 
 
