@@ -46,12 +46,14 @@ def cost(frames, tmp):
     """
     import warnings
 
+    import cv2
     import paddle
 
     import segcam
     from segcam.survey import batch
 
     paddle.base.core.set_num_threads(1)
+    cv2.setNumThreads(1)  # one thread everywhere: OpenCV would otherwise spread the records' transforms over cores
     model = segcam.create_model("hrsegnet_b16")
     jobs = {"no_cracks": batch.ExplainJob(model, ("seg_head",), cracks=False),
             "cracks": batch.ExplainJob(model, ("seg_head",))}

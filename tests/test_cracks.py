@@ -82,6 +82,54 @@ def test_branching_cracks(w) -> None:
         assert _ok(got, 450, w), (w, rot, got)
 
 
+@pytest.mark.parametrize("w", [2, 3, 5])
+def test_a_closed_ring_measures_its_circumference(w) -> None:
+    # a loop has no end points and no junctions: the tracer's closed-loop branch
+    r = 60
+    a = np.linspace(0, 2 * math.pi, 121)
+    pts = [(150.3 + r * math.cos(t), 150.6 + r * math.sin(t)) for t in a]
+    got = measure_crack(band((300, 300), pts, w))
+    assert _ok(got, 2 * math.pi * r, w), (w, got)
+
+
+def test_fast_distance_transforms_equal_scipys() -> None:
+    # the records use OpenCV's exact transform for speed; ties in the spur rule need SciPy's values bit for bit
+    from scipy.ndimage import distance_transform_edt
+
+    from segcam.survey.cracks import _edt, _nearest
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        mask = rng.random((70, 90)) < rng.choice([0.02, 0.3, 0.9])
+        assert np.array_equal(_edt(mask), distance_transform_edt(mask))
+        one = np.zeros((70, 90), np.int32)
+        one[rng.integers(0, 70, 4), rng.integers(0, 90, 4)] = 1
+        dist, nearest = _nearest(one)
+        assert np.array_equal(dist, distance_transform_edt(one == 0)) and (nearest == 1).all()
+
+
+@pytest.mark.parametrize("shape", [(96, 128), (90, 125)])
+def test_pooling_is_each_labels_area_weighted_mean(shape) -> None:
+    # whole 1/8 cells (each label's box resized alone), and cells cut by the grid (the whole photo per label)
+    import cv2
+
+    from segcam.survey.cracks import _pool
+
+    rng = np.random.default_rng(5)
+    act = rng.random((6, 12, 16)).astype(np.float32)
+    labels = np.zeros(shape, np.int32)
+    labels[5:40, 3:9], labels[50:53, 20:120], labels[60:90, 70:77] = 1, 2, 3  # boxes off the cell grid
+    labels[rng.random(shape) < 0.05] = 2
+    weight = rng.random(shape).astype(np.float32)
+    for wt in (None, weight):
+        sums, mass = _pool(act, labels, 3, wt)
+        for j in (1, 2, 3):
+            m = (labels == j).astype(np.float32) * (1 if wt is None else wt)
+            small = cv2.resize(m, (16, 12), interpolation=cv2.INTER_AREA)
+            assert np.allclose(sums[j - 1], (act * small).reshape(6, -1).sum(axis=1), rtol=1e-5)
+            assert mass[j - 1] == pytest.approx(small.sum(), rel=1e-5)
+
+
 def test_millimetres_scale_the_pixel_measures() -> None:
     mask, _ = _line(200, 5, 30)
     px, mm = measure_crack(mask), measure_crack(mask, pixel_size=0.2)

@@ -41,9 +41,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 __all__ = ["BAND_PX", "BESIDE_PX", "CRACK_FIELDS", "EVIDENCE_MODES", "MIN_AREA", "RING_SUFFIX", "CrackAnalysis", "analyse_cracks",
-           "crack_labels", "evidence_shares", "measure_crack", "read_crack_features", "read_crack_file", "read_crack_thumb",
-           "records_for_csv",
-           "skeleton_length"]
+           "crack_labels", "evidence_shares", "measure_crack", "read_crack_features", "read_crack_file",
+           "read_crack_thumb", "records_for_csv", "skeleton_length"]
 
 #: Smallest component recorded as a crack, in pixels (a 4x4 speck has neither a length nor a width).
 MIN_AREA = 16
@@ -92,23 +91,29 @@ def _label(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, int, int]:
 _OFFSETS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 
 
-def _neighbours(sk: np.ndarray) -> dict[tuple[int, int], list[tuple[int, int]]]:
+def _neighbours(sk: np.ndarray) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
+    """The skeleton as a graph: each pixel's skeleton neighbours, and the pixels' ``ys`` and ``xs``.
+
+    Pixels are numbered in row-major order and their neighbours listed in :data:`_OFFSETS` order. Plain ints
+    and one array lookup per offset: tracing (y, x) tuples through dicts was most of the records' measuring
+    time.
+    """
     ys, xs = np.nonzero(sk)
-    pad = np.pad(sk.astype(bool), 1)
-    # which of the 8 neighbours are skeleton, for every point at once (a set lookup per neighbour was 2x slower)
-    hits = np.stack([pad[ys + 1 + dy, xs + 1 + dx] for dy, dx in _OFFSETS], axis=1).tolist()
-    return {(y, x): [(y + dy, x + dx) for (dy, dx), h in zip(_OFFSETS, row) if h]
-            for y, x, row in zip(ys.tolist(), xs.tolist(), hits)}
+    number = np.full((sk.shape[0] + 2, sk.shape[1] + 2), -1, np.int64)
+    number[ys + 1, xs + 1] = np.arange(len(ys))
+    table = np.stack([number[ys + 1 + dy, xs + 1 + dx] for dy, dx in _OFFSETS], axis=1).tolist()
+    return [[q for q in row if q >= 0] for row in table], ys, xs
 
 
-def _polyline_length(path: list[tuple[int, int]], step: int = PATH_STEP) -> float:
+def _polyline_length(ys: np.ndarray, xs: np.ndarray, path: list[int], step: int = PATH_STEP) -> float:
+    """Length of the polyline through every ``step``-th pixel of ``path`` (pixel numbers) and its last one."""
     if len(path) < 2:
         return 0.0
-    idx = list(range(0, len(path), step))
-    if idx[-1] != len(path) - 1:
-        idx.append(len(path) - 1)
-    pts = np.asarray([path[i] for i in idx], float)
-    return float(np.sqrt((np.diff(pts, axis=0) ** 2).sum(axis=1)).sum())
+    idx = path[::step]
+    if (len(path) - 1) % step:
+        idx.append(path[-1])
+    dy, dx = np.diff(ys[idx]).astype(float), np.diff(xs[idx]).astype(float)
+    return float(np.sqrt(dy * dy + dx * dx).sum())
 
 
 def _run_out(comp: np.ndarray, end: tuple[int, int], inner: tuple[int, int]) -> float:
@@ -127,34 +132,47 @@ def _run_out(comp: np.ndarray, end: tuple[int, int], inner: tuple[int, int]) -> 
         t += 0.5
 
 
-def _trace(nbrs: dict[tuple[int, int], list[tuple[int, int]]]) -> list[list[tuple[int, int]]]:
-    """The skeleton's paths: node to node (nodes: degree != 2), plus closed loops without nodes."""
-    nodes = {p for p, n in nbrs.items() if len(n) != 2}
-    seen_edges: set[frozenset] = set()
+def _trace(nbrs: list[list[int]]) -> list[list[int]]:
+    """The skeleton's paths (pixel numbers): node to node (nodes: degree != 2), plus closed loops without nodes.
+
+    Paths start at nodes in pixel order and leave each by its first untraced edge: the same paths, in the
+    same order and direction, whatever the skeleton's size.
+    """
+    n = len(nbrs)
+    is_node = [len(q) != 2 for q in nbrs]
+    seen: set[int] = set()  # traced edges, as min * n + max
     paths = []
-    for start in sorted(nodes):
+    for start in range(n):
+        if not is_node[start]:
+            continue
         for first in nbrs[start]:
-            if frozenset((start, first)) in seen_edges:
+            edge = min(start, first) * n + max(start, first)
+            if edge in seen:
                 continue
             path, prev, cur = [start], start, first
-            seen_edges.add(frozenset((start, first)))
+            seen.add(edge)
             while True:
                 path.append(cur)
-                if cur in nodes:
+                if is_node[cur]:
                     break
-                nxt = [q for q in nbrs[cur] if q != prev and frozenset((cur, q)) not in seen_edges]
-                if not nxt:
+                a, b = nbrs[cur]  # not a node: two neighbours, one of them the pixel it came from
+                nxt = b if a == prev else a
+                edge = cur * n + nxt if cur < nxt else nxt * n + cur
+                if edge in seen:
                     break
-                prev, cur = cur, nxt[0]
-                seen_edges.add(frozenset((prev, cur)))
+                seen.add(edge)
+                prev, cur = cur, nxt
             paths.append(path)
-    on_path = {p for path in paths for p in path}
-    for p in sorted(set(nbrs) - on_path):  # loops: every pixel has two neighbours
-        if p in on_path:
+    on_path = bytearray(n)
+    for path in paths:
+        for p in path:
+            on_path[p] = 1
+    for p in range(n):  # loops: every pixel has two neighbours
+        if on_path[p]:
             continue
-        path, prev, cur = [p], None, p
+        path, prev, cur, inside = [p], -1, p, set()
         while True:
-            nxt = [q for q in nbrs[cur] if q != prev and q not in path[1:]]
+            nxt = [q for q in nbrs[cur] if q != prev and q not in inside]
             if not nxt or (nxt[0] == p and len(path) > 2):
                 path.append(p)
                 break
@@ -163,7 +181,9 @@ def _trace(nbrs: dict[tuple[int, int], list[tuple[int, int]]]) -> list[list[tupl
                 path.append(p)
                 break
             path.append(cur)
-        on_path.update(path)
+            inside.add(cur)
+        for q in path:
+            on_path[q] = 1
         paths.append(path)
     return paths
 
@@ -175,42 +195,38 @@ def skeleton_length(component: np.ndarray, edt: np.ndarray | None = None) -> tup
         component: H x W bool, one connected component.
         edt: Its Euclidean distance transform (computed if None).
     """
-    from scipy.ndimage import distance_transform_edt
     from skimage.morphology import skeletonize
 
     comp = np.pad(np.asarray(component, bool), 1)
-    edt = np.pad(edt, 1) if edt is not None else distance_transform_edt(comp)
+    edt = np.pad(edt, 1) if edt is not None else _edt(comp)
     sk = skeletonize(comp)
     if not sk.any():
         return 0.0, sk[1:-1, 1:-1]
-    nbrs = _neighbours(sk)
+    nbrs, ys, xs = _neighbours(sk)
     if len(nbrs) == 1:  # a blob whose skeleton is one pixel: its length is its extent
         return float(2 * edt[sk].max() - 1), sk[1:-1, 1:-1]
     paths = _trace(nbrs)
-    degree = {p: len(n) for p, n in nbrs.items()}
     # prune spurs: a path from a free end to a junction shorter than the width there (corner artefacts of a
     # flat crack end), then thin again so the junction's pixel cluster becomes a plain end
     spur = np.zeros_like(sk)
     for path in paths:
         a, b = path[0], path[-1]
-        if degree[a] != 1:
+        if len(nbrs[a]) != 1:
             a, b, path = b, a, path[::-1]
-        if degree[a] == 1 and degree[b] >= 3 and _polyline_length(path) < 2 * edt[b]:
-            for y, x in path[:-1]:
-                spur[y, x] = True
+        if len(nbrs[a]) == 1 and len(nbrs[b]) >= 3 and _polyline_length(ys, xs, path) < 2 * edt[ys[b], xs[b]]:
+            spur[ys[path[:-1]], xs[path[:-1]]] = True
     if spur.any() and (sk & ~spur).any():
         sk = skeletonize(sk & ~spur)
-        nbrs = _neighbours(sk)
+        nbrs, ys, xs = _neighbours(sk)
         paths = _trace(nbrs)
-    length = sum(_polyline_length(p) for p in paths)
+    length = sum(_polyline_length(ys, xs, p) for p in paths)
     # free ends: a skeleton stops short of the crack's end (by half a width, more on oblique thin ends);
     # continue each end in its path's direction up to the crack's edge
     for path in paths:
         for end, back in ((path[0], path[1:1 + 2 * PATH_STEP]), (path[-1], path[-2:-2 - 2 * PATH_STEP:-1])):
             if len(nbrs[end]) == 1 and back:
-                length += _run_out(comp, end, back[-1])
-    pruned = sk
-    return float(length), pruned[1:-1, 1:-1]
+                length += _run_out(comp, (int(ys[end]), int(xs[end])), (int(ys[back[-1]]), int(xs[back[-1]])))
+    return float(length), sk[1:-1, 1:-1]
 
 
 def _orientation(component: np.ndarray) -> float:
@@ -231,11 +247,9 @@ def measure_crack(component: np.ndarray, pixel_size: float | None = None) -> dic
         component: H x W bool mask of one connected crack (a crop is enough).
         pixel_size: Millimetres per pixel; adds ``length_mm`` and ``*_width_mm``.
     """
-    from scipy.ndimage import distance_transform_edt
-
     comp = np.asarray(component, bool)
     area = int(comp.sum())
-    edt = distance_transform_edt(np.pad(comp, 1))[1:-1, 1:-1]
+    edt = _edt(np.pad(comp, 1))[1:-1, 1:-1]
     length, sk = skeleton_length(comp, edt)
     local = 2 * edt[sk] - 1 if sk.any() else np.asarray([0.0])
     out = {"area": area, "length": round(length, 3),
@@ -247,10 +261,23 @@ def measure_crack(component: np.ndarray, pixel_size: float | None = None) -> dic
     return out
 
 
-def _crop_distance(crack: np.ndarray) -> np.ndarray:
-    from scipy.ndimage import distance_transform_edt
+def _edt(mask: np.ndarray) -> np.ndarray:
+    """Each True pixel's Euclidean distance to the nearest False one (``scipy.ndimage.distance_transform_edt``'s).
 
-    return distance_transform_edt(~crack)
+    OpenCV's exact transform (``DIST_MASK_PRECISE``, the same Felzenszwalb-Huttenlocher algorithm; equal to
+    SciPy's to 3e-6): 6x faster than SciPy's on these crops, and two run per crack. Its float32 distances are
+    made SciPy's float64 ones exactly (squared distances are whole numbers): the spur rule compares lengths
+    with widths, and a tie such as sqrt(20) against 2 sqrt(5) must fall the same way.
+    """
+    import cv2
+
+    d = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE).astype(np.float64)
+    return np.sqrt(np.rint(d * d))
+
+
+def _crop_distance(crack: np.ndarray) -> np.ndarray:
+    """Each pixel's distance to the crack."""
+    return _edt(~crack)
 
 
 def _shares(energy: np.ndarray, dist: np.ndarray, total: float) -> dict[str, Any]:
@@ -309,8 +336,11 @@ def _nearest(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each pixel's distance to the nearest labelled pixel and that pixel's label (one distance transform)."""
     from scipy.ndimage import distance_transform_edt
 
-    if labels.max() == 0:
+    top = labels.max()
+    if top == 0:
         return np.zeros(labels.shape, np.float64), labels
+    if top == 1:  # one crack is everyone's nearest: the distances alone, without SciPy's slower feature transform
+        return _edt(labels == 0), np.ones_like(labels)
     dist, idx = distance_transform_edt(labels == 0, return_indices=True)
     return dist, labels[idx[0], idx[1]]
 
@@ -326,18 +356,29 @@ def _ring(dist: np.ndarray, nearest: np.ndarray) -> np.ndarray:
 def _pool(act: np.ndarray, labels: np.ndarray, n: int, weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-label sums of a K x h x w activation over each label's pixels (area-weighted at h x w) and weights."""
     import cv2
+    from scipy.ndimage import find_objects
 
     k, h, w = act.shape
+    H, W = labels.shape
     sums = np.zeros((n, k), np.float64)
     mass = np.zeros(n, np.float64)
-    for j in range(1, n + 1):
-        m = (labels == j).astype(np.float32)
+    # whole cells (the photo a multiple of the layer): each label's box, grown to whole cells, is resized alone,
+    # the same cell means as the whole photo's at the cost of the box (4x less at 3 cracks, 10x at 40)
+    fy, fx = (H // h, W // w) if H % h == 0 and W % w == 0 else (0, 0)
+    boxes = find_objects(labels, max_label=n) if fy else [None] * n
+    for j, sl in enumerate(boxes, 1):
+        if fy and sl is None:
+            continue
+        cy = slice(sl[0].start // fy, -(-sl[0].stop // fy)) if fy else slice(0, h)
+        cx = slice(sl[1].start // fx, -(-sl[1].stop // fx)) if fy else slice(0, w)
+        box = (slice(cy.start * fy, cy.stop * fy), slice(cx.start * fx, cx.stop * fx)) if fy else (slice(None),) * 2
+        m = (labels[box] == j).astype(np.float32)
         if weight is not None:
-            m *= weight
+            m *= weight[box]
         if not m.any():
             continue
-        small = cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA)
-        sums[j - 1] = (act * small[None]).reshape(k, -1).sum(axis=1)
+        small = cv2.resize(m, (cx.stop - cx.start, cy.stop - cy.start), interpolation=cv2.INTER_AREA)
+        sums[j - 1] = (act[:, cy, cx] * small[None]).reshape(k, -1).sum(axis=1)
         mass[j - 1] = small.sum()
     return sums, mass
 
