@@ -364,14 +364,17 @@ def _pool(act: np.ndarray, labels: np.ndarray, n: int, weight: np.ndarray | None
     mass = np.zeros(n, np.float64)
     # whole cells (the photo a multiple of the layer): each label's box, grown to whole cells, is resized alone,
     # the same cell means as the whole photo's at the cost of the box (4x less at 3 cracks, 10x at 40)
-    fy, fx = (H // h, W // w) if H % h == 0 and W % w == 0 else (0, 0)
-    boxes = find_objects(labels, max_label=n) if fy else [None] * n
+    whole = H % h == 0 and W % w == 0
+    fy, fx = H // h, W // w
+    boxes = find_objects(labels, max_label=n) if whole else [(slice(0, H), slice(0, W))] * n
     for j, sl in enumerate(boxes, 1):
-        if fy and sl is None:
+        if sl is None:
             continue
-        cy = slice(sl[0].start // fy, -(-sl[0].stop // fy)) if fy else slice(0, h)
-        cx = slice(sl[1].start // fx, -(-sl[1].stop // fx)) if fy else slice(0, w)
-        box = (slice(cy.start * fy, cy.stop * fy), slice(cx.start * fx, cx.stop * fx)) if fy else (slice(None),) * 2
+        if whole:
+            cy, cx = slice(sl[0].start // fy, -(-sl[0].stop // fy)), slice(sl[1].start // fx, -(-sl[1].stop // fx))
+            box = (slice(cy.start * fy, cy.stop * fy), slice(cx.start * fx, cx.stop * fx))
+        else:
+            cy, cx, box = slice(0, h), slice(0, w), sl
         m = (labels[box] == j).astype(np.float32)
         if weight is not None:
             m *= weight[box]
