@@ -9,6 +9,7 @@ import pytest
 from conftest import CHROMIUM_ARGS, EXAMPLE_MASKS, EXAMPLES, chromium_or_skip
 
 from segcam.cli import main
+from segcam.survey.atlas import CRACKS_PER_CONCEPT, K_MAX, K_MIN, default_k
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +26,21 @@ def test_atlas_is_deterministic_with_a_seed_and_counts_false_positives(run, tmp_
     assert (a / "atlas.json").read_text() == (b / "atlas.json").read_text()
     assert (a / "atlas.csv").read_text() == (b / "atlas.csv").read_text()
     data = json.loads((a / "atlas.json").read_text())
-    assert sum(c["members"] for c in data["concepts"]) == len((run / "cracks.csv").read_text().splitlines()) - 1
-    assert data["silhouette"] and data["k"] == int(max(data["silhouette"], key=data["silhouette"].get))
+    n = len((run / "cracks.csv").read_text().splitlines()) - 1
+    assert sum(c["members"] for c in data["concepts"]) == n
+    assert data["k"] == default_k(n) == min(n, K_MIN) and -1 <= data["silhouette"] <= 1
     assert all(c["false_positive_share"] is not None for c in data["concepts"])
     assert (a / "atlas.png").stat().st_size > 10_000 and (a / "atlas.pdf").is_file()
     c = tmp_path / "c"
     assert main(["atlas", str(run), "--seed", "1", "--k", "3", "--out", str(c)]) == 0
     assert json.loads((c / "atlas.json").read_text())["k"] == 3
+
+
+def test_default_k_is_one_concept_per_so_many_cracks_within_its_range() -> None:
+    assert [default_k(n) for n in (1, 2, K_MIN)] == [1, 2, K_MIN]  # never more concepts than cracks
+    assert default_k(K_MIN * CRACKS_PER_CONCEPT // 2) == K_MIN
+    assert default_k(10 * CRACKS_PER_CONCEPT) == 10
+    assert default_k(100_000) == K_MAX
 
 
 def test_atlas_skips_images_without_masks_with_one_line_each(run, tmp_path, capsys) -> None:

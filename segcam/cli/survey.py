@@ -33,7 +33,7 @@ def _mask_lookup(folders: list[str]) -> Any:
 def cmd_atlas(args: argparse.Namespace) -> int:
     import json
 
-    from segcam.survey.atlas import atlas_figure, build_atlas, load_run_cracks
+    from segcam.survey.atlas import CRACKS_PER_CONCEPT, K_MAX, K_MIN, atlas_figure, build_atlas, load_run_cracks
     from segcam.utils.files import save_csv, save_json
 
     if args.k is not None and args.k < 1:
@@ -49,15 +49,15 @@ def cmd_atlas(args: argparse.Namespace) -> int:
                                   "region": r.get("region", ""), "concept": int(c), "false": "" if f is None else int(f)}
                                  for r, c, f in zip(run.records, atlas.assignment, atlas.false)])
     atlas_figure(run, atlas, [out / "atlas.pdf", out / "atlas.png"])
-    tried = sorted(atlas.silhouette)
-    chosen = "given" if args.k else f"chosen by the silhouette score over {tried[0]}-{tried[-1]}" if tried else "all"
+    chosen = "given" if args.k else f"one per {CRACKS_PER_CONCEPT} cracks, within {K_MIN}-{K_MAX}"
+    separation = "" if atlas.silhouette is None else f", silhouette {atlas.silhouette:.3f}"
     print(f"{'concept':>7} {'cracks':>7} {'missed':>7} {'FP share':>9} {'mean p':>7} {'length':>7} {'width':>6}")
     for c in atlas.concepts:
         fp = "-" if c["false_positive_share"] is None else f"{100 * c['false_positive_share']:.0f} %"
         print(f"{'C' + str(c['concept']):>7} {c['members']:>7} {c['missed']:>7} {fp:>9} {c['mean_prob']:>7.2f} "
               f"{c['mean_length']:>7.1f} {c['mean_width']:>6.2f}")
     missed = len(run.records) - len(run.cracks)
-    print(f"segcam: {len(run.cracks)} cracks and {missed} missed regions, k = {atlas.k} ({chosen}); atlas in {out} "
+    print(f"segcam: {len(run.cracks)} cracks and {missed} missed regions, k = {atlas.k} ({chosen}{separation}); atlas in {out} "
           f"({json.dumps([p.name for p in sorted(out.iterdir())])})", file=sys.stderr)
     return 0
 
@@ -72,13 +72,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     """Add the 'atlas' and 'report' commands to the ``segcam`` parser."""
+    from segcam.survey.atlas import CRACKS_PER_CONCEPT, K_MAX, K_MIN
+
     p = sub.add_parser("atlas", help="concept atlas of a run's cracks: what the network takes for crack",
                        formatter_class=fmt)
     p.add_argument("run", help="the --out folder of a segcam explain run")
     p.add_argument("--masks", action="append", default=None, metavar="DIR",
                    help="folder of ground-truth <image stem>.png masks (repeatable): adds each concept's share of "
                         "false positives")
-    p.add_argument("--k", type=int, default=None, help="number of concepts (default: chosen by the silhouette score)")
+    p.add_argument("--k", type=int, default=None,
+                   help=f"number of concepts (default: one per {CRACKS_PER_CONCEPT} predicted cracks, within {K_MIN}-{K_MAX})")
     p.add_argument("--seed", type=int, default=0, help="seed of k-means and of the silhouette sample")
     p.add_argument("--out", default=None, help="output folder (default: RUN/atlas)")
     p.set_defaults(func=cmd_atlas)
