@@ -34,6 +34,11 @@ SEEDS = 10
 K_STUDY = (4, 8, 12, 16, 20, 24, 28, 32, 40, 48)
 SHUFFLES = 10
 
+sys.path.insert(0, str(ROOT))
+
+from segcam.survey import atlas as atlas_mod  # noqa: E402
+from segcam.survey.cracks import RING_SUFFIX  # noqa: E402
+
 
 def _purest_share(assign: np.ndarray, false: np.ndarray) -> float:
     """The false-positive share of the purest concept of at least 20 cracks (0 when none is that big)."""
@@ -59,10 +64,6 @@ def k_study(run, cracks: np.ndarray, false: np.ndarray) -> dict:
                        "gap": round(float(np.mean(real) - np.mean(chance)), 3)}
         print(k, out[str(k)], file=sys.stderr, flush=True)
     return out
-sys.path.insert(0, str(ROOT))
-
-from segcam.survey import atlas as atlas_mod  # noqa: E402
-from segcam.survey.cracks import RING_SUFFIX  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -100,9 +101,7 @@ def main(argv=None) -> int:
         shares = []
         for seed in range(SEEDS):
             atlas = atlas_mod.build_atlas(run, seed=seed, blocks=blocks)
-            big = [c["false_positive_share"] for c in atlas.concepts
-                   if c["members"] >= 20 and c["false_positive_share"] is not None]
-            shares.append(max(big) if big else 0.0)
+            shares.append(_purest_share(atlas.assignment[cracks], false))
         result["column_sets"][name] = {
             "columns": int(x.shape[1]), "false_vs_true_auroc": round(float(auroc), 3),
             "mean_prob_r2": round(float(r2), 3), "k": atlas.k,

@@ -32,6 +32,7 @@ MIN_MEMBERS = 20
 
 
 def _purest(atlas) -> dict:
+    """The concept of at least MIN_MEMBERS cracks with the largest share of false positives."""
     big = [c for c in atlas.concepts if c["members"] >= MIN_MEMBERS and c["false_positive_share"] is not None]
     best = max(big, key=lambda c: c["false_positive_share"])
     return {"concept": best["concept"], "members": best["members"], "false_positive_share": best["false_positive_share"]}
@@ -47,12 +48,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     args.run = args.run or ROOT / "runs" / f"five_set_{args.split}_masks"
     pairs = [p for s in SETS for p in parse_data_spec(f"{s}:{args.split}")]
+    source = {p.image.stem: s for s in SETS for p in parse_data_spec(f"{s}:{args.split}")}
     masks = args.run.parent / f"{args.run.name}_masks"  # one folder of <image stem>.png links for --masks
     masks.mkdir(parents=True, exist_ok=True)
     for p in pairs:
         link = masks / f"{p.image.stem}.png"
         if not link.exists():
             link.symlink_to(p.mask.resolve())
+    resumed = (args.run / "manifest.json").is_file()  # then explain_seconds times only the photos left to do
     t0 = time.time()
     cmd = [sys.executable, "-m", "segcam", "explain", "--model", args.model, "--threads", "2", "--save", "prediction,raw",
            "--masks", str(masks), "--out", str(args.run), *[str(p.image) for p in pairs]]
@@ -66,17 +69,27 @@ def main(argv=None) -> int:
     atlas = build_atlas(run, seed=0)  # the run labelled its cracks and recorded the missed ones (--masks)
     out = args.run / "atlas"
     out.mkdir(exist_ok=True)
-    atlas_figure(run, atlas, [out / "atlas.png", out / "atlas.pdf"], dpi=200)
+    atlas_figure(run, atlas, [out / "atlas.png", out / "atlas.pdf"], dpi=150)
     (out / "atlas.json").write_text(json.dumps(atlas.to_json(), indent=1))
     fig = ROOT / "docs" / "figures" / "atlas_five_set_test.png"
     shutil.copy(out / "atlas.png", fig)
     result = {"model": args.model, "images": len(pairs), "cracks": len(run.cracks),
               "missed": len(run.records) - len(run.cracks), "false": sum(bool(f) for f in atlas.false), "k": atlas.k,
               "silhouette": atlas.silhouette,
-              "explain_seconds": round(explain_s, 1), "atlas_seconds": round(time.time() - t1, 1),
+              "explain_seconds": round(explain_s, 1), "explain_resumed": resumed, "atlas_seconds": round(time.time() - t1, 1),
               "concepts": [{k: c[k] for k in ("concept", "members", "missed", "false_positive_share", "mean_prob",
                                               "mean_length", "mean_width")} for c in atlas.concepts]}
     result["purest"] = _purest(atlas)
+    # is the purest concept a kind of mistake or one data set? its cracks and false ones per set, against each set's
+    by_set = {s: {"cracks": 0, "false": 0, "in_purest": 0, "false_in_purest": 0} for s in SETS}  # own rate
+    for i in run.cracks:
+        row = by_set[source[run.records[i]["name"]]]
+        purest = int(atlas.assignment[i]) == result["purest"]["concept"]
+        row["cracks"] += 1
+        row["false"] += bool(atlas.false[i])
+        row["in_purest"] += purest
+        row["false_in_purest"] += purest and bool(atlas.false[i])
+    result["by_set"] = by_set
     shares = [_purest(build_atlas(run, seed=seed))["false_positive_share"] for seed in range(SEEDS)]
     result["purest_over_seeds"] = {"shares": shares, "mean": round(float(sum(shares) / SEEDS), 4),
                                    "at_least_70_percent": sum(s >= 0.7 for s in shares)}

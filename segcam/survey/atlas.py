@@ -42,7 +42,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["CRACKS_PER_CONCEPT", "K_MAX", "K_MIN", "Atlas", "AtlasError", "build_atlas", "load_run_cracks"]
+__all__ = ["CRACKS_PER_CONCEPT", "K_MAX", "K_MIN", "Atlas", "AtlasError", "build_atlas", "default_k",
+           "load_run_cracks"]
 
 #: Predicted cracks per concept when k is not given (module docstring: measured on the valid splits).
 CRACKS_PER_CONCEPT = 40
