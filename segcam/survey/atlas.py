@@ -183,11 +183,9 @@ def _silhouette(x: np.ndarray, labels: np.ndarray, seed: int) -> float | None:
     """Mean silhouette of a clustering on a seeded sample of at most :data:`SILHOUETTE_SAMPLE` rows."""
     from sklearn.metrics import silhouette_score
 
-    if not 2 <= len(set(labels.tolist())) < len(x):
-        return None
     rng = np.random.default_rng(seed)
     idx = np.arange(len(x)) if len(x) <= SILHOUETTE_SAMPLE else rng.choice(len(x), SILHOUETTE_SAMPLE, replace=False)
-    if len(set(labels[idx].tolist())) < 2:
+    if not 2 <= len(np.unique(labels[idx])) < len(idx):  # the score needs 2 to n - 1 clusters in its sample
         return None
     return round(float(silhouette_score(x[idx], labels[idx])), 4)
 
