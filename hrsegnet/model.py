@@ -61,6 +61,10 @@ class SegBlock(nn.Layer):
         self.l2h_conv3 = nn.Conv2D(low, base, 1)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.forward_paths(x)[0]
+
+    def forward_paths(self, x: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """The block's output (the high-resolution path) and its last low-resolution features (``l_conv3``'s)."""
         size = x.shape[2:]
         h, low = x, x
         steps = (
@@ -72,7 +76,7 @@ class SegBlock(nn.Layer):
             low = l_conv(low)
             # Guidance flows low -> high only: resize first, then the 1x1 conv, then add.
             h = h_conv(h) + l2h_conv(_resize(low, size))
-        return h
+        return h, low
 
 
 class SegHead(nn.Layer):

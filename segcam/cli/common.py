@@ -78,7 +78,8 @@ def _build_model(args: argparse.Namespace, create_model: Any, load_paddleseg: An
         if not args.weights:
             raise UsageError("--config needs --weights (the .pdparams trained with that config)")
         return load_paddleseg(args.config, args.weights, strict=not args.allow_partial)
-    return create_model(args.model or "hrsegnet_b48", weights=args.weights, strict=not args.allow_partial)
+    model = args.model or getattr(args, "default_model", None) or "hrsegnet_b48"
+    return create_model(model, weights=args.weights, strict=not args.allow_partial)
 
 
 def parse_method_args(items: list[str] | None) -> dict[str, Any]:
@@ -100,7 +101,9 @@ def parse_method_args(items: list[str] | None) -> dict[str, Any]:
 
 
 def add_model_args(p: argparse.ArgumentParser, default_model: str | None = None) -> None:
-    p.add_argument("--model", default=default_model, help="zoo model name (segcam models); default hrsegnet_b48")
+    default_model = default_model or "hrsegnet_b48"
+    p.add_argument("--model", default=None, help=f"zoo model name (segcam models); default {default_model}")
+    p.set_defaults(default_model=default_model)
     p.add_argument("--weights", default=None,
                    help="a .pdparams file; default: the weights shipped for the model, else random init; "
                         "'random' forces random init")

@@ -59,6 +59,19 @@ class TerminalProgress:
             print(f"segcam: {self._what}: {self._done}/{self._total} {self.unit} ({share:.0%}), {rate:.2f} {self.unit}/s, "
                   f"{_duration(now - self._t0)} spent, about {_duration(left)} left", file=self.stream, flush=True)
 
+    def step(self, done: int, total: int) -> None:
+        """Progress within one image (tiles of a large photo): the bar's postfix, or a line now and then."""
+        if total <= 2:
+            return
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"photo {done}/{total} steps", refresh=True)
+            return
+        now = time.monotonic()
+        if now - self._last >= self.every / 3 or done == total:
+            self._last = now
+            print(f"segcam: {self._what}: image {self._done + 1}/{self._total}: step {done}/{total}", file=self.stream,
+                  flush=True)
+
     def close(self) -> None:  # noqa: D102
         if self._bar is not None:
             self._bar.close()

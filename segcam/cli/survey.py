@@ -1,4 +1,4 @@
-"""``segcam atlas`` and ``segcam report``: what a whole run found, from the per-crack records it saved."""
+"""``segcam survey``, ``segcam atlas`` and ``segcam report``: a survey's cracks, and what a whole run found."""
 
 from __future__ import annotations
 
@@ -7,7 +7,54 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from segcam.cli.common import UsageError
+from segcam.cli.common import UsageError, add_model_args, collect_images, load_model
+
+
+def cmd_survey(args: argparse.Namespace) -> int:
+    from segcam.cli.explain import parse_pixel_size
+    from segcam.cli.progress import TerminalProgress
+    from segcam.survey.batch import check_output_dir, run_explain
+    from segcam.survey.passes import plan_tiles
+    from segcam.survey.survey import SurveyJob
+
+    try:
+        plan_tiles(args.tile + 1, args.tile + 1, args.tile, args.tile_overlap)  # checks the tile and the overlap
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    if args.engine == "ray" and (args.workers < 1 or args.batch_size < 1):
+        raise UsageError(f"--workers and --batch-size must be >= 1, got {args.workers} and {args.batch_size}")
+    if args.engine != "ray" and args.ray_address is not None:
+        raise UsageError("--ray-address needs --engine ray")
+    pixel_size, pixel_sizes = parse_pixel_size(args.pixel_size)
+    if args.masks is not None and not Path(args.masks).exists():
+        raise UsageError(f"--masks {args.masks} does not exist; give a mask file or a folder of <image stem>.png masks")
+    if not args.images:
+        raise UsageError("no input photo given; name image files, folders or globs")
+    out = Path(args.out)
+    check_output_dir(out)
+    images = collect_images(args.images, out)
+    model = load_model(args)
+    print(f"segcam: model {model.name}: {model.describe_weights()}", file=sys.stderr)
+    progress = TerminalProgress()
+    job = SurveyJob(model, tile=args.tile, tile_overlap=args.tile_overlap, category=args.category, pixel_size=pixel_size,
+                    pixel_sizes=pixel_sizes, truth=args.masks, threads=args.threads or 2, cache=args.cache,
+                    on_step=progress.step)
+    engine = None
+    if args.engine == "ray":
+        from functools import partial
+
+        from segcam.survey.ray_engine import RayOptions, ray_loop
+
+        engine = partial(ray_loop, opts=RayOptions(args.ray_address, args.workers, args.batch_size, args.threads or 1))
+    arguments = {k: v for k, v in vars(args).items() if k != "func"}
+    summary = run_explain(job, images, out, overwrite=args.overwrite, arguments=arguments, progress=progress,
+                          warn=lambda msg: print(f"segcam: {msg}", file=sys.stderr), engine=engine)
+    resumed = f" ({summary.skipped} already done by an earlier run)" if summary.skipped else ""
+    print(f"segcam: {summary.total - summary.failed}/{summary.total} photos surveyed{resumed}, {summary.failed} failed; "
+          f"cracks.csv and outputs in {out} (next: segcam report {out})", file=sys.stderr)
+    return 1 if summary.failed else 0
 
 
 def _mask_lookup(folders: list[str]) -> Any:
@@ -71,8 +118,34 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
-    """Add the 'atlas' and 'report' commands to the ``segcam`` parser."""
+    """Add the 'survey', 'atlas' and 'report' commands to the ``segcam`` parser."""
     from segcam.survey.atlas import CRACKS_PER_CONCEPT, K_MAX, K_MIN
+    from segcam.survey.survey import DEFAULT_TILE
+
+    p = sub.add_parser("survey", help="every crack of a survey's photos found, measured, explained and ranked "
+                                      "(cracks.csv, review queue; no heatmaps), at about prediction speed",
+                       formatter_class=fmt)
+    add_model_args(p, default_model="hrsegnet_b16")  # the fastest of the shipped networks, and the best on five sets
+    p.add_argument("images", nargs="*", help="photo files, folders or glob patterns")
+    p.add_argument("--out", default="segcam_survey", help="the run folder (resumes a killed run)")
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="PX",
+                   help="photos with a side above PX are predicted and explained in tiles of PX (a multiple of 32)")
+    p.add_argument("--tile-overlap", type=int, default=128, metavar="PX", help="pixels shared by neighbouring tiles")
+    p.add_argument("--class", dest="category", type=int, default=1, help="the crack class")
+    p.add_argument("--pixel-size", default=None, metavar="MM|CSV",
+                   help="millimetres per pixel (adds *_mm columns to cracks.csv), or a CSV with columns image,pixel_size")
+    p.add_argument("--masks", default=None, metavar="PATH",
+                   help="ground-truth masks (a file or a folder of <image stem>.png): cracks.csv gets a truth column")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="where exports are cached (default: $SEGCAM_CACHE, else ~/.cache/segcam)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out instead of resuming it")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process; ray: a Ray cluster (pip install \"segcam[ray]\")")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --engine ray: auto (the running cluster), ray://HOST:PORT, or unset for a local Ray")
+    p.add_argument("--workers", type=int, default=2, help="with --engine ray: actors, each loads the model once")
+    p.add_argument("--batch-size", type=int, default=4, help="with --engine ray: photos per actor call")
+    p.set_defaults(func=cmd_survey)
 
     p = sub.add_parser("atlas", help="concept atlas of a run's cracks: what the network takes for crack",
                        formatter_class=fmt)

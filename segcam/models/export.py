@@ -94,17 +94,24 @@ class Predictor:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Logits N x C x H x W for normalised input of the exported size."""
+        return self.run(x)[0]
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every output for normalised input of the exported size.
+
+        The logits, then (a trunk export) the activations of the layers in ``meta["layers"]``.
+        """
         x = np.ascontiguousarray(x, dtype=np.float32)
         if tuple(x.shape[2:]) != self.size:
             raise ExportError(f"this export takes {self.size[0]}x{self.size[1]} (H x W) input, got {x.shape[2]}x{x.shape[3]}")
         if self.format == "onnx":
-            return self.session.run(None, {self.input_name: x})[0]
+            return self.session.run(None, {self.input_name: x})
         p = self.predictor
         h = p.get_input_handle(p.get_input_names()[0])
         h.reshape(list(x.shape))
         h.copy_from_cpu(x)
         p.run()
-        return p.get_output_handle(p.get_output_names()[0]).copy_to_cpu()
+        return [p.get_output_handle(name).copy_to_cpu() for name in p.get_output_names()]
 
     def predict_rgb(self, rgb: np.ndarray) -> np.ndarray:
         """Logits for one H x W x 3 uint8 image of the exported size."""
@@ -188,7 +195,7 @@ def load_predictor(folder: str | Path, threads: int = 2, onednn: bool = True, de
 
 
 def export_model(model: Any, out_dir: str | Path, fmt: str = "paddle", size: tuple[int, int] = (400, 400),
-                 verify_image: np.ndarray | None = None, overwrite: bool = False) -> ExportReport:
+                 verify_image: np.ndarray | None = None, overwrite: bool = False, outputs: str = "logits") -> ExportReport:
     """Export a ZooModel for deployment and verify it on ``verify_image``.
 
     Args:
@@ -198,13 +205,22 @@ def export_model(model: Any, out_dir: str | Path, fmt: str = "paddle", size: tup
         size: Fixed input H, W.
         verify_image: H x W x 3 uint8 RGB of ``size`` (default: a fixed random image).
         overwrite: Replace an existing export.
+        outputs: ``logits``, or ``trunk``: the logits and the activations of the network's evidence layers
+            (:mod:`segcam.models.split`; ``meta["layers"]`` names them), every output verified.
 
     Raises:
-        ExportError: Unknown format, bad size, missing export dependencies, existing output, or a
-            verification difference above :data:`TOLERANCE` (nothing is left behind then).
+        ExportError: Unknown format, bad size, missing export dependencies, existing output, a network
+            without a split (``trunk``), or a verification difference above :data:`TOLERANCE` (nothing is
+            left behind then).
     """
+    from segcam.models.split import split_for
+
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    split = split_for(model) if outputs == "trunk" else None
+    if outputs not in ("logits", "trunk") or (outputs == "trunk" and split is None):
+        raise ExportError(f"cannot export outputs={outputs!r} of {getattr(model, 'name', 'this model')}: use 'logits'"
+                          + ("" if outputs != "trunk" else " (segcam splits only HrSegNet at its evidence layers)"))
     h, w = int(size[0]), int(size[1])
     if min(h, w) < 32:
         raise ExportError(f"export size {h}x{w} is below 32 px; every zoo model works from 32x32 up (400x400 is the paper's)")
@@ -242,19 +258,21 @@ def export_model(model: Any, out_dir: str | Path, fmt: str = "paddle", size: tup
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             spec = [paddle.static.InputSpec([1, 3, h, w], "float32", "x")]
+            graph = split.trunk(net) if split is not None else _MainLogit(net)
             try:
                 with _classic_program():
-                    paddle.jit.save(_MainLogit(net), str(tmp / "model"), input_spec=spec)
+                    paddle.jit.save(graph, str(tmp / "model"), input_spec=spec)
                 program = "classic"
             except Exception:  # noqa: BLE001 - some PaddleSeg layers (BiSeNetV2's sigmoid) only convert under PIR
                 for f in tmp.iterdir():
                     f.unlink()
-                paddle.jit.save(_MainLogit(net), str(tmp / "model"), input_spec=spec)
+                paddle.jit.save(graph, str(tmp / "model"), input_spec=spec)
                 program = "pir"
         meta = {"schema": "segcam.models.export", "schema_version": 1, "model": getattr(model, "name", type(net).__name__),
                 "format": fmt, "size": [h, w], "mean": list(getattr(model, "mean", (0.5,) * 3)),
                 "std": list(getattr(model, "std", (0.5,) * 3)), "weights_sha256": getattr(model, "weights_sha256", None),
-                "tolerance": TOLERANCE, "program": program}
+                "tolerance": TOLERANCE, "program": program, "outputs": outputs,
+                "layers": list(split.layers) if split is not None else []}
         (tmp / "segcam_export.json").write_text(json.dumps(meta, indent=2))
         if fmt == "onnx":
             import paddle2onnx
@@ -271,9 +289,10 @@ def export_model(model: Any, out_dir: str | Path, fmt: str = "paddle", size: tup
         pred = Predictor(tmp)
         x = normalize(verify_image, meta["mean"], meta["std"])
         with paddle.no_grad():
-            ref = net(paddle.to_tensor(x))
-            ref = (ref[0] if isinstance(ref, (list, tuple)) else ref).numpy()
-        diff = float(np.abs(pred(x) - ref).max())
+            refs = graph(paddle.to_tensor(x))
+            refs = [r.numpy() for r in (refs if isinstance(refs, (list, tuple)) else [refs])]
+        got = pred.run(x)
+        diff = max(float(np.abs(g - r).max()) for g, r in zip(got, refs)) if len(got) == len(refs) else float("inf")
         if not np.isfinite(diff) or diff > TOLERANCE:
             raise ExportError(f"export verification failed: max |exported - dygraph| = {diff:.3g} > {TOLERANCE}; "
                               "nothing was written")

@@ -184,6 +184,37 @@ class ExplainJob:
         name = Path(str(path)).name
         return table.get(name, table.get(source_stem(path), self.pixel_size))
 
+    def compute(self, path: str | Path, name: str, warn: Callable[[str], None] | None = None) -> Any:
+        """Read and explain one photo (and its cracks): what :meth:`write` writes.
+
+        Raises:
+            segcam.data.images.ImageError, FileNotFoundError, ValueError: A bad image or mask (the batch records it).
+        """
+        image, passed = _compute(self, path, name, warn)
+        return image, compute_cracks(self, passed, path, warn=warn)
+
+    def write(self, computed: Any, path: str | Path, out: Path, identity: str | None = None) -> dict[str, Any]:
+        """Write what :meth:`compute` returned; returns the photo's manifest record (see :func:`write_image`)."""
+        image, cracks = computed
+        return write_image(self, image, path, out, identity, cracks)
+
+    def manifest_builder(self, arguments: dict[str, Any] | None = None) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+        """Check the settings on a blank image (:func:`preflight`) and return the run's manifest builder."""
+        from segcam.cam.result import build_manifest
+
+        meta_holder = preflight(self.model, self.layers, self.method, self.method_args, self.category, self.score)
+
+        def manifest(records: list[dict[str, Any]]) -> dict[str, Any]:
+            meta = {**meta_holder, "model": {**meta_holder.get("model", {}), **model_meta(self.model)},
+                    "layers": meta_holder.get("layers", list(self.layers)), "target": self.target_spec,
+                    "category": self.category}
+            man = build_manifest(meta, self.method, records, self.cmap, self.alpha, self.normalization,
+                                 arguments=arguments, overlay_mode=self.overlay_mode)
+            man["settings"] = self.fingerprint()
+            return man
+
+        return manifest
+
     def fingerprint(self) -> dict[str, Any]:
         """The settings that decide the outputs: a rerun resumes only when they are the same."""
         m = self.model
@@ -197,6 +228,13 @@ class ExplainJob:
                 "cracks": {"evidence": self.crack_evidence, "pixel_size": self.pixel_size,
                            "pixel_sizes": [list(p) for p in self.pixel_sizes], "truth": self.truth}
                 if self.cracks else None}
+
+
+def model_meta(model: Any) -> dict[str, Any]:
+    """The model as a run's manifest records it."""
+    m = model
+    return {"name": m.name, "tag": m.tag, "weights": m.weights, "weights_sha256": m.weights_sha256,
+            "random_init": m.random_init, "partial": m.partial}
 
 
 def _mask_for(target_dir: Path, image: str | Path) -> Path:
@@ -630,12 +668,14 @@ class BatchSummary:
     failed: int = 0
 
 
-def explain_each(job: ExplainJob, todo: Iterable[tuple[Path, str]], out: Path,
+def explain_each(job: Any, todo: Iterable[tuple[Path, str]], out: Path,
                  on_done: Callable[[str, dict[str, Any], dict[str, Any]], None],
                  warn: Callable[[str], None] | None = None, writers: int = 1) -> None:
     """Explain and write each ``(path, name)``; ``on_done(name, record, row)`` as each one is finished.
 
-    The one per-image loop of every engine (the local one, and each Ray actor). Images are explained one
+    ``job`` is an :class:`ExplainJob` or a :class:`segcam.survey.survey.SurveyJob`: its ``compute(path, name,
+    warn)`` and ``write(computed, path, out, identity)`` do the work. The one per-image loop of every engine
+    (the local one, and each Ray actor). Images are explained one
     at a time; their files are written by ``writers`` threads meanwhile (PNG/JPEG encoding and zlib
     release the GIL), with at most :data:`MAX_PENDING_WRITES` explained images waiting in memory. A bad
     image is reported through ``on_done`` with status ``error`` and the loop goes on.
@@ -670,13 +710,12 @@ def explain_each(job: ExplainJob, todo: Iterable[tuple[Path, str]], out: Path,
             t0 = time.time()
             identity = source_identity(path)  # before reading: an edit during the read makes the next run redo it
             try:
-                image, passed = _compute(job, path, name, warn=say)
-                cracks = compute_cracks(job, passed, path, warn=say)
+                computed = job.compute(path, name, warn=say)
             except (ImageError, FileNotFoundError, ValueError) as exc:
                 on_done(name, *error_entry(path, name, exc, time.time() - t0))
                 say(f"error: {exc}")
                 continue
-            pending.append((name, path, t0, pool.submit(write_image, job, image, path, out, identity, cracks)))
+            pending.append((name, path, t0, pool.submit(job.write, computed, path, out, identity)))
             while pending and (pending[0][3].done() or len(pending) > MAX_PENDING_WRITES):
                 finish_one()
         while pending:
@@ -692,7 +731,7 @@ def explain_each(job: ExplainJob, todo: Iterable[tuple[Path, str]], out: Path,
 EngineLoop = Callable[..., None]
 
 
-def local_loop(job: ExplainJob, todo: list[tuple[Path, str]], run: RunFolder, summary: BatchSummary, out: Path,
+def local_loop(job: Any, todo: list[tuple[Path, str]], run: RunFolder, summary: BatchSummary, out: Path,
                progress: Progress, warn: Callable[[str], None] | None, writers: int = 1) -> None:
     """The in-process engine: :func:`explain_each` over ``todo``, journalled in ``run``."""
 
@@ -719,7 +758,7 @@ def error_entry(path: Path, name: str, exc: BaseException, seconds: float) -> tu
     return rec, {**rec, "seconds": f"{seconds:.3f}"}
 
 
-def run_explain(job: ExplainJob, images: Sequence[Path], out: str | Path, overwrite: bool = False,
+def run_explain(job: Any, images: Sequence[Path], out: str | Path, overwrite: bool = False,
                 arguments: dict[str, Any] | None = None, progress: Progress | None = None,
                 warn: Callable[[str], None] | None = None, writers: int = 1,
                 engine: EngineLoop | None = None) -> BatchSummary:
@@ -731,7 +770,8 @@ def run_explain(job: ExplainJob, images: Sequence[Path], out: str | Path, overwr
     while writing stops it (the images done so far stay recorded).
 
     Args:
-        job: What to do with each image.
+        job: What to do with each image: an :class:`ExplainJob`, or a :class:`segcam.survey.survey.SurveyJob`
+            (``segcam survey``).
         images: Paths or URIs.
         out: The run folder.
         overwrite: Replace an earlier run there instead of resuming it.
@@ -745,25 +785,11 @@ def run_explain(job: ExplainJob, images: Sequence[Path], out: str | Path, overwr
         RunFolderError: See :class:`RunFolder`; also an OSError while writing outputs.
         KeyboardInterrupt: Ctrl-C/SIGTERM; what finished is recorded and a rerun resumes.
     """
-    from segcam.cam.result import build_manifest
     from segcam.data.images import is_uri
 
     out = Path(out)
     summary = BatchSummary(out, len(images))
-    meta_holder = preflight(job.model, job.layers, job.method, job.method_args, job.category, job.score)
-    m = job.model
-    model_meta = {"name": m.name, "tag": m.tag, "weights": m.weights, "weights_sha256": m.weights_sha256,
-                  "random_init": m.random_init, "partial": m.partial}
-
-    def manifest(records: list[dict[str, Any]]) -> dict[str, Any]:
-        meta = {**meta_holder, "model": {**meta_holder.get("model", {}), **model_meta},
-                "layers": meta_holder.get("layers", list(job.layers)), "target": job.target_spec,
-                "category": job.category}
-        man = build_manifest(meta, job.method, records, job.cmap, job.alpha, job.normalization, arguments=arguments,
-                             overlay_mode=job.overlay_mode)
-        man["settings"] = job.fingerprint()
-        return man
-
+    manifest = job.manifest_builder(arguments)
     with RunFolder(out, job.fingerprint(), overwrite, images=images, manifest=manifest, crack_rows=job.cracks) as run:
         run.flush()
         todo = []
@@ -773,7 +799,7 @@ def run_explain(job: ExplainJob, images: Sequence[Path], out: str | Path, overwr
             else:
                 todo.append((path if is_uri(path) else Path(path), name))
         progress = progress or NullProgress()
-        progress.start(len(todo), "explain")
+        progress.start(len(todo), getattr(job, "verb", "explain"))
         try:
             if engine is None:
                 local_loop(job, todo, run, summary, out, progress, warn, writers=writers)

@@ -68,7 +68,7 @@ def _import_ray() -> Any:
     return ray
 
 
-def job_spec(job: ExplainJob) -> dict[str, Any]:
+def job_spec(job: Any) -> dict[str, Any]:
     """The job as plain data for the actors: every field but the model, which travels as its ``source``.
 
     Raises:
@@ -78,7 +78,7 @@ def job_spec(job: ExplainJob) -> dict[str, Any]:
     if not source:
         raise ValueError("--engine ray needs a model built by segcam.create_model or segcam.load_paddleseg "
                          "(workers rebuild it from its name/config and weights)")
-    spec = {f.name: getattr(job, f.name) for f in fields(job) if f.name != "model"}
+    spec = job.spec() if hasattr(job, "spec") else {f.name: getattr(job, f.name) for f in fields(job) if f.name != "model"}
     return {"model": dict(source), "job": spec}
 
 
@@ -93,7 +93,12 @@ class _Explainer:
 
         paddle.base.core.set_num_threads(threads)
         model = rebuild_model(spec["model"])
-        self.job = ExplainJob(model=model, **spec["job"])
+        if spec["job"].get("kind") == "survey":
+            from segcam.survey.survey import SurveyJob
+
+            self.job: Any = SurveyJob.from_spec(model, spec["job"])
+        else:
+            self.job = ExplainJob(model=model, **spec["job"])
         self.out = Path(out)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
@@ -109,7 +114,7 @@ class _Explainer:
         return {"name": names, "record": records, "row": rows}
 
 
-def ray_loop(job: ExplainJob, todo: list[tuple[Path, str]], run: RunFolder, summary: BatchSummary, out: Path,
+def ray_loop(job: Any, todo: list[tuple[Path, str]], run: RunFolder, summary: BatchSummary, out: Path,
              progress: Progress, warn: Callable[[str], None] | None = None, *, opts: RayOptions) -> None:
     """Explain ``todo`` on Ray and journal each finished image in ``run`` as its row streams back.
 

@@ -1,0 +1,300 @@
+"""One photo's prediction and evidence-layer grids, in one pass or in tiles aligned to the layers' cells.
+
+What a survey needs of a photo is its logits (the crack mask), and at each evidence layer a *grid*: the
+layer's activations and the crack evidence map (LayerCAM of the predicted crack, :mod:`segcam.cam.defaults`),
+at the layer's own resolution. Per-crack records (:mod:`segcam.survey.local`) then read small windows of them.
+
+* **Prediction** runs on an export (:func:`segcam.models.export_cache.cached_predictor`, ONNX Runtime): a
+  photo no larger than the tile in one pass at its own size (padded to the model's size multiple); a larger
+  one on a canvas padded to a multiple of :data:`ALIGN` and cut into tiles that start on multiples of it,
+  so every tile's layer cells fall on one photo-wide grid and tiles blend at the layers' resolution as
+  well as at the photo's (:func:`segcam.survey.tiling.blend_window` ramps).
+* **Evidence** for a network with a split (:mod:`segcam.models.split`: HrSegNet) comes from the trunk's
+  activations through the tail, with gradients: no second pass through the network. Other networks run
+  :func:`segcam.explain` on the tiles that hold predicted crack (the cost of ``segcam explain``).
+
+The target of every tile is the photo's stitched prediction, as in :func:`segcam.survey.tiling.explain_tiled`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from segcam.survey.tiling import blend_window, tile_starts
+
+__all__ = ["ALIGN", "LayerGrid", "PhotoPass", "Tile", "photo_pass", "plan_tiles"]
+
+#: Tiles of a tiled photo start on multiples of this (every stride of every zoo model's layers divides it).
+ALIGN = 32
+
+
+@dataclass
+class LayerGrid:
+    """One evidence layer of a photo, at the layer's resolution on the canvas.
+
+    Attributes:
+        act: K x h x w activations.
+        raw: h x w evidence map (LayerCAM of the predicted crack), or None before it is computed.
+    """
+
+    act: np.ndarray
+    raw: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A window of the canvas: top-left ``y``, ``x`` and size ``h``, ``w`` (pixels), with its neighbours."""
+
+    y: int
+    x: int
+    h: int
+    w: int
+    top: bool = False
+    left: bool = False
+    bottom: bool = False
+    right: bool = False
+
+    def window(self, overlap: float, stride: int = 1) -> np.ndarray:
+        """Blending weights at ``stride`` (pixels per cell)."""
+        return blend_window(self.h // stride, self.w // stride, int(round(overlap / stride)), self.top, self.left,
+                            self.bottom, self.right)
+
+
+@dataclass
+class PhotoPass:
+    """A photo's logits and evidence grids.
+
+    Attributes:
+        logits: C x H x W at the photo's size.
+        canvas: (H', W'), the photo padded at the bottom and right; layer grids cover the canvas.
+        layers: Evidence layer alias -> :class:`LayerGrid`.
+        tiles: Windows of the canvas the network ran on (one for a photo in one pass).
+        engine: ``trunk+tail`` or ``explain`` (how the evidence was computed).
+    """
+
+    logits: np.ndarray
+    canvas: tuple[int, int]
+    layers: dict[str, LayerGrid]
+    tiles: list[Tile]
+    engine: str
+
+
+def _round_up(v: int, k: int) -> int:
+    return -(-v // k) * k
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int = 1) -> tuple[tuple[int, int], list[Tile]]:
+    """The canvas and the tiles of a photo.
+
+    A photo whose sides are both at most ``tile`` is one tile: the photo padded to ``multiple``. A larger one
+    is padded to a multiple of ``lcm(ALIGN, multiple)`` and tiled with tiles of that many pixels (at most
+    ``tile``, rounded down to it) that start on multiples of :data:`ALIGN` and share at least about
+    ``overlap`` pixels.
+
+    Raises:
+        ValueError: ``tile`` below 64 or ``overlap`` not within ``[0, tile / 2]``.
+    """
+    if tile < 64:
+        raise ValueError(f"--tile {tile}: tiles must be at least 64 pixels")
+    if not 0 <= overlap <= tile // 2:
+        raise ValueError(f"--tile-overlap {overlap}: must be between 0 and half the tile ({tile // 2})")
+    if height <= tile and width <= tile:
+        canvas = (_round_up(height, multiple), _round_up(width, multiple))
+        return canvas, [Tile(0, 0, *canvas)]
+    step = ALIGN * multiple // math.gcd(ALIGN, multiple)
+    canvas = (_round_up(height, step), _round_up(width, step))
+    side = max(step, tile // step * step)
+    th, tw = min(side, canvas[0]), min(side, canvas[1])
+
+    def starts(length: int, t: int) -> list[int]:
+        return sorted({s // ALIGN * ALIGN if s + t < length else length - t for s in tile_starts(length, t, overlap)})
+
+    ys, xs = starts(canvas[0], th), starts(canvas[1], tw)
+    tiles = [Tile(y, x, th, tw, y > ys[0], x > xs[0], y < ys[-1], x < xs[-1]) for y in ys for x in xs]
+    return canvas, tiles
+
+
+def _pad(rgb: np.ndarray, canvas: tuple[int, int]) -> np.ndarray:
+    """The photo reflected into the canvas's extra rows and columns (bottom and right)."""
+    import cv2
+
+    dy, dx = canvas[0] - rgb.shape[0], canvas[1] - rgb.shape[1]
+    if not dy and not dx:
+        return rgb
+    mode = cv2.BORDER_REFLECT_101 if min(rgb.shape[:2]) > 1 else cv2.BORDER_REPLICATE
+    return cv2.copyMakeBorder(rgb, 0, dy, 0, dx, mode)
+
+
+class _Grid:
+    """Tiles' outputs at one layer's resolution: weighted sums and weights (blending), or one tile's output as is.
+
+    A layer of a tiled photo must divide each tile into whole cells of ``stride`` pixels (:func:`_stride`); a
+    photo in one pass keeps whatever grid the layer has (a 133 px crop's 34 cells).
+    """
+
+    def __init__(self, canvas: tuple[int, int], single: bool, name: str) -> None:
+        self.canvas, self.single, self.name = canvas, single, name
+        self.acc: np.ndarray | None = None
+        self.wsum: np.ndarray | None = None
+        self.stride = 1
+
+    def add(self, tile: Tile, values: np.ndarray, overlap: float) -> None:
+        """Add a tile's C x h x w output."""
+        if self.single:
+            self.acc = values.astype(np.float32)
+            return
+        if self.acc is None:
+            self.stride = _stride(tile, values.shape, self.name)
+            s = self.stride
+            self.acc = np.zeros((values.shape[0], self.canvas[0] // s, self.canvas[1] // s), np.float32)
+            self.wsum = np.zeros(self.acc.shape[1:], np.float32)
+        s = self.stride
+        win = tile.window(overlap, s)
+        box = (slice(tile.y // s, tile.y // s + win.shape[0]), slice(tile.x // s, tile.x // s + win.shape[1]))
+        self.acc[(slice(None), *box)] += values * win
+        self.wsum[box] += win
+
+    def result(self) -> np.ndarray:
+        """The blended C x h x w grid."""
+        if self.single:
+            return self.acc
+        return self.acc / np.maximum(self.wsum, 1e-12)
+
+
+def _stride(tile: Tile, shape: Sequence[int], name: str) -> int:
+    """Pixels per cell of a layer output of ``shape`` (K x h x w) on ``tile``; tiles must hold whole cells."""
+    h, w = int(shape[-2]), int(shape[-1])
+    if tile.h % h or tile.w % w or tile.h // h != tile.w // w:
+        raise ValueError(f"layer {name}: its {w}x{h} output does not divide the {tile.w}x{tile.h} tile into whole "
+                         "cells; choose another --tile")
+    return tile.h // h
+
+
+def photo_pass(model: Any, rgb: np.ndarray, category: int, layers: Sequence[str], predictor: Callable[[tuple[int, int]], Any],
+               tile: int = 1024, overlap: int = 128, progress: Callable[[int, int], None] | None = None) -> PhotoPass:
+    """Predict a photo and compute its evidence grids (see the module docstring).
+
+    Args:
+        model: A :class:`segcam.models.zoo.ZooModel`.
+        rgb: H x W x 3 uint8.
+        category: The crack class (the evidence's target is its predicted pixels).
+        layers: Evidence layer aliases (a split network's must be its split's layers).
+        predictor: ``predictor(size)`` -> an export predictor of that input size (:class:`segcam.models.export.Predictor`);
+            with a split, a trunk export.
+        tile: Largest tile side.
+        overlap: Pixels shared by neighbouring tiles.
+        progress: Called with (steps done, steps in all): a prediction step per tile, then an evidence step per tile.
+    """
+    from segcam.data.images import normalize
+    from segcam.models.split import split_for
+
+    split = split_for(model)
+    multiple = _lcm(int(getattr(model, "size_multiple", 1)), int(getattr(model, "onnx_size_multiple", 1)))
+    height, width = rgb.shape[:2]
+    canvas, tiles = plan_tiles(height, width, tile, overlap, multiple)
+    padded = _pad(rgb, canvas)
+    total = 2 * len(tiles)
+    single = len(tiles) == 1
+    logits = _Grid(canvas, single, "logits")
+    acts = {n: _Grid(canvas, single, n) for n in (split.layers if split is not None else ())}
+    for k, t in enumerate(tiles):
+        crop = np.ascontiguousarray(padded[t.y:t.y + t.h, t.x:t.x + t.w])
+        pred = predictor((t.h, t.w))
+        outs = pred.run(normalize(crop, pred.mean, pred.std))
+        logits.add(t, outs[0][0], overlap)
+        for name, out in zip(acts, outs[1:]):
+            acts[name].add(t, out[0], overlap)
+        if progress is not None:
+            progress(k + 1, total)
+    full = logits.result()
+    target = full.argmax(axis=0) == category
+    target[height:], target[:, width:] = False, False  # the canvas's padding is no crack of the photo
+    if split is not None:
+        grids = _tail_grids(model, split, {n: b.result() for n, b in acts.items()}, target, category, tiles, overlap,
+                            layers, progress, len(tiles), total)
+        engine = "trunk+tail"
+    else:
+        grids = _explain_grids(model, padded, target, category, tiles, overlap, layers, progress, len(tiles), total)
+        engine = "explain"
+    return PhotoPass(full[:, :height, :width], canvas, grids, tiles, engine)
+
+
+def _lcm(a: int, b: int) -> int:
+    return a * b // math.gcd(a, b)
+
+
+def _layer_cam(act: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    from segcam.cam.defaults import DEFAULTS
+    from segcam.cam.methods import get_method
+
+    return get_method(DEFAULTS["component"].method).cam(act[None], grad[None])[0]
+
+
+def _tail_grids(model: Any, split: Any, acts: dict[str, np.ndarray], target: np.ndarray, category: int,
+                tiles: list[Tile], overlap: int, layers: Sequence[str], progress: Callable[[int, int], None] | None,
+                done: int, total: int) -> dict[str, LayerGrid]:
+    """Evidence maps from the trunk's activations through the tail, tile by tile (tiles without crack skipped)."""
+    import paddle
+
+    from segcam.cam.scores import score_planes
+    from segcam.survey.cracks import EVIDENCE_SCORE
+
+    net = getattr(model, "network", model)
+    single = len(tiles) == 1
+    raws = {n: _Grid(target.shape, single, n) for n in split.layers}
+    for k, t in enumerate(tiles):
+        region = target[t.y:t.y + t.h, t.x:t.x + t.w]
+        if region.any():
+            feats = []
+            for n in split.layers:
+                s = 1 if single else target.shape[0] // acts[n].shape[1]
+                a = acts[n] if single else acts[n][:, t.y // s:(t.y + t.h) // s, t.x // s:(t.x + t.w) // s]
+                feats.append(paddle.to_tensor(np.ascontiguousarray(a)[None]))
+                feats[-1].stop_gradient = False
+            out, standing = split.tail(net, feats, (t.h, t.w))
+            weight = np.zeros(out.shape, np.float32)
+            weight[0, category] = region
+            score = (score_planes(out, EVIDENCE_SCORE) * paddle.to_tensor(weight)).sum()
+            grads = paddle.grad([score], standing)
+            for n, f, g in zip(split.layers, standing, grads):
+                raws[n].add(t, _layer_cam(f.numpy()[0], g.numpy()[0])[None], overlap)
+        elif single:
+            for n in split.layers:
+                raws[n].add(t, np.zeros((1, *acts[n].shape[1:]), np.float32), overlap)
+        if progress is not None:
+            progress(done + k + 1, total)
+    return {n: LayerGrid(acts[n], raws[n].result()[0] if raws[n].acc is not None else np.zeros(acts[n].shape[1:], np.float32))
+            for n in split.layers if n in layers}
+
+
+def _explain_grids(model: Any, padded: np.ndarray, target: np.ndarray, category: int, tiles: list[Tile], overlap: int,
+                   layers: Sequence[str], progress: Callable[[int, int], None] | None, done: int,
+                   total: int) -> dict[str, LayerGrid]:
+    """Evidence maps and activations from :func:`segcam.explain` on each tile that holds predicted crack."""
+    from segcam.cam.defaults import DEFAULTS
+    from segcam.cam.engine import EmptyTargetWarning, explain
+    from segcam.cam.targets import MaskTarget
+    from segcam.survey.cracks import EVIDENCE_SCORE
+
+    single = len(tiles) == 1
+    acts = {n: _Grid(target.shape, single, n) for n in layers}
+    raws = {n: _Grid(target.shape, single, n) for n in layers}
+    for k, t in enumerate(tiles):
+        region = target[t.y:t.y + t.h, t.x:t.x + t.w]
+        if region.any() or k == 0:  # the first tile always runs: every grid gets its shape
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", EmptyTargetWarning)
+                res = explain(model, np.ascontiguousarray(padded[t.y:t.y + t.h, t.x:t.x + t.w]), list(layers),
+                              MaskTarget(category, region, f"tile {t.x},{t.y}"), DEFAULTS["component"].method,
+                              score=EVIDENCE_SCORE, keep_activations=True)[0]
+            for n in layers:
+                acts[n].add(t, res.maps[n].activations, overlap)
+                raws[n].add(t, res.maps[n].raw[None], overlap)
+        if progress is not None:
+            progress(done + k + 1, total)
+    return {n: LayerGrid(acts[n].result(), raws[n].result()[0]) for n in layers}
