@@ -99,7 +99,8 @@ class Predictor:
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         """Every output for normalised input of the exported size.
 
-        The logits, then (a trunk export) the activations of the layers in ``meta["layers"]``.
+        The logits, then (an evidence export) the activations of the layers in ``meta["layers"]`` and their
+        LayerCAM maps of the predicted ``meta["category"]``.
         """
         x = np.ascontiguousarray(x, dtype=np.float32)
         if tuple(x.shape[2:]) != self.size:
@@ -195,7 +196,8 @@ def load_predictor(folder: str | Path, threads: int = 2, onednn: bool = True, de
 
 
 def export_model(model: Any, out_dir: str | Path, fmt: str = "paddle", size: tuple[int, int] = (400, 400),
-                 verify_image: np.ndarray | None = None, overwrite: bool = False, outputs: str = "logits") -> ExportReport:
+                 verify_image: np.ndarray | None = None, overwrite: bool = False, outputs: str = "logits",
+                 category: int = 1) -> ExportReport:
     """Export a ZooModel for deployment and verify it on ``verify_image``.
 
     Args:
@@ -205,22 +207,24 @@ def export_model(model: Any, out_dir: str | Path, fmt: str = "paddle", size: tup
         size: Fixed input H, W.
         verify_image: H x W x 3 uint8 RGB of ``size`` (default: a fixed random image).
         overwrite: Replace an existing export.
-        outputs: ``logits``, or ``trunk``: the logits and the activations of the network's evidence layers
-            (:mod:`segcam.models.split`; ``meta["layers"]`` names them), every output verified.
+        outputs: ``logits``, or ``evidence``: the logits, the activations of the network's evidence layers and
+            their LayerCAM maps of the predicted ``category`` (:mod:`segcam.models.split`; ``meta["layers"]``
+            names the layers), every output verified.
+        category: The class an ``evidence`` export explains.
 
     Raises:
         ExportError: Unknown format, bad size, missing export dependencies, existing output, a network
-            without a split (``trunk``), or a verification difference above :data:`TOLERANCE` (nothing is
+            without an evidence split (``evidence``), or a verification difference above :data:`TOLERANCE` (nothing is
             left behind then).
     """
     from segcam.models.split import split_for
 
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
-    split = split_for(model) if outputs == "trunk" else None
-    if outputs not in ("logits", "trunk") or (outputs == "trunk" and split is None):
+    split = split_for(model) if outputs == "evidence" else None
+    if outputs not in ("logits", "evidence") or (outputs == "evidence" and split is None):
         raise ExportError(f"cannot export outputs={outputs!r} of {getattr(model, 'name', 'this model')}: use 'logits'"
-                          + ("" if outputs != "trunk" else " (segcam splits only HrSegNet at its evidence layers)"))
+                          + ("" if outputs != "evidence" else " (segcam exports the evidence of HrSegNet only)"))
     h, w = int(size[0]), int(size[1])
     if min(h, w) < 32:
         raise ExportError(f"export size {h}x{w} is below 32 px; every zoo model works from 32x32 up (400x400 is the paper's)")
@@ -258,7 +262,7 @@ def export_model(model: Any, out_dir: str | Path, fmt: str = "paddle", size: tup
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             spec = [paddle.static.InputSpec([1, 3, h, w], "float32", "x")]
-            graph = split.trunk(net) if split is not None else _MainLogit(net)
+            graph = split.graph(net, (h, w), category) if split is not None else _MainLogit(net)
             try:
                 with _classic_program():
                     paddle.jit.save(graph, str(tmp / "model"), input_spec=spec)
@@ -272,7 +276,8 @@ def export_model(model: Any, out_dir: str | Path, fmt: str = "paddle", size: tup
                 "format": fmt, "size": [h, w], "mean": list(getattr(model, "mean", (0.5,) * 3)),
                 "std": list(getattr(model, "std", (0.5,) * 3)), "weights_sha256": getattr(model, "weights_sha256", None),
                 "tolerance": TOLERANCE, "program": program, "outputs": outputs,
-                "layers": list(split.layers) if split is not None else []}
+                "layers": list(split.layers) if split is not None else [],
+                "category": category if split is not None else None}
         (tmp / "segcam_export.json").write_text(json.dumps(meta, indent=2))
         if fmt == "onnx":
             import paddle2onnx

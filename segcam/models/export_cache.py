@@ -35,7 +35,7 @@ def cache_root() -> Path:
     return Path(base) / "segcam"
 
 
-def export_key(model: Any, size: tuple[int, int], outputs: str, fmt: str = "onnx") -> dict[str, Any]:
+def export_key(model: Any, size: tuple[int, int], outputs: str, fmt: str = "onnx", category: int = 1) -> dict[str, Any]:
     """What an export depends on (its cache key)."""
     import paddle
 
@@ -48,7 +48,8 @@ def export_key(model: Any, size: tuple[int, int], outputs: str, fmt: str = "onnx
     except ImportError:  # ONNX exports then fail with the install hint of export_model
         p2o = None
     return {"model": getattr(model, "name", "?"), "weights_sha256": getattr(model, "weights_sha256", None),
-            "size": [int(size[0]), int(size[1])], "outputs": outputs, "format": fmt, "segcam": __version__,
+            "size": [int(size[0]), int(size[1])], "outputs": outputs, "category": category, "format": fmt,
+            "segcam": __version__,
             "paddle": paddle.__version__, "paddle2onnx": p2o}
 
 
@@ -91,17 +92,18 @@ def _valid(folder: Path, key: dict[str, Any]) -> str | None:
 
 def cached_predictor(model: Any, size: tuple[int, int], outputs: str = "logits", threads: int = 2,
                      cache: str | Path | None = None, warn: Callable[[str], None] | None = None,
-                     fmt: str = "onnx") -> Predictor:
+                     fmt: str = "onnx", category: int = 1) -> Predictor:
     """A predictor of ``model`` for inputs of ``size`` (H, W), from the cache or exported now.
 
     Args:
         model: A :class:`segcam.models.zoo.ZooModel`.
         size: Input height and width.
-        outputs: ``logits`` or ``trunk`` (:func:`segcam.models.export.export_model`).
+        outputs: ``logits`` or ``evidence`` (:func:`segcam.models.export.export_model`).
         threads: CPU threads of the runtime.
         cache: The cache folder (default :func:`cache_root`).
         warn: Told when an export is built, rebuilt, or the cache falls back to a temporary folder.
         fmt: ``onnx`` (ONNX Runtime) or ``paddle`` (Paddle Inference).
+        category: The class an ``evidence`` export explains.
 
     Raises:
         ExportError: The model cannot be exported or its export fails verification.
@@ -115,7 +117,7 @@ def cached_predictor(model: Any, size: tuple[int, int], outputs: str = "logits",
             "(set SEGCAM_CACHE to a writable folder to keep exports between runs)")
         folder_root = fallback / "exports"
         folder_root.mkdir(parents=True, exist_ok=True)
-    key = export_key(model, size, outputs, fmt)
+    key = export_key(model, size, outputs, fmt, category)
     folder = folder_root / f"{key['model']}-{size[0]}x{size[1]}-{outputs}-{_digest(key)}"
     if folder.exists():
         why = _valid(folder, key)
@@ -127,15 +129,16 @@ def cached_predictor(model: Any, size: tuple[int, int], outputs: str = "logits",
         say(f"rebuilding the cached export {folder.name}: {why}")
     else:
         say(f"building the {fmt} export of {key['model']} for {size[1]}x{size[0]} inputs (once; cached in {folder_root})")
-    _build(model, folder, size, outputs, fmt, key)
+    _build(model, folder, size, outputs, fmt, key, category)
     return Predictor(folder, threads=threads)
 
 
-def _build(model: Any, folder: Path, size: tuple[int, int], outputs: str, fmt: str, key: dict[str, Any]) -> None:
+def _build(model: Any, folder: Path, size: tuple[int, int], outputs: str, fmt: str, key: dict[str, Any],
+           category: int) -> None:
     """Export into a temporary folder beside ``folder``, record the key, and rename it into place."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        export_model(model, tmp / "export", fmt, size, overwrite=True, outputs=outputs)
+        export_model(model, tmp / "export", fmt, size, overwrite=True, outputs=outputs, category=category)
         built = tmp / "export"
         meta_path = built / "segcam_export.json"
         meta = json.loads(meta_path.read_text(encoding="utf-8"))

@@ -9,9 +9,9 @@ crack instead of whole-photo maps, labels of the nearest crack and distance tran
   logits, which reaches a layer cell only through the layers after it, so it lies within their receptive
   field of the predicted crack (HrSegNet's ``seg3``: the head, a 3x3 transposed convolution and a 1x1 one at
   1/4 resolution, plus the bilinear upsampling: about 12 px; ``low3``: one 1/32 cell each way through the
-  guidance resize and the map's own upsampling, about 64 px). ``benchmarks/bench_survey_sizes.py`` measures
-  the share of whole-photo map energy within :data:`ZONE_PX` of the cracks, and the records' agreement
-  with ``analyse_cracks``.
+  guidance resize and the map's own upsampling, about 64 px). Measured on 20 DeepCrack test photos
+  (``hrsegnet_b16``, whole-photo maps of the predicted crack): ``seg3``'s energy lies within 8 px of the
+  crack (99.999 %), ``low3``'s 99.7 % within 48 px and 99.994 % within 64 px.
 * a window's maps are the photo-wide bilinear upsampling of the layer grids, computed for that window only
   (:func:`upsample_window`); features are pooled over the layer cells the crack covers.
 """
@@ -40,7 +40,7 @@ from segcam.survey.cracks import (
 __all__ = ["ZONE_PX", "local_cracks", "upsample_window"]
 
 #: A crack's zone reaches this far from it (pixels): beyond, its evidence maps are nil (see the module docstring).
-ZONE_PX = 96
+ZONE_PX = 64
 #: The per-crack box of the records (as in analyse_cracks): the crack's box grown by the farthest distance used.
 _PAD = BESIDE_PX + 1
 
@@ -85,20 +85,18 @@ def _zone(labels: np.ndarray, j: int, box: tuple[slice, slice], win: tuple[slice
     """Over ``win``: each pixel's distance to the nearest crack and whether that crack is ``j``.
 
     The nearest crack of a pixel within ZONE_PX of crack ``j`` lies within ZONE_PX of it, so the labels of
-    ``win`` grown by ZONE_PX decide it exactly (SciPy's transform, as the whole-photo zones).
+    ``win`` grown by ZONE_PX decide it exactly: a pixel is ``j``'s when its distance to ``j`` is below its
+    distance to every other crack (two exact transforms, :func:`segcam.survey.cracks._edt`).
     """
-    from scipy.ndimage import distance_transform_edt
-
     big = _grow(box, 2 * ZONE_PX, labels.shape)
     lab = labels[big]
     at = _inside(big, win)
+    to_j = _edt(lab != j)[at]
     others = (lab != 0) & (lab != j)
-    if not others.any():  # alone: the distances to it, with OpenCV's faster exact transform
-        dist = _edt(lab == 0)
-        return dist[at], np.ones(dist[at].shape, bool)
-    dist, idx = distance_transform_edt(lab == 0, return_indices=True)
-    near = lab[idx[0], idx[1]] == j
-    return dist[at], near[at]
+    if not others.any():  # alone: every pixel is its
+        return to_j, np.ones(to_j.shape, bool)
+    to_others = _edt(~others)[at]
+    return np.minimum(to_j, to_others), to_j < to_others
 
 
 def _cells(box: tuple[slice, slice], stride: int) -> tuple[slice, slice]:
@@ -142,7 +140,7 @@ def _prob(logits: np.ndarray, category: int) -> np.ndarray:
 
 def local_cracks(rgb: np.ndarray, logits: np.ndarray, category: int, grids: dict[str, Any], canvas: tuple[int, int],
                  evidence_layer: str, pixel_size: float | None = None, truth: np.ndarray | None = None,
-                 min_area: int = MIN_AREA) -> CrackAnalysis:
+                 min_area: int = MIN_AREA, prediction: np.ndarray | None = None) -> CrackAnalysis:
     """Measure, explain and pool every predicted crack of a photo from crack-local windows.
 
     Args:
@@ -156,13 +154,17 @@ def local_cracks(rgb: np.ndarray, logits: np.ndarray, category: int, grids: dict
         pixel_size: Millimetres per pixel.
         truth: Ground-truth mask: each crack gets ``truth`` (missed regions are not recorded here).
         min_area: Smallest component recorded.
+        prediction: The crack mask of ``logits`` when the caller has it (:func:`segcam.survey.passes.class_mask`).
 
     Returns:
         A :class:`segcam.survey.cracks.CrackAnalysis` like :func:`segcam.survey.cracks.analyse_cracks`'s.
     """
     from scipy.ndimage import find_objects
 
-    labels, n, components = _label(logits.argmax(axis=0) == category, min_area)
+    from segcam.survey.passes import class_mask
+
+    pred = prediction if prediction is not None else class_mask(logits, category)
+    labels, n, components = _label(pred, min_area)
     feat_layers = [evidence_layer, *(k for k in FEATURE_EXTRA_LAYERS if k in grids and k != evidence_layer)]
     context = feat_layers[1] if len(feat_layers) > 1 else None
     h, w = labels.shape

@@ -9,11 +9,11 @@ at the layer's own resolution. Per-crack records (:mod:`segcam.survey.local`) th
   one on a canvas padded to a multiple of :data:`ALIGN` and cut into tiles that start on multiples of it,
   so every tile's layer cells fall on one photo-wide grid and tiles blend at the layers' resolution as
   well as at the photo's (:func:`segcam.survey.tiling.blend_window` ramps).
-* **Evidence** for a network with a split (:mod:`segcam.models.split`: HrSegNet) comes from the trunk's
-  activations through the tail, with gradients: no second pass through the network. Other networks run
-  :func:`segcam.explain` on the tiles that hold predicted crack (the cost of ``segcam explain``).
+* **Evidence** for a network with an evidence split (:mod:`segcam.models.split`: HrSegNet) comes out of the
+  same export call as the prediction: its activations and LayerCAM maps at the evidence layers, each tile
+  explaining its own predicted crack. Other networks run :func:`segcam.explain` on the tiles that hold
+  predicted crack, with the photo's stitched prediction as the target (the cost of ``segcam explain``).
 
-The target of every tile is the photo's stitched prediction, as in :func:`segcam.survey.tiling.explain_tiled`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 
 from segcam.survey.tiling import blend_window, tile_starts
 
-__all__ = ["ALIGN", "LayerGrid", "PhotoPass", "Tile", "photo_pass", "plan_tiles"]
+__all__ = ["ALIGN", "LayerGrid", "PhotoPass", "Tile", "class_mask", "photo_pass", "plan_tiles"]
 
 #: Tiles of a tiled photo start on multiples of this (every stride of every zoo model's layers divides it).
 ALIGN = 32
@@ -71,17 +71,26 @@ class PhotoPass:
 
     Attributes:
         logits: C x H x W at the photo's size.
+        prediction: H x W bool, the pixels predicted as the crack class.
         canvas: (H', W'), the photo padded at the bottom and right; layer grids cover the canvas.
         layers: Evidence layer alias -> :class:`LayerGrid`.
         tiles: Windows of the canvas the network ran on (one for a photo in one pass).
-        engine: ``trunk+tail`` or ``explain`` (how the evidence was computed).
+        engine: ``export`` (the evidence came with the prediction) or ``export+explain``.
     """
 
     logits: np.ndarray
+    prediction: np.ndarray
     canvas: tuple[int, int]
     layers: dict[str, LayerGrid]
     tiles: list[Tile]
     engine: str
+
+
+def class_mask(logits: np.ndarray, category: int) -> np.ndarray:
+    """``logits.argmax(axis=0) == category`` (ties to the lower class), without the argmax's pass for two classes."""
+    if logits.shape[0] == 2 and category in (0, 1):
+        return logits[1] > logits[0] if category == 1 else logits[0] >= logits[1]
+    return logits.argmax(axis=0) == category
 
 
 def _round_up(v: int, k: int) -> int:
@@ -183,93 +192,54 @@ def photo_pass(model: Any, rgb: np.ndarray, category: int, layers: Sequence[str]
         model: A :class:`segcam.models.zoo.ZooModel`.
         rgb: H x W x 3 uint8.
         category: The crack class (the evidence's target is its predicted pixels).
-        layers: Evidence layer aliases (a split network's must be its split's layers).
-        predictor: ``predictor(size)`` -> an export predictor of that input size (:class:`segcam.models.export.Predictor`);
-            with a split, a trunk export.
+        layers: Evidence layer aliases (an evidence export's must be its layers, ``meta["layers"]``).
+        predictor: ``predictor(size)`` -> an export predictor of that input size (:class:`segcam.models.export.Predictor`):
+            an ``evidence`` export gives the grids with the prediction; a ``logits`` one, the prediction only
+            (the grids then come from :func:`segcam.explain` on each tile with predicted crack).
         tile: Largest tile side.
         overlap: Pixels shared by neighbouring tiles.
-        progress: Called with (steps done, steps in all): a prediction step per tile, then an evidence step per tile.
+        progress: Called with (steps done, steps in all): a step per tile, and with a ``logits`` export a
+            second step per tile for the evidence.
     """
     from segcam.data.images import normalize
-    from segcam.models.split import split_for
 
-    split = split_for(model)
     multiple = _lcm(int(getattr(model, "size_multiple", 1)), int(getattr(model, "onnx_size_multiple", 1)))
     height, width = rgb.shape[:2]
     canvas, tiles = plan_tiles(height, width, tile, overlap, multiple)
     padded = _pad(rgb, canvas)
-    total = 2 * len(tiles)
     single = len(tiles) == 1
-    logits = _Grid(canvas, single, "logits")
-    acts = {n: _Grid(canvas, single, n) for n in (split.layers if split is not None else ())}
+    grids: dict[str, _Grid] = {"logits": _Grid(canvas, single, "logits")}
+    names: list[str] = ["logits"]
+    total = len(tiles)
     for k, t in enumerate(tiles):
         crop = np.ascontiguousarray(padded[t.y:t.y + t.h, t.x:t.x + t.w])
         pred = predictor((t.h, t.w))
         outs = pred.run(normalize(crop, pred.mean, pred.std))
-        logits.add(t, outs[0][0], overlap)
-        for name, out in zip(acts, outs[1:]):
-            acts[name].add(t, out[0], overlap)
+        if k == 0:
+            evidence = pred.meta.get("outputs") == "evidence"
+            if evidence:  # logits, each layer's activations, then each layer's map
+                names += [*pred.meta["layers"], *(f"{n}:map" for n in pred.meta["layers"])]
+                grids.update({n: _Grid(canvas, single, n) for n in names[1:]})
+            else:
+                total = 2 * len(tiles)
+        for name, out in zip(names, outs):
+            grids[name].add(t, out[0] if out.ndim == 4 else out, overlap)
         if progress is not None:
             progress(k + 1, total)
-    full = logits.result()
-    target = full.argmax(axis=0) == category
+    full = grids["logits"].result()
+    target = class_mask(full, category)
     target[height:], target[:, width:] = False, False  # the canvas's padding is no crack of the photo
-    if split is not None:
-        grids = _tail_grids(model, split, {n: b.result() for n, b in acts.items()}, target, category, tiles, overlap,
-                            layers, progress, len(tiles), total)
-        engine = "trunk+tail"
+    if evidence:
+        out_grids = {n: LayerGrid(grids[n].result(), grids[f"{n}:map"].result()[0]) for n in names[1:] if ":" not in n}
+        engine = "export"
     else:
-        grids = _explain_grids(model, padded, target, category, tiles, overlap, layers, progress, len(tiles), total)
-        engine = "explain"
-    return PhotoPass(full[:, :height, :width], canvas, grids, tiles, engine)
+        out_grids = _explain_grids(model, padded, target, category, tiles, overlap, layers, progress, len(tiles), total)
+        engine = "export+explain"
+    return PhotoPass(full[:, :height, :width], target[:height, :width], canvas, out_grids, tiles, engine)
 
 
 def _lcm(a: int, b: int) -> int:
     return a * b // math.gcd(a, b)
-
-
-def _layer_cam(act: np.ndarray, grad: np.ndarray) -> np.ndarray:
-    from segcam.cam.defaults import DEFAULTS
-    from segcam.cam.methods import get_method
-
-    return get_method(DEFAULTS["component"].method).cam(act[None], grad[None])[0]
-
-
-def _tail_grids(model: Any, split: Any, acts: dict[str, np.ndarray], target: np.ndarray, category: int,
-                tiles: list[Tile], overlap: int, layers: Sequence[str], progress: Callable[[int, int], None] | None,
-                done: int, total: int) -> dict[str, LayerGrid]:
-    """Evidence maps from the trunk's activations through the tail, tile by tile (tiles without crack skipped)."""
-    import paddle
-
-    from segcam.cam.scores import score_planes
-    from segcam.survey.cracks import EVIDENCE_SCORE
-
-    net = getattr(model, "network", model)
-    single = len(tiles) == 1
-    raws = {n: _Grid(target.shape, single, n) for n in split.layers}
-    for k, t in enumerate(tiles):
-        region = target[t.y:t.y + t.h, t.x:t.x + t.w]
-        if region.any():
-            feats = []
-            for n in split.layers:
-                s = 1 if single else target.shape[0] // acts[n].shape[1]
-                a = acts[n] if single else acts[n][:, t.y // s:(t.y + t.h) // s, t.x // s:(t.x + t.w) // s]
-                feats.append(paddle.to_tensor(np.ascontiguousarray(a)[None]))
-                feats[-1].stop_gradient = False
-            out, standing = split.tail(net, feats, (t.h, t.w))
-            weight = np.zeros(out.shape, np.float32)
-            weight[0, category] = region
-            score = (score_planes(out, EVIDENCE_SCORE) * paddle.to_tensor(weight)).sum()
-            grads = paddle.grad([score], standing)
-            for n, f, g in zip(split.layers, standing, grads):
-                raws[n].add(t, _layer_cam(f.numpy()[0], g.numpy()[0])[None], overlap)
-        elif single:
-            for n in split.layers:
-                raws[n].add(t, np.zeros((1, *acts[n].shape[1:]), np.float32), overlap)
-        if progress is not None:
-            progress(done + k + 1, total)
-    return {n: LayerGrid(acts[n], raws[n].result()[0] if raws[n].acc is not None else np.zeros(acts[n].shape[1:], np.float32))
-            for n in split.layers if n in layers}
 
 
 def _explain_grids(model: Any, padded: np.ndarray, target: np.ndarray, category: int, tiles: list[Tile], overlap: int,

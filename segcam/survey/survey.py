@@ -120,9 +120,9 @@ class SurveyJob:
         if size not in self._predictors:
             if len(self._predictors) >= 8:  # photos of many sizes: keep the most recent sessions only
                 self._predictors.pop(next(iter(self._predictors)))
-            outputs = "trunk" if split_for(self.model) is not None else "logits"
+            outputs = "evidence" if split_for(self.model) is not None and self.category in (0, 1) else "logits"
             self._predictors[size] = cached_predictor(self.model, size, outputs, threads=self.threads, cache=self.cache,
-                                                      warn=self._warn[0])
+                                                      warn=self._warn[0], category=self.category)
         return self._predictors[size]
 
     def compute(self, path: str | Path, name: str, warn: Callable[[str], None] | None = None) -> Any:
@@ -154,7 +154,7 @@ class SurveyJob:
                          progress=self.on_step)
         t1 = time.perf_counter()
         analysis = local_cracks(rgb, res.logits, self.category, res.layers, res.canvas, layers[0],
-                                pixel_size=self.pixel_size_for(path), truth=truth)
+                                pixel_size=self.pixel_size_for(path), truth=truth, prediction=res.prediction)
         score_records(analysis.records)
         timing = {"pass": round(t1 - t0, 3), "cracks": round(time.perf_counter() - t1, 3), "tiles": len(res.tiles),
                   "engine": res.engine}
