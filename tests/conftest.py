@@ -35,6 +35,16 @@ class ToyNet(nn.Layer):
         return [self.cls(self.feat(h))]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def export_cache(tmp_path_factory) -> Path:
+    """Exports built by the tests (segcam survey, tiled crack records) go to a folder of this session."""
+    import os
+
+    folder = tmp_path_factory.mktemp("export-cache")
+    os.environ["SEGCAM_CACHE"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def toy() -> ToyNet:
     paddle.seed(3)

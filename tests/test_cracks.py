@@ -11,7 +11,7 @@ import pytest
 from conftest import EXAMPLES
 
 from segcam.cli import main
-from segcam.survey.cracks import analyse_cracks, crack_labels, evidence_shares, measure_crack
+from segcam.survey.cracks import MIN_AREA, analyse_cracks, crack_labels, evidence_shares, measure_crack
 from segcam.survey.review import label_cracks
 
 
@@ -90,6 +90,51 @@ def test_a_closed_ring_measures_its_circumference(w) -> None:
     pts = [(150.3 + r * math.cos(t), 150.6 + r * math.sin(t)) for t in a]
     got = measure_crack(band((300, 300), pts, w))
     assert _ok(got, 2 * math.pi * r, w), (w, got)
+
+
+def _shapes() -> list[tuple[str, np.ndarray]]:
+    """Small compact blobs, rings, blocks with holes and 2-3 px stubs: the shapes that once measured length 0."""
+    import cv2
+
+    out = []
+    for r in range(2, 9):
+        for thick in (1, 2, 3):
+            m = np.zeros((40, 40), np.uint8)
+            cv2.circle(m, (20, 20), r, 1, thick)
+            out.append((f"ring r{r} t{thick}", m))
+        for b in range(2, 9):
+            for angle in (0, 30, 147.26):
+                m = np.zeros((40, 40), np.uint8)
+                cv2.ellipse(m, (20, 20), (r, b), angle, 0, 360, 1, -1)
+                out.append((f"blob {r}x{b} at {angle}", m))
+    for h in range(4, 12):
+        m = np.zeros((40, 40), np.uint8)
+        m[15:15 + h, 15:15 + h] = 1
+        m[17, 17] = 0
+        out.append((f"block {h} with a hole", m))
+    for w in (2, 3):
+        for n in (6, 9, 14):
+            m = np.zeros((40, 40), np.uint8)
+            cv2.line(m, (10, 10), (10 + n, 10 + n // 2), 1, w)
+            out.append((f"stub {w}x{n}", m))
+    return out
+
+
+def test_every_recorded_crack_has_a_positive_length_and_width() -> None:
+    from skimage.measure import label
+
+    measured = 0
+    for name, shape in _shapes():
+        lab = label(shape.astype(bool), connectivity=2)
+        for j in range(1, lab.max() + 1):
+            comp = lab == j
+            if comp.sum() < MIN_AREA:
+                continue
+            m = measure_crack(comp)
+            measured += 1
+            assert m["length"] > 0 and m["mean_width"] > 0, (name, m)
+            assert m["length"] <= comp.sum() + 1, (name, m)  # a length never exceeds the pixels it runs over
+    assert measured > 150
 
 
 def test_fast_distance_transforms_equal_scipys() -> None:

@@ -237,6 +237,23 @@ def model_meta(model: Any) -> dict[str, Any]:
             "random_init": m.random_init, "partial": m.partial}
 
 
+def load_truth(truth: str | None, path: str | Path, warn: Callable[[str], None] | None = None) -> np.ndarray | None:
+    """The ground-truth mask of a photo from ``truth`` (a mask file or a folder of ``<stem>.png``), or None.
+
+    A photo without a mask there gets None and one warning line.
+    """
+    from segcam.data.datasets import load_mask
+
+    if not truth:
+        return None
+    try:
+        return load_mask(_mask_for(Path(truth), path))
+    except FileNotFoundError as exc:
+        if warn is not None:
+            warn(f"{Path(str(path)).name}: {exc}; its cracks are not labelled and missed cracks not recorded")
+        return None
+
+
 def _mask_for(target_dir: Path, image: str | Path) -> Path:
     from segcam.data.images import source_stem
 
@@ -279,7 +296,18 @@ SMALL_SIDE = 256
 
 
 class OncePerRun(str):
-    """A warning line said for the first photo only (the same advice for every small crop of a survey)."""
+    """A warning line said for the first photo only (the same advice for every small crop of a survey).
+
+    ``summary`` (with ``{n}``, the photos it concerned) is said once more at the end of the run when it
+    concerned more than one photo.
+    """
+
+    summary = ""
+
+    def __new__(cls, text: str, summary: str = "") -> OncePerRun:
+        obj = super().__new__(cls, text)
+        obj.summary = summary
+        return obj
 
 
 def small_photo_note(name: str, width: int, height: int) -> OncePerRun:
@@ -287,7 +315,14 @@ def small_photo_note(name: str, width: int, height: int) -> OncePerRun:
     return OncePerRun(f"{name} is {width}x{height}, smaller than the {SMALL_SIDE} px crops the networks were trained on, so "
             "thin cracks may be missed; try --input-scale 1.5 or 2 (the maps stay at the photo's size; measured "
             "with hrsegnet_b16 on the valid splits: GAPs crops mIoU 0.630 -> 0.667 at 1.5, ShadowCrack crops "
-            "0.635 -> 0.680 at 2, masonry 224 px no gain; README 'Small photos'; said for the first such photo only)")
+            "0.635 -> 0.680 at 2, masonry 224 px no gain; README 'Small photos'; said for the first such photo only)",
+            f"{{n}} photos smaller than {SMALL_SIDE} px")
+
+
+def no_crack_note(name: str) -> OncePerRun:
+    """A photo with no predicted crack explained for its predicted crack: a normal result of a survey, said once."""
+    return OncePerRun(f"{name}: no crack predicted, so its maps are all zero (a crack-free photo; the run's end counts "
+                      "such photos)", "{n} photos with no predicted crack (their maps are all zero)")
 
 
 def _compute(job: ExplainJob, path: str | Path, name: str,
@@ -314,9 +349,13 @@ def _compute(job: ExplainJob, path: str | Path, name: str,
             image = explain(job.model, rgb, list(job.layers) + (extra or []), target, job.method, names=[name],
                             score=job.score, keep_activations=extra is not None, input_scale=job.input_scale,
                             **job.method_args)[0]
+    from segcam.cam.targets import PredictedTarget
+
     for w in caught:
-        if warn is not None:
-            warn(str(w.message))
+        if warn is None:
+            continue
+        predicted = target is None or isinstance(target, PredictedTarget)
+        warn(no_crack_note(name) if issubclass(w.category, EmptyTargetWarning) and predicted else str(w.message))
     shown = _outputs_only(job, image)
     return (shown.with_fused() if job.fuse and len(job.layers) > 1 else shown), image
 
@@ -358,17 +397,19 @@ def compute_cracks(job: ExplainJob, image: ImageExplanation, path: str | Path,
     """The per-crack records of one explained photo (:func:`segcam.survey.cracks.analyse_cracks`), or None."""
     if not job.cracks:
         return None
-    from segcam.data.datasets import load_mask
     from segcam.survey.cracks import analyse_cracks
     from segcam.survey.review import score_records
 
-    truth = None
-    if job.truth:
-        try:
-            truth = load_mask(_mask_for(Path(job.truth), path))
-        except FileNotFoundError as exc:
-            if warn is not None:
-                warn(f"{Path(str(path)).name}: {exc}; its cracks are not labelled and missed cracks not recorded")
+    truth = load_truth(job.truth, path, warn)
+    if job.tile and max(image.image.shape[:2]) > job.tile and job.crack_evidence == "zones":
+        # a large photo: records from windows around each crack, the evidence from an export's pass (the
+        # explanation's own maps are of the job's layers and method); cracks as this explanation predicted them
+        from segcam.survey.survey import photo_cracks
+
+        analysis = photo_cracks(job.model, image.image, job.category, job.tile, job.tile_overlap,
+                                job.pixel_size_for(path), truth, warn=warn, prediction=image.prediction == job.category,
+                                probability=image.probability)[0]
+        return analysis
     analysis = analyse_cracks(job.model, image.image, job.category, pixel_size=job.pixel_size_for(path),
                               evidence=job.crack_evidence, tile=job.tile, tile_overlap=job.tile_overlap,
                               shared=image if any(m.gradients is not None for m in image.maps.values()) else None,
@@ -693,14 +734,13 @@ def explain_each(job: Any, todo: Iterable[tuple[Path, str]], out: Path,
         rec = fut.result()
         on_done(name, rec, ok_row(path, name, rec, time.time() - t0))
 
-    once_said = False
+    said: dict[str, int] = {}  # once-per-run lines by summary: how many photos they concerned
 
     def say(msg: str) -> None:  # the caller's warn, with once-per-run lines said once
-        nonlocal once_said
         if isinstance(msg, OncePerRun):
-            if once_said:
+            said[msg.summary] = said.get(msg.summary, 0) + 1
+            if said[msg.summary] > 1:
                 return
-            once_said = True
         if warn is not None:
             warn(msg)
 
@@ -725,6 +765,9 @@ def explain_each(job: Any, todo: Iterable[tuple[Path, str]], out: Path,
         with contextlib.suppress(OSError):
             while pending and pending[0][3].exception() is None:  # written before an interrupt: report them
                 finish_one()
+        for summary, n in said.items():
+            if summary and n > 1 and warn is not None:
+                warn(summary.format(n=n))
 
 
 #: An engine: explains ``todo`` and journals each finished image in the run (see :func:`local_loop`).

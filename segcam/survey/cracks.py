@@ -75,17 +75,18 @@ def crack_labels(mask: np.ndarray, min_area: int = MIN_AREA) -> tuple[np.ndarray
 
 def _label(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, int, int]:
     """:func:`crack_labels`, and the number of components before the minimum area was applied."""
-    from skimage.measure import label
+    from scipy.ndimage import label
 
-    lab = label(np.asarray(mask, bool), connectivity=2)
-    if lab.max() == 0:
-        return lab.astype(np.int32), 0, 0
+    # scikit-image's label(connectivity=2) of a bool mask is this (its numbering too), without an int64 copy
+    lab, count = label(np.asarray(mask, bool), structure=np.ones((3, 3), bool), output=np.int32)
+    if count == 0:
+        return lab, 0, 0
     areas = np.bincount(lab.ravel())
     areas[0] = 0
     keep = [i for i in np.argsort(-areas, kind="stable") if areas[i] >= min_area]
     remap = np.zeros(len(areas), np.int32)
     remap[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
-    return remap[lab], len(keep), int(lab.max())
+    return remap[lab], len(keep), int(count)
 
 
 _OFFSETS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
@@ -109,6 +110,8 @@ def _polyline_length(ys: np.ndarray, xs: np.ndarray, path: list[int], step: int 
     """Length of the polyline through every ``step``-th pixel of ``path`` (pixel numbers) and its last one."""
     if len(path) < 2:
         return 0.0
+    if path[0] == path[-1]:  # a closed loop: at least three segments, or a small ring would measure 0
+        step = max(1, min(step, (len(path) - 1) // 3))
     idx = path[::step]
     if (len(path) - 1) % step:
         idx.append(path[-1])
@@ -200,11 +203,11 @@ def skeleton_length(component: np.ndarray, edt: np.ndarray | None = None) -> tup
     comp = np.pad(np.asarray(component, bool), 1)
     edt = np.pad(edt, 1) if edt is not None else _edt(comp)
     sk = skeletonize(comp)
-    if not sk.any():
-        return 0.0, sk[1:-1, 1:-1]
+    if not sk.any():  # skeletonize keeps a pixel of every component; an empty mask has no length
+        return (1.0 if comp.any() else 0.0), sk[1:-1, 1:-1]
     nbrs, ys, xs = _neighbours(sk)
     if len(nbrs) == 1:  # a blob whose skeleton is one pixel: its length is its extent
-        return float(2 * edt[sk].max() - 1), sk[1:-1, 1:-1]
+        return _blob_length(edt, sk), sk[1:-1, 1:-1]
     paths = _trace(nbrs)
     # prune spurs: a path from a free end to a junction shorter than the width there (corner artefacts of a
     # flat crack end), then thin again so the junction's pixel cluster becomes a plain end
@@ -218,6 +221,8 @@ def skeleton_length(component: np.ndarray, edt: np.ndarray | None = None) -> tup
     if spur.any() and (sk & ~spur).any():
         sk = skeletonize(sk & ~spur)
         nbrs, ys, xs = _neighbours(sk)
+        if len(nbrs) <= 1:  # every branch was a spur of a compact blob: measured as a blob
+            return _blob_length(edt, sk), sk[1:-1, 1:-1]
         paths = _trace(nbrs)
     length = sum(_polyline_length(ys, xs, p) for p in paths)
     # free ends: a skeleton stops short of the crack's end (by half a width, more on oblique thin ends);
@@ -227,6 +232,11 @@ def skeleton_length(component: np.ndarray, edt: np.ndarray | None = None) -> tup
             if len(nbrs[end]) == 1 and back:
                 length += _run_out(comp, (int(ys[end]), int(xs[end])), (int(ys[back[-1]]), int(xs[back[-1]])))
     return float(length), sk[1:-1, 1:-1]
+
+
+def _blob_length(edt: np.ndarray, sk: np.ndarray) -> float:
+    """The length of a blob whose skeleton is a point: the diameter of its largest inscribed disc (at least 1)."""
+    return float(max(1.0, 2 * edt[sk].max() - 1)) if sk.any() else 1.0
 
 
 def _orientation(component: np.ndarray) -> float:

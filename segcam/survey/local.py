@@ -85,18 +85,20 @@ def _zone(labels: np.ndarray, j: int, box: tuple[slice, slice], win: tuple[slice
     """Over ``win``: each pixel's distance to the nearest crack and whether that crack is ``j``.
 
     The nearest crack of a pixel within ZONE_PX of crack ``j`` lies within ZONE_PX of it, so the labels of
-    ``win`` grown by ZONE_PX decide it exactly: a pixel is ``j``'s when its distance to ``j`` is below its
-    distance to every other crack (two exact transforms, :func:`segcam.survey.cracks._edt`).
+    ``win`` grown by ZONE_PX decide it exactly (SciPy's feature transform, as the whole-photo zones: ties
+    fall the same way).
     """
+    from scipy.ndimage import distance_transform_edt
+
     big = _grow(box, 2 * ZONE_PX, labels.shape)
     lab = labels[big]
     at = _inside(big, win)
-    to_j = _edt(lab != j)[at]
     others = (lab != 0) & (lab != j)
-    if not others.any():  # alone: every pixel is its
-        return to_j, np.ones(to_j.shape, bool)
-    to_others = _edt(~others)[at]
-    return np.minimum(to_j, to_others), to_j < to_others
+    if not others.any():  # alone: the distances to it, by OpenCV's faster exact transform
+        dist = _edt(lab == 0)[at]
+        return dist, np.ones(dist.shape, bool)
+    dist, idx = distance_transform_edt(lab == 0, return_indices=True)
+    return dist[at], (lab[idx[0], idx[1]] == j)[at]
 
 
 def _cells(box: tuple[slice, slice], stride: int) -> tuple[slice, slice]:
@@ -140,7 +142,8 @@ def _prob(logits: np.ndarray, category: int) -> np.ndarray:
 
 def local_cracks(rgb: np.ndarray, logits: np.ndarray, category: int, grids: dict[str, Any], canvas: tuple[int, int],
                  evidence_layer: str, pixel_size: float | None = None, truth: np.ndarray | None = None,
-                 min_area: int = MIN_AREA, prediction: np.ndarray | None = None) -> CrackAnalysis:
+                 min_area: int = MIN_AREA, prediction: np.ndarray | None = None,
+                 probability: np.ndarray | None = None) -> CrackAnalysis:
     """Measure, explain and pool every predicted crack of a photo from crack-local windows.
 
     Args:
@@ -154,7 +157,9 @@ def local_cracks(rgb: np.ndarray, logits: np.ndarray, category: int, grids: dict
         pixel_size: Millimetres per pixel.
         truth: Ground-truth mask: each crack gets ``truth`` (missed regions are not recorded here).
         min_area: Smallest component recorded.
-        prediction: The crack mask of ``logits`` when the caller has it (:func:`segcam.survey.passes.class_mask`).
+        prediction: The crack mask to record: default (None) that of ``logits`` (:func:`segcam.survey.passes.class_mask`).
+        probability: H x W class probability going with ``prediction``; default: the softmax of ``logits``
+            (computed in each crack's window only).
 
     Returns:
         A :class:`segcam.survey.cracks.CrackAnalysis` like :func:`segcam.survey.cracks.analyse_cracks`'s.
@@ -183,7 +188,7 @@ def local_cracks(rgb: np.ndarray, logits: np.ndarray, category: int, grids: dict
         rec: dict[str, Any] = {"crack": j, "x0": int(sl[1].start), "y0": int(sl[0].start), "x1": int(sl[1].stop),
                                "y1": int(sl[0].stop)}
         rec.update(measure_crack(crack_c[_inside(grown, sl)], pixel_size))
-        p = _prob(logits[(slice(None), *grown)], category)[crack_c]
+        p = (probability[grown] if probability is not None else _prob(logits[(slice(None), *grown)], category))[crack_c]
         rec.update(mean_prob=round(float(p.mean()), 4), min_prob=round(float(p.min()), 4))
         zone_c = zone[g]
         own_c = np.where(zone_c, ev[g], 0.0)

@@ -128,15 +128,19 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int =
     return canvas, tiles
 
 
-def _pad(rgb: np.ndarray, canvas: tuple[int, int]) -> np.ndarray:
-    """The photo reflected into the canvas's extra rows and columns (bottom and right)."""
+def _crop(rgb: np.ndarray, t: Tile) -> np.ndarray:
+    """A tile of the canvas: the photo's pixels, reflected into the canvas's extra rows and columns (bottom, right).
+
+    Cut per tile, so a padded copy of the whole photo is never made.
+    """
     import cv2
 
-    dy, dx = canvas[0] - rgb.shape[0], canvas[1] - rgb.shape[1]
+    crop = np.ascontiguousarray(rgb[t.y:t.y + t.h, t.x:t.x + t.w])
+    dy, dx = t.h - crop.shape[0], t.w - crop.shape[1]
     if not dy and not dx:
-        return rgb
-    mode = cv2.BORDER_REFLECT_101 if min(rgb.shape[:2]) > 1 else cv2.BORDER_REPLICATE
-    return cv2.copyMakeBorder(rgb, 0, dy, 0, dx, mode)
+        return crop
+    mode = cv2.BORDER_REFLECT_101 if min(crop.shape[:2]) > 1 else cv2.BORDER_REPLICATE
+    return cv2.copyMakeBorder(crop, 0, dy, 0, dx, mode)
 
 
 class _Grid:
@@ -169,10 +173,12 @@ class _Grid:
         self.wsum[box] += win
 
     def result(self) -> np.ndarray:
-        """The blended C x h x w grid."""
-        if self.single:
-            return self.acc
-        return self.acc / np.maximum(self.wsum, 1e-12)
+        """The blended C x h x w grid (in place: the sums become the result)."""
+        if not self.single and self.wsum is not None:
+            np.maximum(self.wsum, 1e-12, out=self.wsum)
+            self.acc /= self.wsum
+            self.wsum = None
+        return self.acc
 
 
 def _stride(tile: Tile, shape: Sequence[int], name: str) -> int:
@@ -206,13 +212,12 @@ def photo_pass(model: Any, rgb: np.ndarray, category: int, layers: Sequence[str]
     multiple = _lcm(int(getattr(model, "size_multiple", 1)), int(getattr(model, "onnx_size_multiple", 1)))
     height, width = rgb.shape[:2]
     canvas, tiles = plan_tiles(height, width, tile, overlap, multiple)
-    padded = _pad(rgb, canvas)
     single = len(tiles) == 1
     grids: dict[str, _Grid] = {"logits": _Grid(canvas, single, "logits")}
     names: list[str] = ["logits"]
     total = len(tiles)
     for k, t in enumerate(tiles):
-        crop = np.ascontiguousarray(padded[t.y:t.y + t.h, t.x:t.x + t.w])
+        crop = _crop(rgb, t)
         pred = predictor((t.h, t.w))
         outs = pred.run(normalize(crop, pred.mean, pred.std))
         if k == 0:
@@ -233,7 +238,7 @@ def photo_pass(model: Any, rgb: np.ndarray, category: int, layers: Sequence[str]
         out_grids = {n: LayerGrid(grids[n].result(), grids[f"{n}:map"].result()[0]) for n in names[1:] if ":" not in n}
         engine = "export"
     else:
-        out_grids = _explain_grids(model, padded, target, category, tiles, overlap, layers, progress, len(tiles), total)
+        out_grids = _explain_grids(model, rgb, target, category, tiles, overlap, layers, progress, len(tiles), total)
         engine = "export+explain"
     return PhotoPass(full[:, :height, :width], target[:height, :width], canvas, out_grids, tiles, engine)
 
@@ -242,7 +247,7 @@ def _lcm(a: int, b: int) -> int:
     return a * b // math.gcd(a, b)
 
 
-def _explain_grids(model: Any, padded: np.ndarray, target: np.ndarray, category: int, tiles: list[Tile], overlap: int,
+def _explain_grids(model: Any, rgb: np.ndarray, target: np.ndarray, category: int, tiles: list[Tile], overlap: int,
                    layers: Sequence[str], progress: Callable[[int, int], None] | None, done: int,
                    total: int) -> dict[str, LayerGrid]:
     """Evidence maps and activations from :func:`segcam.explain` on each tile that holds predicted crack."""
@@ -259,7 +264,7 @@ def _explain_grids(model: Any, padded: np.ndarray, target: np.ndarray, category:
         if region.any() or k == 0:  # the first tile always runs: every grid gets its shape
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", EmptyTargetWarning)
-                res = explain(model, np.ascontiguousarray(padded[t.y:t.y + t.h, t.x:t.x + t.w]), list(layers),
+                res = explain(model, _crop(rgb, t), list(layers),
                               MaskTarget(category, region, f"tile {t.x},{t.y}"), DEFAULTS["component"].method,
                               score=EVIDENCE_SCORE, keep_activations=True)[0]
             for n in layers:

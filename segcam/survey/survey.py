@@ -47,6 +47,76 @@ def evidence_layers(model: Any) -> tuple[str, ...]:
     return tuple(out) if out and out[0] == DEFAULTS["component"].layer else ("seg_head",)
 
 
+#: Export predictors of this process, by model, weights, input size, outputs, class and threads (most recent last).
+_PREDICTORS: dict[tuple[Any, ...], Any] = {}
+#: Sessions kept open at most (photos of many sizes: the least recently built is closed).
+MAX_PREDICTORS = 8
+
+
+def predictor_for(model: Any, category: int = 1, threads: int = 2, cache: str | None = None,
+                  warn: Callable[[str], None] | None = None) -> Callable[[tuple[int, int]], Any]:
+    """``size -> predictor`` of ``model``: its ``evidence`` export where it has one, else its ``logits`` export.
+
+    Each export is built or read from the cache (:func:`segcam.models.export_cache.cached_predictor`) once per
+    process and size.
+    """
+    from segcam.models.export_cache import cached_predictor
+    from segcam.models.split import split_for
+
+    outputs = "evidence" if split_for(model) is not None and category in (0, 1) else "logits"
+
+    def get(size: tuple[int, int]) -> Any:
+        key = (model.name, model.weights_sha256, tuple(size), outputs, category, threads, cache)
+        if key not in _PREDICTORS:
+            if len(_PREDICTORS) >= MAX_PREDICTORS:
+                _PREDICTORS.pop(next(iter(_PREDICTORS)))
+            _PREDICTORS[key] = cached_predictor(model, size, outputs, threads=threads, cache=cache, warn=warn,
+                                                category=category)
+        return _PREDICTORS[key]
+
+    return get
+
+
+def photo_cracks(model: Any, rgb: np.ndarray, category: int = 1, tile: int = DEFAULT_TILE, overlap: int = 128,
+                 pixel_size: float | None = None, truth: np.ndarray | None = None, threads: int = 2,
+                 cache: str | None = None, warn: Callable[[str], None] | None = None,
+                 progress: Callable[[int, int], None] | None = None, prediction: np.ndarray | None = None,
+                 probability: np.ndarray | None = None) -> tuple[Any, Any]:
+    """One photo's crack records (:func:`segcam.survey.local.local_cracks`) from an export's pass.
+
+    Args:
+        model: A :class:`segcam.models.zoo.ZooModel`.
+        rgb: H x W x 3 uint8.
+        category: The crack class.
+        tile: Largest side in one pass.
+        overlap: Pixels shared by neighbouring tiles.
+        pixel_size: Millimetres per pixel.
+        truth: Ground-truth mask (labels each crack).
+        threads: Threads of the export runtime.
+        cache: Export cache folder.
+        warn: Told when an export is built.
+        progress: Steps within the photo.
+        prediction: The crack mask to record (another pass's, e.g. ``segcam explain``'s); default: the export's.
+        probability: The class probability map that goes with ``prediction``.
+
+    Returns:
+        The :class:`segcam.survey.cracks.CrackAnalysis` (review scores added) and the
+        :class:`segcam.survey.passes.PhotoPass`.
+    """
+    from segcam.survey.local import local_cracks
+    from segcam.survey.passes import photo_pass
+    from segcam.survey.review import score_records
+
+    layers = evidence_layers(model)
+    res = photo_pass(model, rgb, category, layers, predictor_for(model, category, threads, cache, warn), tile, overlap,
+                     progress=progress)
+    analysis = local_cracks(rgb, res.logits, category, res.layers, res.canvas, layers[0], pixel_size=pixel_size,
+                            truth=truth, prediction=res.prediction if prediction is None else prediction,
+                            probability=probability)
+    score_records(analysis.records)
+    return analysis, res
+
+
 @dataclass(frozen=True)
 class SurveyJob:
     """What ``segcam survey`` does with each photo.
@@ -76,8 +146,6 @@ class SurveyJob:
     cache: str | None = None
     max_side: int = TILED_MAX_SIDE
     on_step: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)
-    _predictors: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
-    _warn: list[Any] = field(default_factory=lambda: [None], compare=False, repr=False)
 
     #: Written into ``cracks.csv``.
     cracks = True
@@ -112,19 +180,6 @@ class SurveyJob:
                 "cracks": {"evidence": "local", "pixel_size": self.pixel_size,
                            "pixel_sizes": [list(p) for p in self.pixel_sizes], "truth": self.truth}}
 
-    def predictor(self, size: tuple[int, int]) -> Any:
-        """The export for inputs of ``size``, built or read from the cache once per run (kept in memory)."""
-        from segcam.models.export_cache import cached_predictor
-        from segcam.models.split import split_for
-
-        if size not in self._predictors:
-            if len(self._predictors) >= 8:  # photos of many sizes: keep the most recent sessions only
-                self._predictors.pop(next(iter(self._predictors)))
-            outputs = "evidence" if split_for(self.model) is not None and self.category in (0, 1) else "logits"
-            self._predictors[size] = cached_predictor(self.model, size, outputs, threads=self.threads, cache=self.cache,
-                                                      warn=self._warn[0], category=self.category)
-        return self._predictors[size]
-
     def compute(self, path: str | Path, name: str, warn: Callable[[str], None] | None = None) -> Any:
         """Predict one photo and record its cracks: what :meth:`write` writes.
 
@@ -132,32 +187,15 @@ class SurveyJob:
             segcam.data.images.ImageError, FileNotFoundError, ValueError: A bad photo or mask (the batch records it).
         """
         from segcam.data.images import is_uri, read_image, read_image_uri
-        from segcam.survey.batch import _mask_for
-        from segcam.survey.local import local_cracks
-        from segcam.survey.passes import photo_pass
-        from segcam.survey.review import score_records
+        from segcam.survey.batch import load_truth
 
-        self._warn[0] = warn
         rgb = (read_image_uri if is_uri(path) else read_image)(path, max_side=self.max_side)
-        truth = None
-        if self.truth:
-            from segcam.data.datasets import load_mask
-
-            try:
-                truth = load_mask(_mask_for(Path(self.truth), path))
-            except FileNotFoundError as exc:
-                if warn is not None:
-                    warn(f"{Path(str(path)).name}: {exc}; its cracks are not labelled")
-        layers = evidence_layers(self.model)
+        truth = load_truth(self.truth, path, warn)
         t0 = time.perf_counter()
-        res = photo_pass(self.model, rgb, self.category, layers, self.predictor, self.tile, self.tile_overlap,
-                         progress=self.on_step)
-        t1 = time.perf_counter()
-        analysis = local_cracks(rgb, res.logits, self.category, res.layers, res.canvas, layers[0],
-                                pixel_size=self.pixel_size_for(path), truth=truth, prediction=res.prediction)
-        score_records(analysis.records)
-        timing = {"pass": round(t1 - t0, 3), "cracks": round(time.perf_counter() - t1, 3), "tiles": len(res.tiles),
-                  "engine": res.engine}
+        analysis, res = photo_cracks(self.model, rgb, self.category, tile=self.tile, overlap=self.tile_overlap,
+                                     pixel_size=self.pixel_size_for(path), truth=truth, threads=self.threads,
+                                     cache=self.cache, warn=warn, progress=self.on_step)
+        timing = {"seconds": round(time.perf_counter() - t0, 3), "tiles": len(res.tiles), "engine": res.engine}
         return name, rgb.shape[:2], analysis, timing
 
     def write(self, computed: Any, path: str | Path, out: Path, identity: str | None = None) -> dict[str, Any]:
