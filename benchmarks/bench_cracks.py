@@ -65,7 +65,7 @@ def cost(frames, tmp):
                 best = float("inf")
                 for _ in range(2):
                     t0 = time.perf_counter()
-                    image, passed = batch._compute(job, f, f"f{i}")
+                    image, passed, _ = batch._compute(job, f, f"f{i}")
                     cracks = batch.compute_cracks(job, passed, f)
                     batch.write_image(job, image, f, tmp / key, None, cracks)
                     best = min(best, time.perf_counter() - t0)

@@ -1,4 +1,4 @@
-"""Survey-scale costs of ``segcam explain``: saving, output size, the Ray engine, tiles and memory.
+"""Survey-scale costs of ``segcam explain``: saving, output size, the Ray engine and tiles.
 
 Every number is a ratio of two runs made in this one invocation (the machine is noisy; read the ratios):
 
@@ -13,11 +13,10 @@ Every number is a ratio of two runs made in this one invocation (the machine is 
 * ``tile``: pixel agreement of tiled and whole-photo prediction (tiles of 256 on 544x384 frames, and the default
   1024/128 on frames enlarged 3x, with two diagnostics of why they differ) and the seam ratio (see
   tests/test_survey.py); the crack IoU of ``segcam predict``'s 400x400 tiling against the network's own mask;
-* ``memory``: peak resident memory of ``segcam explain --tile 1024`` on a 6000x4000 photo (a mosaic of
-  DeepCrack frames), in a child process (target < 4 GB).
+(Time and memory at the sizes of survey photos, 6000x4000 included, are ``bench_survey_sizes.py``'s.)
 
 Usage: ``python benchmarks/bench_survey.py [--images 60] [--ray-images 100] [--model hrsegnet_b16]
-[--skip ray memory] [--out benchmarks/results/survey.json]``
+[--skip ray tile] [--out benchmarks/results/survey.json]``
 """
 
 from __future__ import annotations
@@ -26,9 +25,7 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +35,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 
 import segcam
 from segcam.data.datasets import data_root
@@ -187,37 +183,13 @@ def _align_corners_false():
         hm._resize = shipped
 
 
-def bench_memory(model_name: str, tmp: Path) -> dict:
-    srcs = [np.asarray(Image.open(p).convert("RGB")) for p in frames(8)]
-    rows = []
-    for r in range(-(-4000 // 384)):
-        row = np.concatenate([srcs[(r + c) % len(srcs)] for c in range(-(-6000 // 544))], axis=1)
-        rows.append(row)
-    mosaic = np.concatenate(rows, axis=0)[:4000, :6000]
-    path = tmp / "survey_6000x4000.png"
-    Image.fromarray(mosaic).save(path)
-    out = tmp / "memory"
-    cmd = [sys.executable, "-m", "segcam", "explain", "--model", model_name, "--layer", "seg3", "--tile", "1024",
-           "--tile-overlap", "128", "--threads", "2", "--out", str(out), str(path)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "GLOG_minloglevel": "2"})
-    seconds = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-2000:])
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    files = {p.name: p.stat().st_size for p in out.iterdir() if not p.name.startswith(".")}
-    return {"photo": "6000x4000", "model": model_name, "tile": 1024, "overlap": 128, "seconds": seconds,
-            "peak_rss_gb": max(peak, before) / 1024 ** 2, "output_mb": {k: v / 1e6 for k, v in sorted(files.items())}}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=60)
     ap.add_argument("--ray-images", type=int, default=100)
     ap.add_argument("--model", default="hrsegnet_b16")
     ap.add_argument("--layer", default="seg_head")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["save", "ray", "tile", "memory"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["save", "ray", "tile"])
     ap.add_argument("--out", default="benchmarks/results/survey.json")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -246,10 +218,6 @@ def main() -> None:
             print(f"ray: 2 workers {r['ray2_speedup']:.2f}x the local engine (steady state "
                   f"{r['ray2_speedup_steady']:.2f}x); 1 worker overhead {100 * r['ray1_overhead']:+.1f} % (steady "
                   f"{100 * r['ray1_overhead_steady']:+.1f} %) ({r})", flush=True)
-        if "memory" not in args.skip:
-            results["memory"] = r = bench_memory(args.model, tmp)
-            print(f"memory: 6000x4000 tiled 1024: peak {r['peak_rss_gb']:.2f} GB, {r['seconds']:.0f} s, "
-                  f"outputs {r['output_mb']}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

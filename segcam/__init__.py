@@ -14,9 +14,10 @@ import warnings as _warnings
 
 from segcam.version import __version__
 
-# Paddle's C++ INFO log lines ("New Executor is Running.") would interleave with segcam's own output; keep its
-# warnings and errors. Read when paddle is imported, so it must be set before; a user's own setting wins.
-_os.environ.setdefault("GLOG_minloglevel", "1")
+# Paddle's C++ log lines ("New Executor is Running.", export-time warnings about graph conversion) would
+# interleave with segcam's own output and read like errors; keep its errors. Read when paddle is imported, so it
+# must be set before; a user's own setting wins (GLOG_minloglevel=0 brings them all back).
+_os.environ.setdefault("GLOG_minloglevel", "2")
 
 # Paddle warns at import time that ccache (a C++ build cache) is missing: noise for segcam users.
 _warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)

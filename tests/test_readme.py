@@ -39,6 +39,7 @@ QUICK = (
     "segcam explain --model hrsegnet_b48 --layer seg_head examples/images/deepcrack_IMG_6472-1.jpg",
     "segcam models b48",
     "segcam atlas segcam_out --masks examples/masks && segcam report segcam_out",
+    "segcam survey examples/images --out segcam_survey && segcam report segcam_survey",
 )
 
 

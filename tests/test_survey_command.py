@@ -240,3 +240,15 @@ def test_a_6000x4000_photo_stays_under_2_gb(tmp_path) -> None:
     peak_gb = usage.ru_maxrss / 1024 ** 2
     assert peak_gb < 2.0, f"peak RSS {peak_gb:.2f} GB"
     assert len(_rows(tmp_path / "out")) > 50
+
+
+def test_a_network_without_an_evidence_export_is_surveyed_through_explain(tmp_path) -> None:
+    """BiSeNetV2: the export predicts, segcam.explain gives the evidence on the tiles with crack."""
+    out = tmp_path / "out"
+    assert main(["survey", "--model", "bisenetv2", "--cache", str(tmp_path / "cache"), "--out", str(out),
+                 str(EXAMPLES / "cfd_001.jpg")]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["images"][0]["survey"]["engine"] == "export+explain"
+    rows = _rows(out)
+    assert rows and all(float(r["length"]) > 0 and r["review_score"] for r in rows)
+    assert man["survey"]["evidence_layers"] == ["seg_head"]

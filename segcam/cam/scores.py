@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 import paddle
 
-__all__ = ["SCORES", "CamContext", "main_logits", "resize_maps", "score_planes", "softmax"]
+__all__ = ["SCORES", "CamContext", "class_mask", "class_probability", "main_logits", "resize_maps", "score_planes",
+           "softmax"]
 
 
 #: What is summed over the target region and back-propagated.
@@ -63,6 +64,27 @@ def main_logits(out: Any, size: tuple[int, int] | None = None) -> paddle.Tensor:
     if size is not None and tuple(out.shape[2:]) != tuple(size):
         out = paddle.nn.functional.interpolate(out, size=list(size), mode="bilinear", align_corners=False)
     return out
+
+
+def class_mask(logits: np.ndarray, category: int) -> np.ndarray:
+    """``logits.argmax(axis=0) == category`` for C x H x W logits (ties to the lower class).
+
+    Two classes are compared directly, without the argmax's int64 array (192 MB at 24 MP).
+    """
+    if logits.shape[0] == 2 and category in (0, 1):
+        return logits[1] > logits[0] if category == 1 else logits[0] >= logits[1]
+    return logits.argmax(axis=0) == category
+
+
+def class_probability(logits: np.ndarray, category: int) -> np.ndarray:
+    """``softmax(logits, axis=0)[category]`` (float32), with one full-size array for two classes."""
+    if logits.shape[0] == 2 and category in (0, 1):
+        p = np.subtract(logits[1 - category], logits[category], dtype=np.float32)
+        np.clip(p, -80.0, 80.0, out=p)  # exp stays finite in float32
+        np.exp(p, out=p)
+        p += 1.0
+        return np.reciprocal(p, out=p)
+    return softmax(logits, axis=0)[category]
 
 
 def softmax(logits: np.ndarray, axis: int = 0) -> np.ndarray:

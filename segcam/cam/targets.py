@@ -43,7 +43,9 @@ class PredictedTarget(Target):
     """Pixels the network predicts as ``category`` (argmax over classes). The default."""
 
     def mask(self, logits: np.ndarray) -> np.ndarray:
-        return logits.argmax(axis=0) == self.category
+        from segcam.cam.scores import class_mask
+
+        return class_mask(logits, self.category)
 
     def describe(self) -> str:
         return f"predicted class {self.category}"

@@ -146,11 +146,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     note = location_note(args.method, target)
     if note:
         print(f"segcam: note: {note}", file=sys.stderr)
+    progress = TerminalProgress()
     job = ExplainJob(model, tuple(layers), args.method, method_args, target, args.target, args.category, args.cmap,
                      args.alpha, args.normalization, args.max_side, args.downscale, score=args.score, fuse=args.fuse,
                      artifacts=artifacts, tile=args.tile, tile_overlap=args.tile_overlap, cracks=args.cracks,
                      crack_evidence=args.crack_evidence, pixel_size=pixel_size, pixel_sizes=pixel_sizes,
-                     truth=args.masks, overlay_mode=args.overlay, input_scale=args.input_scale)
+                     truth=args.masks, overlay_mode=args.overlay, input_scale=args.input_scale, on_step=progress.step)
     arguments = {k: v for k, v in vars(args).items() if k != "func"}
     engine = None
     if args.engine == "ray":  # Ray is imported only when chosen
@@ -160,7 +161,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
         engine = partial(ray_loop, opts=RayOptions(args.ray_address, args.workers, args.batch_size, args.threads or 1,
                                                    gpus=1.0 if args.paddle_device == "gpu" else 0.0))
-    summary = run_explain(job, images, out, overwrite=args.overwrite, arguments=arguments, progress=TerminalProgress(),
+    summary = run_explain(job, images, out, overwrite=args.overwrite, arguments=arguments, progress=progress,
                           warn=lambda msg: print(f"segcam: {msg}", file=sys.stderr), engine=engine)
     resumed = f" ({summary.skipped} already done by an earlier run)" if summary.skipped else ""
     print(f"segcam: {summary.total - summary.failed}/{summary.total} images explained{resumed}, {summary.failed} "

@@ -175,6 +175,8 @@ class ExplainJob:
     truth: str | None = None
     overlay_mode: str = "heat"
     input_scale: float = 1.0
+    #: Told (steps done, steps in all) within a tiled photo (not a setting: left out of the fingerprint and of Ray).
+    on_step: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)
 
     def pixel_size_for(self, path: str | Path) -> float | None:
         """The pixel size of one photo: its row of ``pixel_sizes`` (file name, then stem), else ``pixel_size``."""
@@ -190,8 +192,8 @@ class ExplainJob:
         Raises:
             segcam.data.images.ImageError, FileNotFoundError, ValueError: A bad image or mask (the batch records it).
         """
-        image, passed = _compute(self, path, name, warn)
-        return image, compute_cracks(self, passed, path, warn=warn)
+        image, passed, photo = _compute(self, path, name, warn)
+        return image, compute_cracks(self, passed, path, warn=warn, photo=photo)
 
     def write(self, computed: Any, path: str | Path, out: Path, identity: str | None = None) -> dict[str, Any]:
         """Write what :meth:`compute` returned; returns the photo's manifest record (see :func:`write_image`)."""
@@ -326,8 +328,12 @@ def no_crack_note(name: str) -> OncePerRun:
 
 
 def _compute(job: ExplainJob, path: str | Path, name: str,
-             warn: Callable[[str], None] | None = None) -> tuple[ImageExplanation, ImageExplanation]:
-    """The explanation to write, and the pass it came from (with the crack analysis's layers, if shared)."""
+             warn: Callable[[str], None] | None = None) -> tuple[ImageExplanation, ImageExplanation, Any]:
+    """The explanation to write, the pass it came from, and for a tiled photo the export's pass.
+
+    The pass keeps the crack analysis's layers when it shares them; the export's pass
+    (:func:`segcam.survey.passes.photo_pass`) predicted a tiled photo (None otherwise).
+    """
     from segcam.cam.engine import EmptyTargetWarning, explain
     from segcam.data.images import is_uri, read_image, read_image_uri
 
@@ -335,13 +341,17 @@ def _compute(job: ExplainJob, path: str | Path, name: str,
     read = read_image_uri if is_uri(path) else read_image
     rgb = read(path, max_side=max_side, downscale=job.downscale)
     target = _target_for(job, path)
+    photo = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", EmptyTargetWarning)
         if job.tile and max(rgb.shape[:2]) > job.tile:
             from segcam.survey.tiling import explain_tiled
 
+            photo = _export_pass(job, rgb)
             image = explain_tiled(job.model, rgb, list(job.layers), target, job.method, name=name,
-                                  tile=job.tile, overlap=job.tile_overlap, score=job.score, **job.method_args)
+                                  tile=job.tile, overlap=job.tile_overlap, score=job.score, progress=job.on_step,
+                                  logits=photo.logits, **job.method_args)
+            photo.logits = None  # 4 bytes a pixel a class: the explanation has what it needs of them
         else:
             extra = _shared_crack_layers(job, target)
             if job.input_scale == 1 and min(rgb.shape[:2]) < SMALL_SIDE and warn is not None:
@@ -357,7 +367,18 @@ def _compute(job: ExplainJob, path: str | Path, name: str,
         predicted = target is None or isinstance(target, PredictedTarget)
         warn(no_crack_note(name) if issubclass(w.category, EmptyTargetWarning) and predicted else str(w.message))
     shown = _outputs_only(job, image)
-    return (shown.with_fused() if job.fuse and len(job.layers) > 1 else shown), image
+    return (shown.with_fused() if job.fuse and len(job.layers) > 1 else shown), image, photo
+
+
+def _export_pass(job: ExplainJob, rgb: np.ndarray) -> Any:
+    """A tiled photo's prediction by the model's cached export (and, for its crack records, the evidence grids)."""
+    from segcam.survey.passes import photo_pass
+    from segcam.survey.survey import evidence_layers, predictor_for
+
+    records = job.cracks and job.crack_evidence == "zones"
+    predictor = predictor_for(job.model, job.category, evidence=records)
+    return photo_pass(job.model, rgb, job.category, evidence_layers(job.model), predictor, job.tile, job.tile_overlap,
+                      evidence=records)
 
 
 def _shares_pass(job: ExplainJob, target: Any) -> bool:
@@ -393,8 +414,11 @@ def _shared_crack_layers(job: ExplainJob, target: Any) -> list[str] | None:
 
 
 def compute_cracks(job: ExplainJob, image: ImageExplanation, path: str | Path,
-                   warn: Callable[[str], None] | None = None) -> Any:
-    """The per-crack records of one explained photo (:func:`segcam.survey.cracks.analyse_cracks`), or None."""
+                   warn: Callable[[str], None] | None = None, photo: Any = None) -> Any:
+    """The per-crack records of one explained photo (:func:`segcam.survey.cracks.analyse_cracks`), or None.
+
+    ``photo``: the export's pass of a tiled photo (:func:`_export_pass`), whose evidence grids the records use.
+    """
     if not job.cracks:
         return None
     from segcam.survey.cracks import analyse_cracks
@@ -408,7 +432,7 @@ def compute_cracks(job: ExplainJob, image: ImageExplanation, path: str | Path,
 
         analysis = photo_cracks(job.model, image.image, job.category, job.tile, job.tile_overlap,
                                 job.pixel_size_for(path), truth, warn=warn, prediction=image.prediction == job.category,
-                                probability=image.probability)[0]
+                                probability=image.probability, passed=photo)[0]
         return analysis
     analysis = analyse_cracks(job.model, image.image, job.category, pixel_size=job.pixel_size_for(path),
                               evidence=job.crack_evidence, tile=job.tile, tile_overlap=job.tile_overlap,

@@ -5,9 +5,11 @@ confidence, evidence shares and pooled features, with every computation confined
 crack instead of whole-photo maps, labels of the nearest crack and distance transforms:
 
 * a crack's **zone** is the pixels nearer to it than to any other crack, as in ``zones``, but only within
-  :data:`ZONE_PX` of it. Its evidence beyond that is nil: a map at a layer is the gradient of the crack's
-  logits, which reaches a layer cell only through the layers after it, so it lies within their receptive
-  field of the predicted crack (HrSegNet's ``seg3``: the head, a 3x3 transposed convolution and a 1x1 one at
+  :data:`ZONE_PX` of it, plus the evidence of the specks (predicted components under the minimum area, part of
+  the explained target) whose surroundings lie farther from every crack, given to the crack nearest to each
+  speck. Its evidence beyond that is nil: a map at a layer is the gradient of the predicted crack's logits,
+  which reaches a layer cell only through the layers after it, so it lies within their receptive field of the
+  predicted pixels (HrSegNet's ``seg3``: the head, a 3x3 transposed convolution and a 1x1 one at
   1/4 resolution, plus the bilinear upsampling: about 12 px; ``low3``: one 1/32 cell each way through the
   guidance resize and the map's own upsampling, about 64 px). Measured on 20 DeepCrack test photos
   (``hrsegnet_b16``, whole-photo maps of the predicted crack): ``seg3``'s energy lies within 8 px of the
@@ -101,6 +103,58 @@ def _zone(labels: np.ndarray, j: int, box: tuple[slice, slice], win: tuple[slice
     return dist[at], (lab[idx[0], idx[1]] == j)[at]
 
 
+def _nearest_crack(labels: np.ndarray, y: int, x: int) -> int:
+    """The label of the crack nearest to pixel (y, x), searched in windows that double until one holds a crack."""
+    from scipy.ndimage import distance_transform_edt
+
+    r = 4 * ZONE_PX
+    while True:
+        win = _grow((slice(y, y + 1), slice(x, x + 1)), r, labels.shape)
+        lab = labels[win]
+        if lab.any() or (win[0].stop - win[0].start, win[1].stop - win[1].start) == labels.shape:
+            break
+        r *= 2
+    if not lab.any():
+        return 0
+    _, idx = distance_transform_edt(lab == 0, return_indices=True)
+    oy, ox = y - win[0].start, x - win[1].start
+    return int(lab[idx[0][oy, ox], idx[1][oy, ox]])
+
+
+def _far_speck_energy(pred: np.ndarray, labels: np.ndarray, n: int, maps: list[np.ndarray],
+                      canvas: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Map energy around the specks that lies beyond ZONE_PX of every crack, per crack that whole-photo zones give it to.
+
+    Specks (predicted components under the minimum area) are part of the explained target but no crack: their own
+    evidence falls in the zone of the crack nearest to them, as ``far`` evidence. Returns per map and crack
+    (index 0 unused) the energy sums, and per crack the largest value of the first map.
+    """
+    from scipy.ndimage import distance_transform_edt, find_objects, label
+
+    totals, tops = np.zeros((len(maps), n + 1)), np.zeros(n + 1)
+    specks, m = label(pred & (labels == 0), structure=np.ones((3, 3), bool), output=np.int32)
+    if not m or not n:
+        return totals, tops
+    taken = np.zeros(labels.shape, bool)  # a pixel near two specks counts once
+    for k, sl in enumerate(find_objects(specks), 1):
+        win = _grow(sl, ZONE_PX, labels.shape)
+        big = _grow(sl, 2 * ZONE_PX, labels.shape)
+        lab = labels[big]
+        far = (distance_transform_edt(lab == 0)[_inside(big, win)] > ZONE_PX) if lab.any() else np.ones(taken[win].shape, bool)
+        far &= ~taken[win]
+        if not far.any():
+            continue
+        taken[win] |= far
+        ys, xs = np.nonzero(specks[sl] == k)
+        j = _nearest_crack(labels, sl[0].start + int(ys[0]), sl[1].start + int(xs[0]))
+        for i, grid in enumerate(maps):
+            e = np.clip(upsample_window(grid, canvas, win), 0, None)[far]
+            totals[i, j] += float(e.sum(dtype=np.float64))
+            if i == 0 and e.size:
+                tops[j] = max(tops[j], float(e.max()))
+    return totals, tops
+
+
 def _cells(box: tuple[slice, slice], stride: int) -> tuple[slice, slice]:
     """The layer cells (``stride`` pixels each) that a photo box touches."""
     return (slice(box[0].start // stride, -(-box[0].stop // stride)),
@@ -135,9 +189,9 @@ def _pool_mask(act: np.ndarray, canvas: tuple[int, int], mask: np.ndarray, box: 
 
 def _prob(logits: np.ndarray, category: int) -> np.ndarray:
     """Class probability of a C x h x w logits window."""
-    from segcam.cam.scores import softmax
+    from segcam.cam.scores import class_probability
 
-    return softmax(logits, axis=0)[category]
+    return class_probability(logits, category)
 
 
 def local_cracks(rgb: np.ndarray, logits: np.ndarray, category: int, grids: dict[str, Any], canvas: tuple[int, int],
@@ -157,7 +211,7 @@ def local_cracks(rgb: np.ndarray, logits: np.ndarray, category: int, grids: dict
         pixel_size: Millimetres per pixel.
         truth: Ground-truth mask: each crack gets ``truth`` (missed regions are not recorded here).
         min_area: Smallest component recorded.
-        prediction: The crack mask to record: default (None) that of ``logits`` (:func:`segcam.survey.passes.class_mask`).
+        prediction: The crack mask to record: default (None) that of ``logits`` (:func:`segcam.cam.scores.class_mask`).
         probability: H x W class probability going with ``prediction``; default: the softmax of ``logits``
             (computed in each crack's window only).
 
@@ -166,7 +220,7 @@ def local_cracks(rgb: np.ndarray, logits: np.ndarray, category: int, grids: dict
     """
     from scipy.ndimage import find_objects
 
-    from segcam.survey.passes import class_mask
+    from segcam.cam.scores import class_mask
 
     pred = prediction if prediction is not None else class_mask(logits, category)
     labels, n, components = _label(pred, min_area)
@@ -176,6 +230,8 @@ def local_cracks(rgb: np.ndarray, logits: np.ndarray, category: int, grids: dict
     records, thumbs = [], []
     feats = {k: np.zeros((n, grids[k].act.shape[0]), np.float64) for k in feat_layers}
     feats.update({k + RING_SUFFIX: np.zeros((n, grids[k].act.shape[0]), np.float64) for k in feat_layers})
+    maps = [grids[evidence_layer].raw] + ([grids[context].raw] if context else [])
+    speck_totals, speck_tops = _far_speck_energy(pred, labels, n, maps, canvas)
     for j, sl in enumerate(find_objects(labels, max_label=n), 1):
         win = _grow(sl, ZONE_PX, labels.shape)
         dist_any, mine = _zone(labels, j, sl, win)
@@ -193,12 +249,13 @@ def local_cracks(rgb: np.ndarray, logits: np.ndarray, category: int, grids: dict
         zone_c = zone[g]
         own_c = np.where(zone_c, ev[g], 0.0)
         dist = _crop_distance(crack_c)
-        total = float(ev[zone].sum(dtype=np.float64))
+        total = float(ev[zone].sum(dtype=np.float64)) + speck_totals[0, j]
         rec.update(_shares(own_c.astype(np.float64), dist, total))
-        rec.update(_shape(own_c, dist, crack_c, float(ev[zone].max()) if zone.any() else 0.0))
+        rec.update(_shape(own_c, dist, crack_c, max(float(ev[zone].max()) if zone.any() else 0.0, speck_tops[j])))
         if ctx is not None:
             ctx_c = np.where(zone_c, ctx[g], 0.0).astype(np.float64)
-            rec["evidence_context_band"] = _shares(ctx_c, dist, float(ctx[zone].sum(dtype=np.float64)))["evidence_band"]
+            ctx_total = float(ctx[zone].sum(dtype=np.float64)) + speck_totals[1, j]
+            rec["evidence_context_band"] = _shares(ctx_c, dist, ctx_total)["evidence_band"]
         thumbs.append(_thumbs(rgb, crack_c, own_c, (grown[0].start, grown[1].start),
                               (rec["x0"], rec["y0"], rec["x1"], rec["y1"])))
         records.append(rec)

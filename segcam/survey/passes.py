@@ -27,7 +27,7 @@ import numpy as np
 
 from segcam.survey.tiling import blend_window, tile_starts
 
-__all__ = ["ALIGN", "LayerGrid", "PhotoPass", "Tile", "class_mask", "photo_pass", "plan_tiles"]
+__all__ = ["ALIGN", "LayerGrid", "PhotoPass", "Tile", "photo_pass", "plan_tiles"]
 
 #: Tiles of a tiled photo start on multiples of this (every stride of every zoo model's layers divides it).
 ALIGN = 32
@@ -84,13 +84,6 @@ class PhotoPass:
     layers: dict[str, LayerGrid]
     tiles: list[Tile]
     engine: str
-
-
-def class_mask(logits: np.ndarray, category: int) -> np.ndarray:
-    """``logits.argmax(axis=0) == category`` (ties to the lower class), without the argmax's pass for two classes."""
-    if logits.shape[0] == 2 and category in (0, 1):
-        return logits[1] > logits[0] if category == 1 else logits[0] >= logits[1]
-    return logits.argmax(axis=0) == category
 
 
 def _round_up(v: int, k: int) -> int:
@@ -191,7 +184,8 @@ def _stride(tile: Tile, shape: Sequence[int], name: str) -> int:
 
 
 def photo_pass(model: Any, rgb: np.ndarray, category: int, layers: Sequence[str], predictor: Callable[[tuple[int, int]], Any],
-               tile: int = 1024, overlap: int = 128, progress: Callable[[int, int], None] | None = None) -> PhotoPass:
+               tile: int = 1024, overlap: int = 128, progress: Callable[[int, int], None] | None = None,
+               evidence: bool = True) -> PhotoPass:
     """Predict a photo and compute its evidence grids (see the module docstring).
 
     Args:
@@ -206,7 +200,9 @@ def photo_pass(model: Any, rgb: np.ndarray, category: int, layers: Sequence[str]
         overlap: Pixels shared by neighbouring tiles.
         progress: Called with (steps done, steps in all): a step per tile, and with a ``logits`` export a
             second step per tile for the evidence.
+        evidence: False: the prediction only (``layers`` is ignored; no explanation pass for a ``logits`` export).
     """
+    from segcam.cam.scores import class_mask
     from segcam.data.images import normalize
 
     multiple = _lcm(int(getattr(model, "size_multiple", 1)), int(getattr(model, "onnx_size_multiple", 1)))
@@ -221,11 +217,11 @@ def photo_pass(model: Any, rgb: np.ndarray, category: int, layers: Sequence[str]
         pred = predictor((t.h, t.w))
         outs = pred.run(normalize(crop, pred.mean, pred.std))
         if k == 0:
-            evidence = pred.meta.get("outputs") == "evidence"
-            if evidence:  # logits, each layer's activations, then each layer's map
+            exported = pred.meta.get("outputs") == "evidence"
+            if exported:  # logits, each layer's activations, then each layer's map
                 names += [*pred.meta["layers"], *(f"{n}:map" for n in pred.meta["layers"])]
                 grids.update({n: _Grid(canvas, single, n) for n in names[1:]})
-            else:
+            elif evidence:
                 total = 2 * len(tiles)
         for name, out in zip(names, outs):
             grids[name].add(t, out[0] if out.ndim == 4 else out, overlap)
@@ -234,12 +230,14 @@ def photo_pass(model: Any, rgb: np.ndarray, category: int, layers: Sequence[str]
     full = grids["logits"].result()
     target = class_mask(full, category)
     target[height:], target[:, width:] = False, False  # the canvas's padding is no crack of the photo
-    if evidence:
+    if exported:
         out_grids = {n: LayerGrid(grids[n].result(), grids[f"{n}:map"].result()[0]) for n in names[1:] if ":" not in n}
         engine = "export"
-    else:
+    elif evidence:
         out_grids = _explain_grids(model, rgb, target, category, tiles, overlap, layers, progress, len(tiles), total)
         engine = "export+explain"
+    else:
+        out_grids, engine = {}, "export"
     return PhotoPass(full[:, :height, :width], target[:height, :width], canvas, out_grids, tiles, engine)
 
 

@@ -78,7 +78,8 @@ def job_spec(job: Any) -> dict[str, Any]:
     if not source:
         raise ValueError("--engine ray needs a model built by segcam.create_model or segcam.load_paddleseg "
                          "(workers rebuild it from its name/config and weights)")
-    spec = job.spec() if hasattr(job, "spec") else {f.name: getattr(job, f.name) for f in fields(job) if f.name != "model"}
+    spec = job.spec() if hasattr(job, "spec") else {f.name: getattr(job, f.name) for f in fields(job)
+                                                    if f.name not in ("model", "on_step")}
     return {"model": dict(source), "job": spec}
 
 
@@ -141,6 +142,10 @@ def ray_loop(job: Any, todo: list[tuple[Path, str]], run: RunFolder, summary: Ba
                                   "configure_logging": True, "logging_level": "warning"}
         if opts.address is None:
             kwargs["num_cpus"] = max(os.cpu_count() or 1, opts.workers * opts.threads)
+        if warn is not None:  # the next 10-20 s are Ray's start-up and the actors loading the model
+            where = "a local Ray" if opts.address is None else f"Ray at {opts.address}"
+            warn(f"starting {where} with {opts.workers} workers (Ray's own start-up and each worker loading the model: "
+                 "about 15 s on a 2-core machine, once per run)")
         ray.init(address=opts.address, **kwargs)
         started = True
     try:

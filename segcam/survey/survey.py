@@ -54,8 +54,8 @@ MAX_PREDICTORS = 8
 
 
 def predictor_for(model: Any, category: int = 1, threads: int = 2, cache: str | None = None,
-                  warn: Callable[[str], None] | None = None) -> Callable[[tuple[int, int]], Any]:
-    """``size -> predictor`` of ``model``: its ``evidence`` export where it has one, else its ``logits`` export.
+                  warn: Callable[[str], None] | None = None, evidence: bool = True) -> Callable[[tuple[int, int]], Any]:
+    """``size -> predictor`` of ``model``: its ``evidence`` export where it has one (and ``evidence``), else ``logits``.
 
     Each export is built or read from the cache (:func:`segcam.models.export_cache.cached_predictor`) once per
     process and size.
@@ -63,7 +63,7 @@ def predictor_for(model: Any, category: int = 1, threads: int = 2, cache: str | 
     from segcam.models.export_cache import cached_predictor
     from segcam.models.split import split_for
 
-    outputs = "evidence" if split_for(model) is not None and category in (0, 1) else "logits"
+    outputs = "evidence" if evidence and split_for(model) is not None and category in (0, 1) else "logits"
 
     def get(size: tuple[int, int]) -> Any:
         key = (model.name, model.weights_sha256, tuple(size), outputs, category, threads, cache)
@@ -81,7 +81,7 @@ def photo_cracks(model: Any, rgb: np.ndarray, category: int = 1, tile: int = DEF
                  pixel_size: float | None = None, truth: np.ndarray | None = None, threads: int = 2,
                  cache: str | None = None, warn: Callable[[str], None] | None = None,
                  progress: Callable[[int, int], None] | None = None, prediction: np.ndarray | None = None,
-                 probability: np.ndarray | None = None) -> tuple[Any, Any]:
+                 probability: np.ndarray | None = None, passed: Any = None) -> tuple[Any, Any]:
     """One photo's crack records (:func:`segcam.survey.local.local_cracks`) from an export's pass.
 
     Args:
@@ -98,6 +98,7 @@ def photo_cracks(model: Any, rgb: np.ndarray, category: int = 1, tile: int = DEF
         progress: Steps within the photo.
         prediction: The crack mask to record (another pass's, e.g. ``segcam explain``'s); default: the export's.
         probability: The class probability map that goes with ``prediction``.
+        passed: The photo's :class:`segcam.survey.passes.PhotoPass` when the caller made it (with evidence).
 
     Returns:
         The :class:`segcam.survey.cracks.CrackAnalysis` (review scores added) and the
@@ -108,8 +109,9 @@ def photo_cracks(model: Any, rgb: np.ndarray, category: int = 1, tile: int = DEF
     from segcam.survey.review import score_records
 
     layers = evidence_layers(model)
-    res = photo_pass(model, rgb, category, layers, predictor_for(model, category, threads, cache, warn), tile, overlap,
-                     progress=progress)
+    res = passed if passed is not None else photo_pass(model, rgb, category, layers,
+                                                       predictor_for(model, category, threads, cache, warn), tile,
+                                                       overlap, progress=progress)
     analysis = local_cracks(rgb, res.logits, category, res.layers, res.canvas, layers[0], pixel_size=pixel_size,
                             truth=truth, prediction=res.prediction if prediction is None else prediction,
                             probability=probability)

@@ -168,7 +168,7 @@ def explain_tiled(model: Any, rgb: np.ndarray, layers: Sequence[str], target: Ta
                   method: str = "seg_grad_cam", name: str = "image0", tile: int = 1024, overlap: int = 128,
                   score: str = "logit", progress: Callable[[int, int], None] | None = None,
                   on_tile: Callable[[int, int, np.ndarray, ImageExplanation], None] | None = None,
-                  keep_activations: bool = False, **method_args: Any) -> ImageExplanation:
+                  keep_activations: bool = False, logits: np.ndarray | None = None, **method_args: Any) -> ImageExplanation:
     """Explain a large photo at full resolution, tile by tile (see the module docstring).
 
     Args:
@@ -185,6 +185,8 @@ def explain_tiled(model: Any, rgb: np.ndarray, layers: Sequence[str], target: Ta
             pass per tile.
         on_tile: Called for every tile explained (see above).
         keep_activations: Keep each tile's layer activations (for ``on_tile``).
+        logits: The photo's C x H x W logits when the caller has them (an export's tiled pass,
+            :func:`segcam.survey.passes.photo_pass`): no prediction pass of its own.
         **method_args: Options of the method.
 
     ``on_tile(y0, x0, window, tile_result)`` is called for every tile explained (tiles without target
@@ -199,14 +201,15 @@ def explain_tiled(model: Any, rgb: np.ndarray, layers: Sequence[str], target: Ta
         ValueError: A bad tile size or overlap; see :func:`segcam.explain` for the rest.
     """
     from segcam.cam.engine import EmptyTargetWarning, check_input_size, explain
-    from segcam.cam.scores import softmax
+    from segcam.cam.scores import class_mask, class_probability
 
     height, width = rgb.shape[:2]
     check_input_size(model, (min(tile, height), min(tile, width)))
     wins = _windows(height, width, tile, overlap)
     total = 2 * len(wins)
-    step = (lambda k: progress(k, total)) if progress is not None else None
-    logits = predict_tiled(_network_forward(model), rgb, tile, overlap, progress=step)
+    step = (lambda k, _n: progress(k, total)) if progress is not None else None
+    if logits is None:
+        logits = predict_tiled(_network_forward(model), rgb, tile, overlap, progress=step)
     target = target or PredictedTarget()
     region = target.mask(logits)
     if not region.any():
@@ -240,7 +243,7 @@ def explain_tiled(model: Any, rgb: np.ndarray, layers: Sequence[str], target: Ta
         top = float(a.max())
         unit = (a / top).astype(np.float32) if top > 0 else np.zeros_like(a)
         maps[key] = LayerMap(key, real[key], a, a, unit, top, not region.any())
-    pred = logits.argmax(axis=0).astype(np.uint8)
+    pred = class_mask(logits, 1).astype(np.uint8) if logits.shape[0] == 2 else logits.argmax(axis=0).astype(np.uint8)
     desc = f"{target.describe()} (tiled {tile}px, overlap {overlap}px)"
     return ImageExplanation(name, rgb, pred, region, desc, target.category, maps,
-                            probability=softmax(logits, axis=0)[target.category])
+                            probability=class_probability(logits, target.category))
