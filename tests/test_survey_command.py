@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -147,7 +148,7 @@ def test_explain_says_once_that_photos_had_no_crack(tmp_path, capsys) -> None:
     assert "choose another target" not in err
 
 
-def test_the_export_cache_is_keyed_and_a_stale_or_corrupt_export_is_rebuilt(tmp_path, trained) -> None:
+def test_the_export_cache_is_keyed_and_a_stale_or_corrupt_export_is_rebuilt(tmp_path, trained, monkeypatch) -> None:
     import segcam
     from segcam.models.export_cache import cached_predictor
 
@@ -173,8 +174,12 @@ def test_the_export_cache_is_keyed_and_a_stale_or_corrupt_export_is_rebuilt(tmp_
     np.testing.assert_allclose(p2(x), p1(x), atol=1e-5)
     blocked = tmp_path / "a_file"
     blocked.write_text("")
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    before = len(said)
     cached_predictor(trained, (96, 128), "evidence", cache=blocked / "cache", warn=said.append)
-    assert "cannot be written" in said[-2] and "SEGCAM_CACHE" in said[-2]
+    assert "cannot be written" in said[before] and "SEGCAM_CACHE" in said[before]
+    assert list((tmp_path / "tmp").glob("segcam-cache-*/exports/hrsegnet_b16-96x128-evidence-*/model.onnx"))
 
 
 def _survey_cmd(out: Path, images: list[str], cache: Path) -> list[str]:
@@ -252,3 +257,21 @@ def test_a_network_without_an_evidence_export_is_surveyed_through_explain(tmp_pa
     rows = _rows(out)
     assert rows and all(float(r["length"]) > 0 and r["review_score"] for r in rows)
     assert man["survey"]["evidence_layers"] == ["seg_head"]
+
+
+def test_a_network_that_cannot_be_exported_is_surveyed_in_dygraph(tmp_path, monkeypatch, capsys) -> None:
+    import segcam.models.export_cache as cache_mod
+    from segcam.models.export import ExportError
+    from segcam.survey import survey
+
+    def refuse(*args, **kwargs):
+        raise ExportError("this network does not convert")
+
+    monkeypatch.setattr(cache_mod, "cached_predictor", refuse)
+    monkeypatch.setattr(survey, "_PREDICTORS", {})
+    out = tmp_path / "out"
+    assert main(["survey", "--model", "hrsegnet_b16.mix_wce600", "--out", str(out), str(EXAMPLES / "cfd_001.jpg")]) == 0
+    err = capsys.readouterr().err
+    assert "could not be exported" in err and "dygraph" in err
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["images"][0]["survey"]["engine"] == "export+explain" and _rows(out)

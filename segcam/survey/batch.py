@@ -335,6 +335,7 @@ def _compute(job: ExplainJob, path: str | Path, name: str,
     (:func:`segcam.survey.passes.photo_pass`) predicted a tiled photo (None otherwise).
     """
     from segcam.cam.engine import EmptyTargetWarning, explain
+    from segcam.cam.targets import PredictedTarget
     from segcam.data.images import is_uri, read_image, read_image_uri
 
     max_side = job.max_side if not job.tile else max(job.max_side, TILED_MAX_SIDE)
@@ -347,7 +348,7 @@ def _compute(job: ExplainJob, path: str | Path, name: str,
         if job.tile and max(rgb.shape[:2]) > job.tile:
             from segcam.survey.tiling import explain_tiled
 
-            photo = _export_pass(job, rgb)
+            photo = _export_pass(job, rgb, warn)
             image = explain_tiled(job.model, rgb, list(job.layers), target, job.method, name=name,
                                   tile=job.tile, overlap=job.tile_overlap, score=job.score, progress=job.on_step,
                                   logits=photo.logits, **job.method_args)
@@ -359,8 +360,6 @@ def _compute(job: ExplainJob, path: str | Path, name: str,
             image = explain(job.model, rgb, list(job.layers) + (extra or []), target, job.method, names=[name],
                             score=job.score, keep_activations=extra is not None, input_scale=job.input_scale,
                             **job.method_args)[0]
-    from segcam.cam.targets import PredictedTarget
-
     for w in caught:
         if warn is None:
             continue
@@ -370,13 +369,13 @@ def _compute(job: ExplainJob, path: str | Path, name: str,
     return (shown.with_fused() if job.fuse and len(job.layers) > 1 else shown), image, photo
 
 
-def _export_pass(job: ExplainJob, rgb: np.ndarray) -> Any:
+def _export_pass(job: ExplainJob, rgb: np.ndarray, warn: Callable[[str], None] | None = None) -> Any:
     """A tiled photo's prediction by the model's cached export (and, for its crack records, the evidence grids)."""
     from segcam.survey.passes import photo_pass
     from segcam.survey.survey import evidence_layers, predictor_for
 
     records = job.cracks and job.crack_evidence == "zones"
-    predictor = predictor_for(job.model, job.category, evidence=records)
+    predictor = predictor_for(job.model, job.category, evidence=records, warn=warn)
     return photo_pass(job.model, rgb, job.category, evidence_layers(job.model), predictor, job.tile, job.tile_overlap,
                       evidence=records)
 
@@ -430,10 +429,9 @@ def compute_cracks(job: ExplainJob, image: ImageExplanation, path: str | Path,
         # explanation's own maps are of the job's layers and method); cracks as this explanation predicted them
         from segcam.survey.survey import photo_cracks
 
-        analysis = photo_cracks(job.model, image.image, job.category, job.tile, job.tile_overlap,
-                                job.pixel_size_for(path), truth, warn=warn, prediction=image.prediction == job.category,
-                                probability=image.probability, passed=photo)[0]
-        return analysis
+        return photo_cracks(job.model, image.image, job.category, job.tile, job.tile_overlap, job.pixel_size_for(path),
+                            truth, warn=warn, prediction=image.prediction == job.category, probability=image.probability,
+                            passed=photo)[0]
     analysis = analyse_cracks(job.model, image.image, job.category, pixel_size=job.pixel_size_for(path),
                               evidence=job.crack_evidence, tile=job.tile, tile_overlap=job.tile_overlap,
                               shared=image if any(m.gradients is not None for m in image.maps.values()) else None,

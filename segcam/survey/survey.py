@@ -15,14 +15,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
 from segcam.survey.batch import TILED_MAX_SIDE, model_meta
 from segcam.utils.files import safe_name, save_png
 
-__all__ = ["DEFAULT_TILE", "SurveyJob", "evidence_layers"]
+__all__ = ["DEFAULT_TILE", "DygraphPredictor", "SurveyJob", "evidence_layers", "photo_cracks", "predictor_for"]
 
 #: Photos with a side above this are predicted and explained in tiles of this side (``--tile``).
 DEFAULT_TILE = 1024
@@ -60,6 +60,7 @@ def predictor_for(model: Any, category: int = 1, threads: int = 2, cache: str | 
     Each export is built or read from the cache (:func:`segcam.models.export_cache.cached_predictor`) once per
     process and size.
     """
+    from segcam.models.export import ExportError
     from segcam.models.export_cache import cached_predictor
     from segcam.models.split import split_for
 
@@ -70,11 +71,35 @@ def predictor_for(model: Any, category: int = 1, threads: int = 2, cache: str | 
         if key not in _PREDICTORS:
             if len(_PREDICTORS) >= MAX_PREDICTORS:
                 _PREDICTORS.pop(next(iter(_PREDICTORS)))
-            _PREDICTORS[key] = cached_predictor(model, size, outputs, threads=threads, cache=cache, warn=warn,
-                                                category=category)
+            try:
+                _PREDICTORS[key] = cached_predictor(model, size, outputs, threads=threads, cache=cache, warn=warn,
+                                                    category=category)
+            except ExportError as exc:  # a network the exporters cannot convert still runs, at dygraph speed
+                if warn is not None:
+                    warn(f"{model.name} could not be exported for {size[1]}x{size[0]} inputs ({exc}); predicting "
+                         "with Paddle's dygraph instead (slower)")
+                _PREDICTORS[key] = DygraphPredictor(model)
         return _PREDICTORS[key]
 
     return get
+
+
+class DygraphPredictor:
+    """The interface of :class:`segcam.models.export.Predictor` (logits only) over the model itself."""
+
+    meta: ClassVar[dict[str, Any]] = {"outputs": "logits"}
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.mean, self.std = model, model.mean, model.std
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """The main logits of normalised N x 3 x H x W input, at its size."""
+        import paddle
+
+        from segcam.cam.scores import main_logits
+
+        with paddle.no_grad():
+            return [main_logits(self.model.network(paddle.to_tensor(x)), x.shape[2:]).numpy()]
 
 
 def photo_cracks(model: Any, rgb: np.ndarray, category: int = 1, tile: int = DEFAULT_TILE, overlap: int = 128,
