@@ -29,8 +29,8 @@ import segcam  # noqa: E402
 from segcam.data.datasets import load_mask, parse_data_spec  # noqa: E402
 from segcam.data.images import read_image  # noqa: E402
 from segcam.survey.cracks import analyse_cracks  # noqa: E402
+from segcam.survey.photo import photo_cracks  # noqa: E402
 from segcam.survey.review import label_cracks, score_records  # noqa: E402
-from segcam.survey.survey import photo_cracks  # noqa: E402
 
 TEST = ["deepcrack:test", "cfd:test", "masonry_dais:test", "gaps384_crops:test", "shadowcrack_crops:test"]
 EVIDENCE = ["evidence_on", "evidence_beside", "evidence_far", "evidence_band", "evidence_total", "evidence_contrast",

@@ -447,3 +447,22 @@ def test_committed_checkpoint_resumes_like_an_uninterrupted_run(tmp_path, run) -
               for d in (straight, split)]
     assert losses[0][start + 1] == losses[1][start + 1] and losses[0][start + 2] == losses[1][start + 2]
     assert json.loads((split / "last" / "state.json").read_text())["iter"] == start + 2
+
+
+def test_validation_runs_ddrnet_on_sides_it_cannot_take() -> None:
+    """DDRNet takes only multiples of 8: a 133 px crop (GAPs) is reflected to 136 and its mask cut back."""
+    import warnings
+
+    import numpy as np
+
+    import segcam
+    from segcam.models.zoo import NETWORK_SIZE_MULTIPLE
+    from segcam.training.loop import predict_mask
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = segcam.create_model("ddrnet", weights="random")
+    assert NETWORK_SIZE_MULTIPLE[type(model.network).__name__] == model.size_multiple == 8
+    rgb = np.random.default_rng(0).integers(0, 256, (133, 141, 3), dtype=np.uint8)
+    assert predict_mask(model.network, rgb).shape == (133, 141)
+    assert predict_mask(model.network, rgb, scale=1.5).shape == (133, 141)

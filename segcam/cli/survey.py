@@ -120,7 +120,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     """Add the 'survey', 'atlas' and 'report' commands to the ``segcam`` parser."""
     from segcam.survey.atlas import CRACKS_PER_CONCEPT, K_MAX, K_MIN
-    from segcam.survey.survey import DEFAULT_TILE
+    from segcam.survey.photo import DEFAULT_TILE
 
     p = sub.add_parser("survey", help="every crack of a survey's photos found, measured, explained and ranked "
                                       "(cracks.csv, review queue; no heatmaps), at about prediction speed",

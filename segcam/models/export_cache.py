@@ -133,12 +133,51 @@ def cached_predictor(model: Any, size: tuple[int, int], outputs: str = "logits",
     return Predictor(folder, threads=threads)
 
 
+#: The child process of :func:`_export_in_child`: the export of the model its JSON argument describes.
+_CHILD = ("import json, sys\n"
+          "from segcam.models.export import export_model\n"
+          "from segcam.models.zoo import rebuild_model\n"
+          "a = json.loads(sys.argv[1])\n"
+          "export_model(rebuild_model(a['source']), a['out'], a['fmt'], tuple(a['size']), overwrite=True, "
+          "outputs=a['outputs'], category=a['category'])\n")
+
+
+def _export_in_child(source: dict[str, Any], out: Path, fmt: str, size: tuple[int, int], outputs: str,
+                     category: int) -> None:
+    """:func:`segcam.models.export.export_model` of the model ``source`` describes, in a child Python process.
+
+    Raises:
+        ExportError: The export failed (the child's last error line).
+    """
+    import subprocess
+    import sys
+
+    arg = json.dumps({"source": source, "out": str(out), "fmt": fmt, "size": [int(size[0]), int(size[1])],
+                      "outputs": outputs, "category": category})
+    proc = subprocess.run([sys.executable, "-c", _CHILD, arg], capture_output=True, text=True,
+                          env={**os.environ, "GLOG_minloglevel": os.environ.get("GLOG_minloglevel", "2")})
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        last = lines[-1] if lines else f"exit code {proc.returncode}"
+        raise ExportError(last.split(": ", 1)[1] if last.startswith(("segcam.", "ValueError", "ExportError")) and ": " in last
+                          else last)
+
+
 def _build(model: Any, folder: Path, size: tuple[int, int], outputs: str, fmt: str, key: dict[str, Any],
            category: int) -> None:
-    """Export into a temporary folder beside ``folder``, record the key, and rename it into place."""
+    """Export into a temporary folder beside ``folder``, record the key, and rename it into place.
+
+    A model that can be rebuilt from its ``source`` (every zoo and PaddleSeg model) is exported in a child
+    process: tracing, converting and verifying hold several hundred megabytes that Paddle's and ONNX Runtime's
+    allocators would otherwise keep for the rest of the run (a 24 MP survey's first photo went over 2 GB).
+    """
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        export_model(model, tmp / "export", fmt, size, overwrite=True, outputs=outputs, category=category)
+        source = getattr(model, "source", None)
+        if source and not getattr(model, "random_init", False):  # random weights cannot be rebuilt elsewhere
+            _export_in_child(dict(source), tmp / "export", fmt, size, outputs, category)
+        else:
+            export_model(model, tmp / "export", fmt, size, overwrite=True, outputs=outputs, category=category)
         built = tmp / "export"
         meta_path = built / "segcam_export.json"
         meta = json.loads(meta_path.read_text(encoding="utf-8"))

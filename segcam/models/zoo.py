@@ -199,6 +199,10 @@ _BASELINES: dict[str, tuple[Callable[[Any, Any], paddle.nn.Layer], dict[str, str
                {"seg_head": "head.conv", "backbone": "backbone[3]", "ppm": "head.psp_module"},
                "PSPNet", "PSPNet (ResNet18_vd, output stride 8)"),
 }
+#: Networks (by class name) whose input sides must be multiples of a number (measured: DDRNet's branches fuse
+#: feature maps that disagree by a cell otherwise).
+NETWORK_SIZE_MULTIPLE = {"DualResNet": 8}  # PaddleSeg's DDRNet_23
+
 for _name, (_factory, _aliases, _type, _desc) in _BASELINES.items():
     MODELS.register(_name, ModelSpec(_name, _paddleseg(_factory), _aliases, _type, f"{_desc}, from PaddleSeg",
                                      size_multiple=8 if _name == "ddrnet" else 1,

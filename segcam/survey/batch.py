@@ -372,7 +372,7 @@ def _compute(job: ExplainJob, path: str | Path, name: str,
 def _export_pass(job: ExplainJob, rgb: np.ndarray, warn: Callable[[str], None] | None = None) -> Any:
     """A tiled photo's prediction by the model's cached export (and, for its crack records, the evidence grids)."""
     from segcam.survey.passes import photo_pass
-    from segcam.survey.survey import evidence_layers, predictor_for
+    from segcam.survey.photo import evidence_layers, predictor_for
 
     records = job.cracks and job.crack_evidence == "zones"
     predictor = predictor_for(job.model, job.category, evidence=records, warn=warn)
@@ -427,7 +427,7 @@ def compute_cracks(job: ExplainJob, image: ImageExplanation, path: str | Path,
     if job.tile and max(image.image.shape[:2]) > job.tile and job.crack_evidence == "zones":
         # a large photo: records from windows around each crack, the evidence from an export's pass (the
         # explanation's own maps are of the job's layers and method); cracks as this explanation predicted them
-        from segcam.survey.survey import photo_cracks
+        from segcam.survey.photo import photo_cracks
 
         return photo_cracks(job.model, image.image, job.category, job.tile, job.tile_overlap, job.pixel_size_for(path),
                             truth, warn=warn, prediction=image.prediction == job.category, probability=image.probability,

@@ -328,12 +328,22 @@ def predict_mask(model: Any, rgb: np.ndarray, scale: float = 1.0) -> np.ndarray:
 
     if not scale > 0:
         raise ValueError(f"scale must be a positive number, got {scale}")
+    from segcam.models.zoo import NETWORK_SIZE_MULTIPLE
+
     ensure_dygraph()
     h, w = rgb.shape[:2]
     x = rgb if scale == 1 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
                                           interpolation=cv2.INTER_LINEAR)
+    # a network that takes only multiples of k (DDRNet: 8) sees the image reflected to the next multiple; the
+    # logits of the padding are cut off again
+    k = NETWORK_SIZE_MULTIPLE.get(type(getattr(model, "network", model)).__name__, 1)
+    xh, xw = x.shape[:2]
+    if k > 1 and (xh % k or xw % k):
+        x = cv2.copyMakeBorder(x, 0, -xh % k, 0, -xw % k, cv2.BORDER_REFLECT_101)
     with paddle.no_grad():
-        logits = main_logits(model(paddle.to_tensor(normalize(x))), size=None if scale == 1 else (h, w))
+        logits = main_logits(model(paddle.to_tensor(normalize(x))))[:, :, :xh, :xw]
+        if scale != 1:
+            logits = paddle.nn.functional.interpolate(logits, size=[h, w], mode="bilinear", align_corners=False)
     return logits.argmax(axis=1)[0].numpy().astype(np.uint8)
 
 
