@@ -114,6 +114,24 @@ def add_model_args(p: argparse.ArgumentParser, default_model: str | None = None)
     add_device_arg(p)
 
 
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    """``--engine local|ray`` and the Ray engine's options (``explain`` and ``survey``)."""
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process; ray: a Ray cluster (pip install \"segcam[ray]\")")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --engine ray: auto (the running cluster), ray://HOST:PORT, or unset for a local Ray")
+    p.add_argument("--workers", type=int, default=2, help="with --engine ray: actors, each loads the model once")
+    p.add_argument("--batch-size", type=int, default=4, help="with --engine ray: photos per actor call")
+
+
+def check_engine_args(args: argparse.Namespace) -> None:
+    """Refuse Ray options that do not fit (:func:`add_engine_args`)."""
+    if args.engine == "ray" and (args.workers < 1 or args.batch_size < 1):
+        raise UsageError(f"--workers and --batch-size must be >= 1, got {args.workers} and {args.batch_size}")
+    if args.engine != "ray" and args.ray_address is not None:
+        raise UsageError("--ray-address needs --engine ray")
+
+
 def add_device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", dest="paddle_device", choices=("auto", "cpu", "gpu"), default="auto",
                    help="where Paddle runs the model: auto = Paddle's default (GPU 0 on a paddlepaddle-gpu build)")

@@ -7,7 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from segcam.cli.common import UsageError, add_model_args, collect_images, load_model, parse_method_args
+from segcam.cli.common import (
+    UsageError,
+    add_engine_args,
+    add_model_args,
+    check_engine_args,
+    collect_images,
+    load_model,
+    parse_method_args,
+)
 
 
 def _split_layers_and_images(layers: list[str] | None, images: list[str]) -> tuple[list[str], list[str]]:
@@ -103,10 +111,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             tile_starts(args.tile, args.tile, args.tile_overlap)  # checks the tile size and the overlap
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if args.engine == "ray" and (args.workers < 1 or args.batch_size < 1):
-        raise UsageError(f"--workers and --batch-size must be >= 1, got {args.workers} and {args.batch_size}")
-    if args.engine != "ray" and (args.ray_address is not None):
-        raise UsageError("--ray-address needs --engine ray")
+    check_engine_args(args)
     pixel_size, pixel_sizes = parse_pixel_size(args.pixel_size)
     if args.masks is not None and not Path(args.masks).exists():
         raise UsageError(f"--masks {args.masks} does not exist; give a mask file or a folder of <image stem>.png masks")
@@ -227,10 +232,5 @@ def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     p.add_argument("--masks", default=None, metavar="PATH",
                    help="ground-truth masks (a file or a folder of <image stem>.png): cracks.csv gets a truth column "
                         "and missed cracks are recorded for segcam atlas")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: this process; ray: a Ray cluster (pip install \"segcam[ray]\")")
-    p.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="with --engine ray: auto (the running cluster), ray://HOST:PORT, or unset for a local Ray")
-    p.add_argument("--workers", type=int, default=2, help="with --engine ray: actors, each loads the model once")
-    p.add_argument("--batch-size", type=int, default=4, help="with --engine ray: images per actor call")
+    add_engine_args(p)
     p.set_defaults(func=cmd_explain)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from segcam.cli.common import UsageError, add_model_args, collect_images, load_model
+from segcam.cli.common import UsageError, add_engine_args, add_model_args, check_engine_args, collect_images, load_model
 
 
 def cmd_survey(args: argparse.Namespace) -> int:
@@ -23,10 +23,7 @@ def cmd_survey(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
-    if args.engine == "ray" and (args.workers < 1 or args.batch_size < 1):
-        raise UsageError(f"--workers and --batch-size must be >= 1, got {args.workers} and {args.batch_size}")
-    if args.engine != "ray" and args.ray_address is not None:
-        raise UsageError("--ray-address needs --engine ray")
+    check_engine_args(args)
     pixel_size, pixel_sizes = parse_pixel_size(args.pixel_size)
     if args.masks is not None and not Path(args.masks).exists():
         raise UsageError(f"--masks {args.masks} does not exist; give a mask file or a folder of <image stem>.png masks")
@@ -139,12 +136,7 @@ def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="where exports are cached (default: $SEGCAM_CACHE, else ~/.cache/segcam)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out instead of resuming it")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: this process; ray: a Ray cluster (pip install \"segcam[ray]\")")
-    p.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="with --engine ray: auto (the running cluster), ray://HOST:PORT, or unset for a local Ray")
-    p.add_argument("--workers", type=int, default=2, help="with --engine ray: actors, each loads the model once")
-    p.add_argument("--batch-size", type=int, default=4, help="with --engine ray: photos per actor call")
+    add_engine_args(p)
     p.set_defaults(func=cmd_survey)
 
     p = sub.add_parser("atlas", help="concept atlas of a run's cracks: what the network takes for crack",
