@@ -115,6 +115,19 @@ class _Explainer:
         return {"name": names, "record": records, "row": rows}
 
 
+def _quiet_ray() -> None:
+    """Keep Ray's notices (token authentication, actor restarts, progress bars, execution summaries) off the terminal.
+
+    They read like errors to a surveyor and say nothing about the photos. A user's own settings win:
+    ``RAY_BACKEND_LOG_LEVEL=info`` brings the C++ core's lines back.
+    """
+    import logging
+
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    for name in ("ray", "ray.data", "ray._private"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def ray_loop(job: Any, todo: list[tuple[Path, str]], run: RunFolder, summary: BatchSummary, out: Path,
              progress: Progress, warn: Callable[[str], None] | None = None, *, opts: RayOptions) -> None:
     """Explain ``todo`` on Ray and journal each finished image in ``run`` as its row streams back.
@@ -138,8 +151,9 @@ def ray_loop(job: Any, todo: list[tuple[Path, str]], run: RunFolder, summary: Ba
 
     started = False
     if not ray.is_initialized():
+        _quiet_ray()
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                  "configure_logging": True, "logging_level": "warning"}
+                                  "configure_logging": True, "logging_level": "error"}
         if opts.address is None:
             kwargs["num_cpus"] = max(os.cpu_count() or 1, opts.workers * opts.threads)
         if warn is not None:  # the next 10-20 s are Ray's start-up and the actors loading the model
