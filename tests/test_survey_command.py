@@ -1,10 +1,9 @@
-"""``segcam survey``: the evidence export, crack-local records, the export cache, resume, Ray and memory."""
+"""``segcam survey``: the evidence export, crack-local records, the export cache, resume and Ray (memory: bench_survey_sizes.py)."""
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -228,29 +227,6 @@ def test_ray_survey_writes_what_the_local_one_writes(tmp_path) -> None:
     run_explain(job, images, tmp_path / "ray", engine=partial(ray_loop, opts=RayOptions(workers=2, batch_size=2)))
     local, ray_rows = (tmp_path / "local" / "cracks.csv").read_bytes(), (tmp_path / "ray" / "cracks.csv").read_bytes()
     assert local == ray_rows and local.count(b"\n") > 1
-
-
-def test_a_6000x4000_photo_stays_under_2_gb(tmp_path) -> None:
-    """Peak resident memory of ``segcam survey`` on a 24 MP photo, measured on its own process."""
-    from PIL import Image
-
-    frames = [np.asarray(Image.open(p).convert("RGB").resize((544, 384))) for p in sorted(EXAMPLES.glob("*.jpg"))]
-    rows = [np.concatenate([frames[(r + c) % len(frames)] for c in range(12)], axis=1) for r in range(11)]
-    photo = tmp_path / "survey_6000x4000.png"
-    Image.fromarray(np.concatenate(rows, axis=0)[:4000, :6000]).save(photo, compress_level=1)
-    warm = tmp_path / "warm.png"  # builds the 1024 px export first: the survey's own memory is what is measured
-    Image.fromarray(np.concatenate(rows, axis=0)[:1100, :1100]).save(warm)
-    subprocess.run(_survey_cmd(tmp_path / "warm", [str(warm)], tmp_path / "cache"), check=True, capture_output=True,
-                   timeout=600)
-    proc = subprocess.Popen(_survey_cmd(tmp_path / "out", [str(photo)], tmp_path / "cache"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env={**os.environ, "GLOG_minloglevel": "2"})
-    _, status, usage = os.wait4(proc.pid, 0)  # the child's own resource use: its peak RSS
-    err = proc.stderr.read().decode(errors="replace")
-    assert os.waitstatus_to_exitcode(status) == 0, err[-2000:]
-    assert "could not be exported" not in err, err[-2000:]  # the export's path, not the dygraph fallback
-    peak_gb = usage.ru_maxrss / 1024 ** 2
-    assert peak_gb < 2.0, f"peak RSS {peak_gb:.2f} GB; {err[-1500:]}"
-    assert len(_rows(tmp_path / "out")) > 50
 
 
 def test_a_network_without_an_evidence_export_is_surveyed_through_explain(tmp_path) -> None:
