@@ -1,4 +1,4 @@
-"""``segcam survey``: the evidence export, crack-local records, the export cache, resume and Ray (memory: bench_survey_sizes.py)."""
+"""``segcam survey``: evidence export, crack-local records, export cache, resume, Ray (memory: bench_survey_sizes.py)."""
 
 from __future__ import annotations
 
