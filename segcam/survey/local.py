@@ -47,8 +47,8 @@ ZONE_PX = 64
 _PAD = BESIDE_PX + 1
 
 
-def _axis(n_out: int, n_in: int, size: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows ``start:stop`` of an ``n_in`` -> ``size`` bilinear resize (OpenCV's half-pixel rule) over ``n_out`` cells.
+def _axis(n_in: int, size: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows ``start:stop`` of an ``n_in`` -> ``size`` bilinear resize (OpenCV's half-pixel rule).
 
     ``size`` is the canvas side the ``n_in`` cells cover. Returns the lower and upper source indices and the
     upper weight.
@@ -66,8 +66,8 @@ def upsample_window(grid: np.ndarray, canvas: tuple[int, int], box: tuple[slice,
     Equal to ``cv2.resize(grid, (W', H'), interpolation=cv2.INTER_LINEAR)[box]`` up to float rounding, at
     the cost of the window.
     """
-    ylo, yhi, fy = _axis(canvas[0], grid.shape[0], canvas[0], box[0].start, box[0].stop)
-    xlo, xhi, fx = _axis(canvas[1], grid.shape[1], canvas[1], box[1].start, box[1].stop)
+    ylo, yhi, fy = _axis(grid.shape[0], canvas[0], box[0].start, box[0].stop)
+    xlo, xhi, fx = _axis(grid.shape[1], canvas[1], box[1].start, box[1].stop)
     rows = grid[ylo] * (1 - fy)[:, None] + grid[yhi] * fy[:, None]
     return (rows[:, xlo] * (1 - fx)[None] + rows[:, xhi] * fx[None]).astype(np.float32)
 
