@@ -2,7 +2,7 @@
 
 One module per command or command group (:mod:`segcam.cli.explain`, :mod:`segcam.cli.models`,
 :mod:`segcam.cli.training`, :mod:`segcam.cli.figure`, :mod:`segcam.cli.app`, :mod:`segcam.cli.export`,
-:mod:`segcam.cli.evaluation`), each with a ``register(sub, fmt)`` that adds its options
+:mod:`segcam.cli.evaluation`, :mod:`segcam.cli.review`), each with a ``register(sub, fmt)`` that adds its options
 (:mod:`segcam.cli.parser`) and ``cmd_*`` functions; shared options in :mod:`segcam.cli.common`.
 
 Exit codes: 0 every image done, 1 some image failed (the others are still

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from segcam.cli import app, evaluation, explain, export, figure, models, survey, training
+from segcam.cli import app, evaluation, explain, export, figure, models, review, survey, training
 from segcam.cli.common import HelpFormatter
 
 __all__ = ["COMMANDS", "build_parser"]
@@ -15,6 +15,7 @@ EPILOG = """examples:
   segcam layers --model hrsegnet_b48 --size 400 400
   segcam models b48                    (a substring or a shell wildcard such as 'hrsegnet_*')
   segcam atlas segcam_out --masks examples/masks && segcam report segcam_out
+  segcam review segcam_out --import verdicts.csv   (columns name,crack,verdict)
 
 exit codes:
   0 every image done, 1 some images failed (the others are written), 2 usage error, 3 the output could not
@@ -23,7 +24,7 @@ exit codes:
 """
 
 #: The command modules, in the order ``segcam --help`` lists them.
-COMMANDS = (explain, survey, models, training, figure, app, export, evaluation)
+COMMANDS = (explain, survey, review, models, training, figure, app, export, evaluation)
 
 
 def build_parser() -> argparse.ArgumentParser:

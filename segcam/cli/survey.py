@@ -82,7 +82,7 @@ def cmd_atlas(args: argparse.Namespace) -> int:
 
     if args.k is not None and args.k < 1:
         raise UsageError(f"--k must be >= 1, got {args.k}")
-    run = load_run_cracks(args.run, with_labels=bool(args.masks))
+    run = load_run_cracks(args.run, with_labels=bool(args.masks), warn=lambda msg: print(f"segcam: {msg}", file=sys.stderr))
     masks = _mask_lookup(args.masks) if args.masks else None
     atlas = build_atlas(run, k=args.k, seed=args.seed, masks=masks,
                         warn=lambda msg: print(f"segcam: {msg}", file=sys.stderr))
@@ -107,17 +107,36 @@ def cmd_atlas(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from segcam.survey.crackmap import parse_width_classes
     from segcam.survey.report import write_report
+    from segcam.survey.verdicts import VerdictError
 
-    path = write_report(args.run, args.out)
-    print(f"segcam: report in {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser", file=sys.stderr)
+    try:
+        edges = parse_width_classes(args.width_classes)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.pixel_size is not None and not args.pixel_size > 0:
+        raise UsageError(f"--pixel-size must be a positive number of millimetres per pixel, got {args.pixel_size}")
+    if args.maps < 0:
+        raise UsageError(f"--maps must be >= 0, got {args.maps}")
+    try:
+        rep = write_report(args.run, args.out, pixel_size=args.pixel_size, width_classes=edges, maps=args.maps,
+                           warn=lambda msg: print(f"segcam: {msg}", file=sys.stderr))
+    except VerdictError as exc:
+        raise UsageError(str(exc)) from None
+    c = rep.counts
+    print(f"segcam: report in {rep.html} ({rep.html.stat().st_size / 1e6:.1f} MB; {c['cracks']} cracks: "
+          f"{c['confirmed']} confirmed, {c['rejected']} rejected, {c['unreviewed']} unreviewed; {rep.maps} crack maps) "
+          f"and {rep.geojson.name}; open the report in a browser", file=sys.stderr)
     return 0
 
 
 def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     """Add the 'survey', 'atlas' and 'report' commands to the ``segcam`` parser."""
     from segcam.survey.atlas import CRACKS_PER_CONCEPT, K_MAX, K_MIN
+    from segcam.survey.crackmap import WIDTH_CLASSES_MM
     from segcam.survey.photo import DEFAULT_TILE
+    from segcam.survey.report import MAP_PHOTOS
 
     p = sub.add_parser("survey", help="every crack of a survey's photos found, measured, explained and ranked "
                                       "(cracks.csv, review queue; no heatmaps), at about prediction speed",
@@ -151,8 +170,15 @@ def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     p.add_argument("--out", default=None, help="output folder (default: RUN/atlas)")
     p.set_defaults(func=cmd_atlas)
 
-    p = sub.add_parser("report", help="one self-contained HTML report of a run (cracks, review queue, atlas)",
+    p = sub.add_parser("report", help="one self-contained HTML report of a run (verdicts, review queue, crack maps, "
+                                      "width classes, atlas) and cracks.geojson",
                        formatter_class=fmt)
     p.add_argument("run", help="the --out folder of a segcam explain run")
     p.add_argument("--out", default=None, help="the HTML file (default: RUN/report.html)")
+    p.add_argument("--pixel-size", type=float, default=None, metavar="MM",
+                   help="millimetres per pixel for every photo (default: the run's own, if it was given one)")
+    p.add_argument("--width-classes", default=",".join(f"{e:g}" for e in WIDTH_CLASSES_MM), metavar="MM,MM,...",
+                   help="class edges of the maximum crack width in mm (default: hairline 0.1, then 0.2, 0.3 and 0.4 "
+                        "as in ACI 224R and Eurocode 2 limits)")
+    p.add_argument("--maps", type=int, default=MAP_PHOTOS, metavar="N", help="photos that get a crack map")
     p.set_defaults(func=cmd_report)

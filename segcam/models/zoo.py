@@ -153,6 +153,12 @@ def _hrsegnet(base: int) -> Callable[[int], paddle.nn.Layer]:
     return build
 
 
+def _ddrnet_slim() -> paddle.nn.Layer:
+    from hrsegnet import DDRNet_23_slim
+
+    return DDRNet_23_slim(num_classes=2)
+
+
 def _paddleseg(factory: Callable[[Any, Any], paddle.nn.Layer]) -> Callable[[int], paddle.nn.Layer]:
     def build(num_classes: int) -> paddle.nn.Layer:
         if num_classes != 2:
@@ -178,9 +184,9 @@ for _b in (16, 32, 48):
 _BASELINES: dict[str, tuple[Callable[[Any, Any], paddle.nn.Layer], dict[str, str], str, str]] = {
     "unet": (lambda m, b: m.UNet(num_classes=2, use_deconv=False),
              {"seg_head": "cls", "encoder": "encode[0]", "decoder": "decode"}, "UNet", "U-Net (no deconv)"),
-    "ddrnet": (lambda m, b: m.DDRNet_23(num_classes=2),
+    "ddrnet": (lambda m, b: _ddrnet_slim(),
                {"seg_head": "head", "spp": "spp", "high_res": "layer5_", "low_res": "layer5"},
-               "DDRNet_23", "DDRNet-23"),
+               "DDRNet_23_slim", "DDRNet-23-slim"),
     "deeplabv3p": (lambda m, b: m.DeepLabV3P(
         num_classes=2, backbone=b.ResNet18_vd(output_stride=8, multi_grid=(1, 2, 4)), backbone_indices=(0, 3),
         aspp_ratios=(1, 12, 24, 36), aspp_out_channels=256),
@@ -201,7 +207,7 @@ _BASELINES: dict[str, tuple[Callable[[Any, Any], paddle.nn.Layer], dict[str, str
 }
 #: Networks (by class name) whose input sides must be multiples of a number (measured: DDRNet's branches fuse
 #: feature maps that disagree by a cell otherwise).
-NETWORK_SIZE_MULTIPLE = {"DualResNet": 8}  # PaddleSeg's DDRNet_23
+NETWORK_SIZE_MULTIPLE = {"DualResNet": 8}  # PaddleSeg's DDRNet classes
 
 for _name, (_factory, _aliases, _type, _desc) in _BASELINES.items():
     MODELS.register(_name, ModelSpec(_name, _paddleseg(_factory), _aliases, _type, f"{_desc}, from PaddleSeg",

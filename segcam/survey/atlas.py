@@ -75,6 +75,8 @@ class RunCracks:
     features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     sources: list[tuple[Path, int]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    _paths: dict[str, Path] = field(default_factory=dict, repr=False)
 
     def thumb(self, i: int) -> dict[str, np.ndarray]:
         """Item ``i``'s thumbnails (photo, mask, map), read from its crack file."""
@@ -83,18 +85,40 @@ class RunCracks:
         path, k = self.sources[i]
         return read_crack_thumb(path, k, missed=self.records[i].get("kind") == "missed")
 
+    def labels_of(self, name: str) -> np.ndarray | None:
+        """Photo ``name``'s crack labels, read from its crack file now (None if it has none)."""
+        if name in self.labels:
+            return self.labels[name]
+        if not self._paths:
+            self._paths.update((r["name"], p) for r, (p, _) in zip(self.records, self.sources))
+        path = self._paths.get(name)
+        if path is None:
+            return None
+        with np.load(path, allow_pickle=False) as z:
+            return z["labels"] if "labels" in z.files else None
+
     @property
     def cracks(self) -> list[int]:
         """Indices of the predicted cracks (the other items are missed ground-truth cracks)."""
         return [i for i, r in enumerate(self.records) if r.get("kind") != "missed"]
 
 
+def _warn(msg: str) -> None:
+    import warnings
+
+    warnings.warn(msg, stacklevel=3)
+
+
 RERUN = ("rerun `segcam explain` with this segcam into a new --out (per-crack records are written by default; "
          "--no-cracks turns them off)")
 
 
-def load_run_cracks(folder: str | Path, with_labels: bool = False) -> RunCracks:
+def load_run_cracks(folder: str | Path, with_labels: bool = False,
+                    warn: Callable[[str], None] | None = None) -> RunCracks:
     """Read the per-crack records, features and thumbnails a run saved.
+
+    A photo whose crack file is missing, cut short or damaged is left out with a warning (``warn``, default
+    :func:`warnings.warn`) naming the file; the names of those photos are in ``RunCracks.skipped``.
 
     Raises:
         AtlasError: No manifest, or a run written without per-crack records (the message names the command).
@@ -120,7 +144,15 @@ def load_run_cracks(folder: str | Path, with_labels: bool = False) -> RunCracks:
         crack_path = (folder / rec["crack_file"]).resolve()
         if crack_path.parent != folder.resolve():
             continue  # only the run's own files
-        data = read_crack_features(crack_path, with_labels=with_labels)
+        try:
+            data = read_crack_features(crack_path, with_labels=with_labels)
+            if len(data["crack"]) != len(rec.get("cracks") or []):
+                raise ValueError(f"{crack_path} holds {len(data['crack'])} cracks where manifest.json records "
+                                 f"{len(rec.get('cracks') or [])}; rerun into a new --out")
+        except ValueError as exc:
+            (warn or _warn)(f"{rec['name']} left out: {exc}")
+            run.skipped.append(rec["name"])
+            continue
         for k, (crack, row) in enumerate(zip(data["crack"], rec.get("cracks", [])), 1):
             run.records.append({**row, "image": rec.get("image", ""), "name": rec["name"], "crack": int(crack),
                                 "kind": "crack"})

@@ -57,6 +57,11 @@ MAX_PENDING_WRITES = 4
 OUTPUT_SUFFIXES = (".png", ".jpg", ".npz", ".npy")
 #: Run-level files a run writes (and, with ``--overwrite``, removes).
 RUN_FILES = ("manifest.json", "summary.csv", "cracks.csv", JOURNAL)
+#: Files that describe a run and are made from it later (``segcam report``, ``segcam atlas``, the verdicts' table);
+#: ``--overwrite`` removes them, so they never describe the old run. The verdict journal stays: a verdict applies
+#: again wherever the photo and the crack are unchanged.
+DERIVED_FILES = ("report.html", "cracks.geojson", "verdicts.csv", "atlas/atlas.json", "atlas/atlas.csv",
+                 "atlas/atlas.pdf", "atlas/atlas.png")
 SUMMARY_FIELDS = ("image", "name", "status", "error", "width", "height", "target_pixels", "empty_target", "seconds")
 
 
@@ -652,8 +657,15 @@ class RunFolder:
                 target = self.path / f
                 if target.is_file() and not target.is_symlink() and target.resolve().parent == here:
                     target.unlink(missing_ok=True)
-        for f in RUN_FILES:
-            (self.path / f).unlink(missing_ok=True)
+        for f in (*RUN_FILES, *DERIVED_FILES):
+            target = self.path / f
+            if not target.is_symlink() and here in target.resolve().parents:  # never through a link out of the run
+                target.unlink(missing_ok=True)
+        try:
+            if not (self.path / "atlas").is_symlink():
+                (self.path / "atlas").rmdir()  # only when empty: nothing but what segcam atlas wrote was there
+        except OSError:
+            pass
 
     # -- progress --------------------------------------------------------------------------------------------
     def is_done(self, name: str, source: str | Path) -> bool:

@@ -42,7 +42,7 @@ import numpy as np
 
 __all__ = ["BAND_PX", "BESIDE_PX", "CRACK_FIELDS", "EVIDENCE_MODES", "MIN_AREA", "RING_SUFFIX", "CrackAnalysis", "analyse_cracks",
            "crack_labels", "evidence_shares", "measure_crack", "read_crack_features", "read_crack_file",
-           "read_crack_thumb", "records_for_csv", "skeleton_length"]
+           "read_crack_thumb", "records_for_csv", "skeleton_length", "skeleton_paths"]
 
 #: Smallest component recorded as a crack, in pixels (a 4x4 speck has neither a length nor a width).
 MIN_AREA = 16
@@ -232,6 +232,14 @@ def skeleton_length(component: np.ndarray, edt: np.ndarray | None = None) -> tup
             if len(nbrs[end]) == 1 and back:
                 length += _run_out(comp, (int(ys[end]), int(xs[end])), (int(ys[back[-1]]), int(xs[back[-1]])))
     return float(length), sk[1:-1, 1:-1]
+
+
+def skeleton_paths(sk: np.ndarray) -> list[np.ndarray]:
+    """A skeleton's paths (node to node, and closed loops) as ``K x 2`` arrays of pixel ``(x, y)`` in path order."""
+    nbrs, ys, xs = _neighbours(np.asarray(sk, bool))
+    if len(nbrs) == 1:
+        return [np.array([[xs[0], ys[0]]])]
+    return [np.stack([xs[p], ys[p]], axis=1) for p in _trace(nbrs)]
 
 
 def _blob_length(edt: np.ndarray, sk: np.ndarray) -> float:
@@ -738,18 +746,42 @@ def read_crack_features(path: Any, with_labels: bool = False) -> dict[str, Any]:
     """Only the ``features`` and ``crack`` ids (and the crack labels) of a crack file: what an atlas needs.
 
     Raises:
-        ValueError: Not a crack file of this segcam.
+        ValueError: Not a crack file of this segcam, or one cut short or damaged (the message names the file and
+            what is wrong).
     """
+    import zipfile
+
     try:
         with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files"):
+                raise ValueError("a single .npy array, not an .npz archive")
             if "features" not in z.files or "crack" not in z.files:
                 raise ValueError("no features")
             out = {"features": z["features"].astype(np.float32), "crack": z["crack"],
                    "missed_features": z["missed_features"].astype(np.float32) if "missed_features" in z.files else None}
             out["labels"] = z["labels"] if with_labels and "labels" in z.files else None
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path} is not a segcam crack file ({exc}); rerun segcam explain into a new --out") from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path} is not a segcam crack file ({exc or type(exc).__name__}); rerun segcam explain "
+                         "(or segcam survey) into a new --out") from None
+    _check_crack_arrays(path, out)
     return out
+
+
+def _check_crack_arrays(path: Any, data: dict[str, Any]) -> None:
+    """Features of one row per crack id, finite; crack ids positive whole numbers found in the labels."""
+    feats, ids = data["features"], np.asarray(data["crack"])
+    bad = None
+    if feats.ndim != 2 or ids.ndim != 1 or len(feats) != len(ids):
+        bad = f"{len(feats)} feature rows for {len(ids)} crack ids"
+    elif not np.issubdtype(ids.dtype, np.integer) or (len(ids) and ids.min() < 1):
+        bad = "crack ids that are not positive whole numbers"
+    elif not np.isfinite(feats).all() or (data.get("missed_features") is not None
+                                          and not np.isfinite(data["missed_features"]).all()):
+        bad = "features that are not finite numbers (NaN or infinity)"
+    elif data.get("labels") is not None and len(ids) and (data["labels"].ndim != 2 or ids.max() > data["labels"].max()):
+        bad = "crack ids that are not in its crack labels"
+    if bad:
+        raise ValueError(f"{path} is damaged ({bad}); rerun segcam explain (or segcam survey) into a new --out")
 
 
 def read_crack_thumb(path: Any, k: int, missed: bool = False) -> dict[str, np.ndarray]:
