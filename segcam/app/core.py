@@ -27,7 +27,7 @@ from segcam.cam.targets import Target
 __all__ = ["AppModel", "Views", "allowed_file", "colorbar", "compute", "crack_table", "crack_thumbs",
            "example_images", "image_key", "inside", "is_slow", "layer_choices", "list_runs", "load_model",
            "load_run", "mark_target", "npy_bytes", "png_bytes", "private_copy", "read_png", "render", "runs_root",
-           "serving_refusal", "target_key", "weights_roots", "zero_map_reason"]
+           "serving_refusal", "target_key", "VERDICT_FILTERS", "weights_roots", "zero_map_reason"]
 
 #: Largest image side the app computes on; larger uploads are downscaled with a notice.
 APP_MAX_SIDE = 1024
@@ -82,15 +82,27 @@ def list_runs(root: Path, limit: int = 200) -> list[str]:
     return [rel for _, rel in sorted(found, reverse=True)[:limit]]
 
 
+#: The verdicts the run browser's crack table filters on.
+VERDICT_FILTERS = ("confirmed", "rejected", "unreviewed")
+
+
 def crack_table(run_dir: str | Path) -> list[dict[str, Any]]:
-    """A run's ``cracks.csv`` rows, the review queue first (lowest ``review_rank``), or [] when it has none."""
+    """A run's ``cracks.csv`` rows with their ``verdict``, the review queue first (lowest ``review_rank``), or []."""
     import csv
+
+    from segcam.survey.verdicts import VerdictError, load_review
 
     path = Path(run_dir) / "cracks.csv"
     if not path.is_file() or path.is_symlink():
         return []
     with open(path, newline="", encoding="utf-8") as fh:
         rows = [{k: _typed(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+    try:
+        state = load_review(run_dir)
+    except (VerdictError, OSError):
+        state = None
+    for r in rows:
+        r["verdict"] = state.verdict_of(str(r.get("name")), r["crack"]) if state and isinstance(r.get("crack"), int) else ""
     return sorted(rows, key=lambda r: r["review_rank"] if isinstance(r.get("review_rank"), int) else 10**9)
 
 

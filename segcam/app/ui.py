@@ -41,7 +41,7 @@ LOG = logging.getLogger("segcam.app")
 PERSIST = ("m1_source", "m1_name", "m1_weights", "m1_config", "m1_cfg_weights", "m2_source", "m2_name",
            "m2_weights", "m2_config", "m2_cfg_weights", "layers", "method", "score", "category", "cmap", "alpha",
            "overlay", "norm", "img_source", "example", "target_kind", "px_x", "px_y", "box_x0", "box_y0", "box_x1",
-           "box_y1", "comp_by", "comp_rank", "shown", "run_folder", "run_image", "run_all")
+           "box_y1", "comp_by", "comp_rank", "shown", "run_folder", "run_image", "run_all", "rv_folder", "rv_reviewer")
 ERRORS = (ImageError, TargetError, FileNotFoundError, KeyError, ValueError, TypeError, OSError)
 
 
@@ -540,8 +540,10 @@ def _crack_queue(run: dict[str, Any]) -> None:
         st.caption("No per-crack records in this run (written with --no-cracks or by an older segcam).")
         return
     st.subheader(f"Cracks: {len(rows)} · review queue first (likeliest false crack at the top)")
-    cols = ["review_rank", "review_score", "name", "crack", "length", "mean_width", "max_width", "mean_prob",
+    cols = ["review_rank", "review_score", "verdict", "name", "crack", "length", "mean_width", "max_width", "mean_prob",
             "evidence_band", "evidence_where"]
+    shown = st.segmented_control("Verdict", ["all", *app_core.VERDICT_FILTERS], key="run_verdict", default="all")
+    rows = [r for r in rows if shown in (None, "all") or r["verdict"] == shown]
     st.dataframe([{k: r.get(k, "") for k in cols} for r in rows[:1000]], hide_index=True, key="crack_table")
     top = [r for r in rows if r.get("review_rank")][:6]
     if top:
@@ -577,9 +579,14 @@ def _page() -> None:
     st.title("segcam: why is this pixel a crack?")
     st.caption("Pick a photo and a target (the whole prediction, one crack, a pixel or a box); the overlay shows "
                "where the evidence for crack lies in the chosen layer. Settings are in the sidebar.")
-    mode = st.sidebar.radio("Mode", ["Explain", "Compare models", "Browse a run"], key="mode")
+    mode = st.sidebar.radio("Mode", ["Explain", "Compare models", "Browse a run", "Review a run"], key="mode")
     if mode == "Browse a run":
         _browse_run()
+        return
+    if mode == "Review a run":
+        from segcam.app.review_ui import review_mode
+
+        review_mode()
         return
     with st.sidebar:
         st.subheader("Model")

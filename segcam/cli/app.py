@@ -20,6 +20,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     except ImportError:
         raise UsageError("the app needs Streamlit: pip install 'segcam[app]'") from None
     from segcam.app.core import ENV_ALLOW_REMOTE, ENV_RUNS_ROOT, ENV_WEIGHTS_ROOTS, LOOPBACK, MAX_UPLOAD_MB
+    from segcam.app.review_view import ENV_PHOTOS_ROOTS
     from segcam.models.zoo import PRETRAINED_DIR
 
     runs_root = Path(args.runs_root).resolve()
@@ -32,6 +33,11 @@ def cmd_app(args: argparse.Namespace) -> int:
     if missing:
         raise UsageError(f"--weights-root {', '.join(missing)} is not a folder")
     env[ENV_WEIGHTS_ROOTS] = os.pathsep.join(map(str, roots))
+    photos = [Path(r).resolve() for r in args.photos_root] if args.photos_root else [runs_root]
+    missing = [str(r) for r in photos if not r.is_dir()]
+    if missing:
+        raise UsageError(f"--photos-root {', '.join(missing)} is not a folder")
+    env[ENV_PHOTOS_ROOTS] = os.pathsep.join(map(str, photos))
     if args.host not in LOOPBACK:
         env[ENV_ALLOW_REMOTE] = "1"  # --host ADDRESS: the explicit choice to serve other machines
     script = Path(__file__).resolve().parents[1] / "app" / "ui.py"
@@ -79,5 +85,8 @@ def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     p.add_argument("--weights-root", action="append", default=None,
                    help="folder the page may load weights/YAML from (repeatable; default: the working directory "
                         "and the shipped weights)")
+    p.add_argument("--photos-root", action="append", default=None,
+                   help="folder whose surveyed photos 'Review a run' may show at full resolution (repeatable; default: "
+                        "the runs root; elsewhere the run's thumbnails are shown)")
     p.add_argument("streamlit_args", nargs=argparse.REMAINDER, help="extra arguments for streamlit run")
     p.set_defaults(func=cmd_app)

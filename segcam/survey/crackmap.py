@@ -111,7 +111,8 @@ def crack_map(labels: np.ndarray, rows: Sequence[dict[str, Any]], photo: str | P
     Args:
         labels: The photo's crack labels (ids as in ``rows``).
         rows: Its cracks: ``crack``, ``x0``..``y1``, ``verdict`` and ``review_score``.
-        photo, identity: The surveyed photo and its recorded source identity (the photo is used only when they match).
+        photo: The surveyed photo's path (as the manifest records it).
+        identity: Its recorded source identity (the photo is used only while it still has it).
         prediction: The run's prediction mask of the photo (the background otherwise).
         side: Longest side of the map.
     """
@@ -135,7 +136,7 @@ def crack_map(labels: np.ndarray, rows: Sequence[dict[str, Any]], photo: str | P
 def _number(img: np.ndarray, text: str, at: tuple[int, int], colour: tuple[int, int, int]) -> None:
     import cv2
 
-    font, size = cv2.FONT_HERSHEY_SIMPLEX, max(0.4, img.shape[1] / 1400)
+    font, size = cv2.FONT_HERSHEY_SIMPLEX, max(0.45, img.shape[1] / 1000)
     (tw, th), base = cv2.getTextSize(text, font, size, 1)
     x = int(np.clip(at[0], 0, max(0, img.shape[1] - tw - 4)))
     y = int(np.clip(at[1], th + 4, img.shape[0] - 2))

@@ -752,9 +752,10 @@ def read_crack_features(path: Any, with_labels: bool = False) -> dict[str, Any]:
     import zipfile
 
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not hasattr(z, "files"):
-                raise ValueError("a single .npy array, not an .npz archive")
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive")
+        with z:
             if "features" not in z.files or "crack" not in z.files:
                 raise ValueError("no features")
             out = {"features": z["features"].astype(np.float32), "crack": z["crack"],

@@ -72,7 +72,8 @@ def crack_geometry(labels: np.ndarray, crack: int, box: Sequence[int], length: f
         labels: The photo's crack labels (0 background, ids as ``cracks.csv``'s ``crack``).
         crack: The crack id.
         box: Its ``x0, y0, x1, y1`` (pixels, x1/y1 exclusive), where the work is done.
-        length, orientation: Its measured length (px) and orientation (degrees), for blobs without a centre line.
+        length: Its measured length (px), for blobs without a centre line.
+        orientation: Its orientation (degrees), likewise.
         scale: Units per pixel (1 for pixels, the pixel size for millimetres).
 
     Raises:

@@ -101,13 +101,48 @@ th{background:#f4f4f4}td.l,th.l{text-align:left;overflow-wrap:anywhere}.wide{ove
 .card{border:1px solid #ddd;border-radius:4px;padding:.4em;font-size:.8em;min-width:0}
 .thumbs{display:grid;grid-template-columns:repeat(3,1fr);gap:3px}
 .thumbs img{width:100%;aspect-ratio:1;object-fit:contain;background:#eee;display:block}
-.card p{margin:.3em 0 0;overflow-wrap:anywhere}.maps{display:grid;grid-template-columns:repeat(auto-fill,minmax(20em,1fr));gap:.8em}
+.card p{margin:.3em 0 0;overflow-wrap:anywhere}
+.maps{display:grid;grid-template-columns:repeat(auto-fill,minmax(20em,1fr));gap:.8em}
 .maps figure{margin:0;min-width:0}.maps img{width:100%;height:auto;display:block}
 .maps figcaption{font-size:.8em;overflow-wrap:anywhere}img.fit{max-width:100%;height:auto}
 .v-confirmed{color:#008a3a;font-weight:600}.v-rejected{color:#607d8b}.v-unreviewed{color:#b35c00}
 .counts{display:flex;flex-wrap:wrap;gap:.6em}.counts div{border:1px solid #ddd;border-radius:4px;padding:.4em .8em}
 .counts b{display:block;font-size:1.4em}.key{display:inline-block;width:1em;height:.8em;vertical-align:middle}
 nav ol{columns:2 14em}"""
+
+
+#: Columns a crack's record must hold as whole numbers (its identity and box), and those read as numbers.
+_WHOLE = ("crack", "x0", "y0", "x1", "y1", "area")
+_NUMBERS = ("length", "mean_width", "median_width", "max_width", "orientation", "mean_prob", "min_prob",
+            "review_score", "pixel_size", "length_mm", "mean_width_mm", "median_width_mm", "max_width_mm")
+
+
+def _valid_rows(run: Any, warn: Callable[[str], None]) -> tuple[list[dict[str, Any]], list[int]]:
+    """The run's crack rows (and their indices) with whole-number boxes; other numbers not numeric become ``""``.
+
+    A hand-edited or crafted manifest must not stop the report: a crack without a usable box is left out (one
+    warning per photo), and a non-numeric value is shown as missing.
+    """
+    rows, index, bad = [], [], set()
+    for i in run.cracks:
+        r = dict(run.records[i])
+        try:
+            for k in _WHOLE:
+                r[k] = int(r[k])
+        except (KeyError, TypeError, ValueError):
+            if r.get("name") not in bad:
+                warn(f"{r.get('name')}: a crack record without a whole-number box or id is left out of the report")
+            bad.add(r.get("name"))
+            continue
+        for k in _NUMBERS:
+            try:
+                if r.get(k) not in ("", None) and not np.isfinite(float(r[k])):
+                    r[k] = ""
+            except (TypeError, ValueError):
+                r[k] = ""
+        rows.append(r)
+        index.append(i)
+    return rows, index
 
 
 def _mm_rows(rows: list[dict[str, Any]], pixel_size: float | None) -> bool:
@@ -226,7 +261,7 @@ def _maps(run: Any, rows: list[dict[str, Any]], images: list[dict[str, Any]], fo
         img, kind = crack_map(labels, per[name], rec.get("image"), rec.get("source_id"), pred_path)
         note = "" if kind == "photo" else " (on the prediction: the photo is not where the run read it, or changed)"
         parts.append(f"<figure><img alt='crack map of {esc(name)}' src='{_uri(img, '.jpg')}'><figcaption>"
-                     f"{esc(name)}: {len(per[name])} cracks{esc(note)}</figcaption></figure>")
+                     f"{esc(name)}: {len(per[name])} crack{'s' if len(per[name]) != 1 else ''}{esc(note)}</figcaption></figure>")
     parts.append("</div>")
     if len(order) > limit:
         parts.append(f"<p class='note'>{len(order) - limit} more photos with cracks (<code>--maps N</code> draws more).</p>")
@@ -354,11 +389,11 @@ def write_report(folder: str | Path, out: str | Path | None = None, pixel_size: 
     man = run.manifest
     images = [r for r in man.get("images", []) if isinstance(r, dict)]
     failed = [r for r in images if r.get("status", "ok") != "ok"]
-    index = run.cracks
-    rows = rank_rows([dict(run.records[i]) for i in index])
+    rows, index = _valid_rows(run, warn or (lambda m: None))
+    rows = rank_rows(rows)
     mm = _mm_rows(rows, pixel_size)
     for r in rows:
-        r["verdict"] = state.verdict_of(r["name"], int(r["crack"]))
+        r["verdict"] = state.verdict_of(str(r["name"]), r["crack"])
         r["_class"] = width_class(r.get("max_width_mm"), width_classes) if r["_ps"] else ""
     summary = summarise(state)
     title = f"segcam report: {esc(folder.name)}"

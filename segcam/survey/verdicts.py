@@ -93,8 +93,10 @@ class ReviewState:
         return len(self.verdicts)
 
     def next_index(self, start: int = 0) -> int | None:
-        """The first crack at or after ``start`` (queue order) with no verdict and not skipped, else the first
-        without a verdict anywhere (skipped ones come round again), else None (all reviewed)."""
+        """The crack to show next: from ``start`` on, the first with no verdict that was not skipped.
+
+        Else the first without a verdict anywhere (skipped ones come round again), else None (all reviewed).
+        """
         for i in range(start, len(self.cracks)):
             c = self.cracks[i].ident
             if c not in self.verdicts and c not in self.skipped:
@@ -152,6 +154,8 @@ def _read_journal(folder: Path) -> tuple[list[dict[str, Any]], int]:
     events, bad, pending, closed = [], 0, {}, set()
     with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
+            if not line.strip():
+                continue
             try:
                 ev = json.loads(line)
             except ValueError:
@@ -218,8 +222,11 @@ def _event(c: RunCrack, verdict: str, reviewer: str = "", note: str = "", **extr
 def _append(folder: Path, events: Sequence[dict[str, Any]]) -> None:
     """Append events to the journal in one write (``O_APPEND``: concurrent writers never interleave a line)."""
     data = "".join(json.dumps(e, ensure_ascii=True) + "\n" for e in events).encode("ascii")
-    fd = os.open(folder / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(folder / JOURNAL, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        end = os.lseek(fd, 0, os.SEEK_END)
+        if end and os.pread(fd, 1, end - 1) != b"\n":
+            data = b"\n" + data  # a line torn by a crash: the new events start on a line of their own
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
