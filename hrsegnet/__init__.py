@@ -7,6 +7,8 @@ YAML with ``model: {type: HrSegNetB48}`` builds the network.
 
 from __future__ import annotations
 
+from typing import Any
+
 from hrsegnet.model import HrSegNet, SegBlock, SegHead
 
 __all__ = ["HrSegNet", "HrSegNetB16", "HrSegNetB32", "HrSegNetB48", "DDRNet_23_slim", "SegBlock", "SegHead"]
@@ -43,7 +45,7 @@ def _register_in_paddleseg() -> None:
             manager.MODELS.add_component(cls)
 
 
-def DDRNet_23_slim(**kwargs):  # noqa: N802 (PaddleSeg's component naming, as its DDRNet_23)
+def DDRNet_23_slim(**kwargs: Any) -> Any:  # noqa: N802 (PaddleSeg's component naming, as its DDRNet_23)
     """DDRNet-23-slim (Hong et al. 2021): PaddleSeg's ``DualResNet`` at half DDRNet-23's width (5.7 M parameters).
 
     PaddleSeg registers only DDRNet-23 (20.2 M); the slim variant is the one segcam trains and ships, because

@@ -29,7 +29,7 @@ __all__ = ["MAP_SIDE", "VERDICT_COLOURS", "WIDTH_CLASSES_MM", "class_labels", "c
 #: Default class edges of the maximum crack width, in mm (module docstring: hairline, ACI 224R, Eurocode 2).
 WIDTH_CLASSES_MM: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4)
 #: Longest side of a crack map, in pixels.
-MAP_SIDE = 720
+MAP_SIDE = 640
 #: Outline colours (RGB) of confirmed and rejected cracks.
 VERDICT_COLOURS = {"confirmed": (0, 200, 83), "rejected": (120, 144, 156)}
 

@@ -30,20 +30,18 @@ __all__ = ["SIMPLIFY_PX", "crack_geometry", "write_geojson"]
 
 #: Tolerance of the centre line's simplification, in pixels (a pixel chain has a point every pixel).
 SIMPLIFY_PX = 0.5
+#: Decimals of the coordinates written (pixels: centre lines at half pixels; millimetres: 1e-4 mm).
+COORD_DECIMALS = 4
 
 
 def _outline(component: np.ndarray) -> Any:
     """The union of a component's pixels (row runs as boxes: exact pixel edges, far fewer shapes than pixels)."""
     import shapely
-    from shapely.geometry import box
 
-    boxes = []
-    for y, row in enumerate(np.asarray(component, bool)):
-        if not row.any():
-            continue
-        d = np.diff(np.concatenate([[0], row.astype(np.int8), [0]]))
-        starts, stops = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
-        boxes.extend(box(int(a), y, int(b), y + 1) for a, b in zip(starts, stops))
+    d = np.diff(np.pad(np.asarray(component, np.int8), ((0, 0), (1, 1))), axis=1)
+    ys, starts = np.nonzero(d == 1)
+    _, stops = np.nonzero(d == -1)  # row-major order: the n-th stop ends the n-th run
+    boxes = shapely.box(starts, ys, stops, ys + 1)
     return shapely.union_all(boxes).simplify(0)  # drops the collinear corners the row runs leave
 
 
@@ -88,7 +86,16 @@ def crack_geometry(labels: np.ndarray, crack: int, box: Sequence[int], length: f
         raise ValueError(f"crack {crack} has no pixel in its box {x0},{y0},{x1},{y1}")
     parts = [_centre_line(comp, length, orientation), _outline(comp)]
     parts = [affinity.affine_transform(g, [scale, 0, 0, scale, x0 * scale, y0 * scale]) for g in parts]
-    return mapping(GeometryCollection(parts))
+    return _rounded(mapping(GeometryCollection(parts)), COORD_DECIMALS)
+
+
+def _rounded(obj: Any, nd: int) -> Any:
+    """GeoJSON coordinates rounded (``0.1 * 123`` is 12.3, not 12.300000000000001)."""
+    if isinstance(obj, dict):
+        return {k: _rounded(v, nd) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_rounded(v, nd) for v in obj]
+    return round(obj, nd) if isinstance(obj, float) else obj
 
 
 def _number(v: Any) -> Any:

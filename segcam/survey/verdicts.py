@@ -29,13 +29,16 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 __all__ = ["DECISIONS", "JOURNAL", "VERDICTS_CSV", "RunCrack", "ReviewState", "Verdict", "VerdictError",
-           "import_verdicts", "load_review", "read_run_cracks", "record", "summarise", "verdict_rows", "write_verdicts_csv"]
+           "append_events", "import_verdicts", "load_review", "read_events", "read_run_cracks", "record", "source_ids",
+           "summarise", "verdict_rows", "write_verdicts_csv"]
 
 JOURNAL = "verdicts.jsonl"
 VERDICTS_CSV = "verdicts.csv"
 #: The verdicts a person gives (``skipped`` is recorded too, but decides nothing).
 DECISIONS = ("confirmed", "rejected")
 _EVENTS = (*DECISIONS, "skipped", "undo")
+#: Journal events of :mod:`segcam.survey.missed` (marks of cracks the network missed), skipped here.
+MISSED_EVENTS = ("missed", "unmark")
 _CSV_FIELDS = ("name", "crack", "verdict", "time", "reviewer", "note")
 #: Longest reviewer name / note kept (a journal line stays one small write).
 MAX_TEXT = 500
@@ -115,7 +118,7 @@ def read_run_cracks(folder: str | Path) -> list[RunCrack]:
     if not path.is_file():
         raise VerdictError(f"{folder} has no cracks.csv; make one with `segcam survey PHOTOS --out {folder}` "
                            "(or `segcam explain ... --out` with per-crack records)")
-    sources = _source_ids(folder)
+    sources = source_ids(folder)
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         missing = {"name", "crack", "x0", "y0", "x1", "y1", "area"} - set(reader.fieldnames or [])
@@ -137,7 +140,8 @@ def read_run_cracks(folder: str | Path) -> list[RunCrack]:
     return sorted(out, key=rank)  # sorted() is stable: unranked rows keep the file's order
 
 
-def _source_ids(folder: Path) -> dict[str, str]:
+def source_ids(folder: Path) -> dict[str, str]:
+    """Each photo's source identity (size and modification time) as the run's manifest records it."""
     try:
         man = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -146,7 +150,7 @@ def _source_ids(folder: Path) -> dict[str, str]:
     return {str(r["name"]): str(r.get("source_id", "")) for r in images if isinstance(r, dict) and "name" in r}
 
 
-def _read_journal(folder: Path) -> tuple[list[dict[str, Any]], int]:
+def read_events(folder: Path) -> tuple[list[dict[str, Any]], int]:
     """The journal's events (batches only when closed) and the number of lines that could not be read."""
     path = folder / JOURNAL
     if not path.is_file():
@@ -183,9 +187,11 @@ def load_review(folder: str | Path) -> ReviewState:
     folder = Path(folder)
     cracks = read_run_cracks(folder)
     current = {c.ident: c for c in cracks}
-    events, bad = _read_journal(folder)
+    events, bad = read_events(folder)
     stacks: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for ev in events:
+        if ev.get("verdict") in MISSED_EVENTS:
+            continue  # a missed crack's mark (segcam.survey.missed)
         try:
             ident = (str(ev["name"]), int(ev["crack"]))
         except (KeyError, TypeError, ValueError):
@@ -219,7 +225,7 @@ def _event(c: RunCrack, verdict: str, reviewer: str = "", note: str = "", **extr
             "note": str(note)[:MAX_TEXT], "source_id": c.source_id, "crack_key": c.key, **extra}
 
 
-def _append(folder: Path, events: Sequence[dict[str, Any]]) -> None:
+def append_events(folder: Path, events: Sequence[dict[str, Any]]) -> None:
     """Append events to the journal in one write (``O_APPEND``: concurrent writers never interleave a line)."""
     data = "".join(json.dumps(e, ensure_ascii=True) + "\n" for e in events).encode("ascii")
     fd = os.open(folder / JOURNAL, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
@@ -264,7 +270,7 @@ def record(folder: str | Path, name: str, crack: int, verdict: str, reviewer: st
     c = crack_of.get((str(name), int(crack)))
     if c is None:
         raise VerdictError(f"{folder} has no crack {crack} of photo {name!r} (names and ids are cracks.csv's)")
-    _append(folder, [_event(c, verdict, reviewer, note)])
+    append_events(folder, [_event(c, verdict, reviewer, note)])
     state = load_review(folder)
     write_verdicts_csv(state)
     return state
@@ -361,7 +367,7 @@ def import_verdicts(folder: str | Path, path: str | Path, reviewer: str = "") ->
     events = [_event(known[ident], verdict, reviewer, "", batch=batch, via="import")
               for ident, (_, verdict) in rows.items() if state.verdict_of(*ident) != verdict]
     if events:
-        _append(folder, [*events, {"batch_end": batch, "count": len(events)}])
+        append_events(folder, [*events, {"batch_end": batch, "count": len(events)}])
     state = load_review(folder)
     write_verdicts_csv(state)
     return state, {"applied": len(events), "duplicates": dups, "unchanged": len(rows) - len(events)}

@@ -67,8 +67,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def encode_image(rgb: np.ndarray, ext: str = ".png") -> bytes:
-    """Encode an H x W (x 3) uint8 RGB array as PNG (zlib level :data:`PNG_LEVEL`) or JPEG (:data:`JPEG_QUALITY`).
+def encode_image(rgb: np.ndarray, ext: str = ".png", quality: int = 0) -> bytes:
+    """Encode an H x W (x 3) uint8 RGB array as PNG (zlib :data:`PNG_LEVEL`) or JPEG (``quality`` or :data:`JPEG_QUALITY`).
 
     OpenCV's encoders (libpng/libjpeg-turbo) release the GIL and are 3-5x faster than PIL's PNG writer,
     so a writer thread can encode while the next image is explained.
@@ -86,7 +86,7 @@ def encode_image(rgb: np.ndarray, ext: str = ".png") -> bytes:
     if ext == ".png":
         params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL]
     elif ext in (".jpg", ".jpeg"):
-        params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality or JPEG_QUALITY]
     else:
         raise ValueError(f"unsupported image extension {ext!r}; use .png or .jpg")
     ok, buf = cv2.imencode(ext, arr, params)
