@@ -12,7 +12,7 @@ PKG = ROOT / "segcam"
 
 #: Lowest first. A module may import from its own layer or below, never above. ``api`` is segcam/__init__.py
 #: (the public facade), which only the front ends (app, cli) may import.
-LAYERS = ["version", "utils", "data", "cam", "models", "viz", "evaluation", "training", "survey", "api", "app", "cli"]
+LAYERS = ["version", "utils", "data", "cam", "models", "viz", "evaluation", "training", "survey", "adapt", "api", "app", "cli"]
 
 
 def _modules() -> dict[str, Path]:

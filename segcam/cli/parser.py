@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from segcam.cli import app, evaluation, explain, export, figure, models, review, survey, training
+from segcam.cli import adapt, app, evaluation, explain, export, figure, models, review, survey, training
 from segcam.cli.common import HelpFormatter
 
 __all__ = ["COMMANDS", "build_parser"]
@@ -24,7 +24,7 @@ exit codes:
 """
 
 #: The command modules, in the order ``segcam --help`` lists them.
-COMMANDS = (explain, survey, review, models, training, figure, app, export, evaluation)
+COMMANDS = (explain, survey, review, adapt, models, training, figure, app, export, evaluation)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -159,11 +159,26 @@ def import_missed(folder: str | Path, path: str | Path, reviewer: str = "") -> i
 
 
 def rasterise(marks: Sequence[MissedMark], shape: tuple[int, int]) -> np.ndarray:
-    """The marks drawn as a boolean mask of ``shape`` (each polyline at its width, round ends)."""
+    """The marks as a boolean mask of ``shape``.
+
+    A mark covers the pixels whose centre lies within ``(width - 1) / 2`` of its polyline (odd widths exactly that
+    many pixels across; round ends). Work is done in each mark's box.
+    """
     import cv2
 
-    out = np.zeros(shape, np.uint8)
+    out = np.zeros(shape, bool)
+    h, w = shape
     for m in marks:
-        pts = np.round(np.asarray(m.points) * 4).astype(np.int32)  # 2 fractional bits: sub-pixel points
-        cv2.polylines(out, [pts], False, 1, max(1, int(round(m.width))), cv2.LINE_8, shift=2)
-    return out.astype(bool)
+        pts = np.asarray(m.points, np.float64) - 0.5  # pixel (col, row) has its centre at (col + 0.5, row + 0.5)
+        r = (m.width - 1) / 2
+        x0, y0 = (np.floor(pts.min(0) - r - 1).astype(int)).clip(0)
+        x1, y1 = np.ceil(pts.max(0) + r + 2).astype(int)
+        x1, y1 = min(x1, w), min(y1, h)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        line = np.full((y1 - y0, x1 - x0), 255, np.uint8)
+        sub = np.round((pts - (x0, y0)) * 16).astype(np.int32)  # 4 fractional bits: sub-pixel points
+        cv2.polylines(line, [sub], False, 0, 1, cv2.LINE_8, shift=4)
+        dist = cv2.distanceTransform(line, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        out[y0:y1, x0:x1] |= dist <= r + 1e-6
+    return out

@@ -1,0 +1,1 @@
+"""Adapting a network to a survey: training labels from a reviewer's verdicts, and the fine-tune."""
