@@ -191,3 +191,37 @@ def test_the_run_browser_shows_verdicts_and_filters_by_them(root, monkeypatch) -
     at.get("button_group")[0].set_value("confirmed").run()
     table = at.dataframe[0].value
     assert list(table["verdict"]) == ["confirmed"] and list(table["crack"]) == [first[1]]
+
+
+def test_marking_a_missed_crack_by_clicking_points(root) -> None:
+    chromium, sync_playwright = chromium_or_skip()
+    from segcam.survey.missed import load_missed
+
+    run = root / "run"
+    total = len(load_review(run).cracks)
+    first = load_review(run).cracks[0]
+    with _served(root) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            _open_review(page, url, total)
+            page.get_by_text("Mark a crack the network missed").click()
+            page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+            time.sleep(2)
+            img = page.locator(".js-plotly-plot .imagelayer image").first
+            for k, (fx, fy) in enumerate(((0.2, 0.8), (0.5, 0.85), (0.8, 0.9)), 1):
+                img.scroll_into_view_if_needed()
+                bb = img.bounding_box()
+                page.mouse.click(bb["x"] + bb["width"] * fx, bb["y"] + bb["height"] * fy)
+                page.get_by_role("button", name=f"Save this crack ({k} points)").wait_for(timeout=30_000)
+            page.get_by_role("button", name="Save this crack (3 points)").click()
+            page.get_by_text(f"1 missed cracks marked on {first.name}.").wait_for(timeout=30_000)
+        finally:
+            browser.close()
+    (mark,), stale = load_missed(run)
+    man = json.loads((run / "manifest.json").read_text())
+    w, h = next((r["width"], r["height"]) for r in man["images"] if r["name"] == first.name)
+    assert mark.name == first.name and stale == 0 and len(mark.points) == 3 and mark.width == 3.0
+    xs, ys = zip(*mark.points)
+    assert list(xs) == sorted(xs) and all(abs(x / w - f) < 0.03 for x, f in zip(xs, (0.2, 0.5, 0.8)))
+    assert all(abs(y / h - f) < 0.03 for y, f in zip(ys, (0.8, 0.85, 0.9)))

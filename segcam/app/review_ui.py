@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import streamlit as st
 
 from segcam.app import core as app_core
@@ -117,6 +118,7 @@ def review_mode() -> None:
         st.success(f"All {total} cracks have a verdict. `segcam report {run_dir}` writes the hand-over report.")
         st.button("Undo", key="rv_undo", on_click=_undo, args=(run_dir,), disabled=not hist,
                   shortcut=KEYS["undo"])
+        _missed_marker(run_dir, run, None)
         return
     c = state.cracks[pos]
     _buttons(run_dir, pos, c, bool(hist))
@@ -129,6 +131,7 @@ def review_mode() -> None:
         st.warning(f"{c.name} is not in this run's manifest; skip it.")
         return
     _pictures(run_dir, rec, c)
+    _missed_marker(run_dir, run, c.name)
 
 
 def _buttons(run_dir: Path, pos: int, c: Any, can_undo: bool) -> None:
@@ -162,3 +165,74 @@ def _pictures(run_dir: Path, rec: dict[str, Any], c: Any) -> None:
     if views.source != "photo":
         st.caption("The photo is not readable here (outside --photos-root, or changed since the run): the crop is "
                    "the run's thumbnail, enlarged.")
+
+
+def _add_point(key: str, scale: float) -> None:
+    """Click callback of the marking chart: the clicked point (in photo pixels) joins the polyline being drawn."""
+    points = ((st.session_state.get("rv_mark_plot") or {}).get("selection") or {}).get("points") or []
+    if points:
+        st.session_state.setdefault(key, []).append((points[0]["x"] / scale + 0.5 / scale,
+                                                     points[0]["y"] / scale + 0.5 / scale))
+
+
+def _save_mark(run_dir: Path, name: str, key: str) -> None:
+    from segcam.survey.missed import mark_missed
+
+    try:
+        mark_missed(run_dir, name, st.session_state.get(key) or [], float(st.session_state.get("rv_mark_width", 3.0)),
+                    reviewer=st.session_state.get("rv_reviewer") or "")
+    except (OSError, VerdictError) as exc:
+        st.session_state["rv_error"] = f"The mark was NOT saved: {exc}"
+        return
+    st.session_state[key] = []
+
+
+def _missed_marker(run_dir: Path, run: dict[str, Any], current: str | None) -> None:
+    """Mark cracks the network missed: click points along one on the photo, give its width, save."""
+    from segcam.app.review_view import marking_view
+    from segcam.survey.missed import load_missed, unmark_missed
+
+    try:
+        import plotly.express as px
+        import plotly.graph_objects as go
+    except ImportError:
+        return
+    names = [r["name"] for r in run["images"] if r.get("status", "ok") == "ok"]
+    with st.expander("Mark a crack the network missed"):
+        name = st.selectbox("Photo", names, index=names.index(current) if current in names else 0, key="rv_mark_photo")
+        rec = next(r for r in run["images"] if r.get("name") == name)
+        img, scale = marking_view(run_dir, rec, photo_roots())
+        key = f"rv_pts::{run_dir}::{name}"
+        pts = st.session_state.get(key) or []
+        marks = [m for m in load_missed(run_dir)[0] if m.name == name]
+        h, w = img.shape[:2]
+        step = max(1, -(-max(h, w) // 160))
+        ys, xs = np.mgrid[step // 2:h:step, step // 2:w:step]
+        fig = px.imshow(img)
+        fig.update_traces(hoverinfo="skip", hovertemplate=None, selector={"type": "image"})
+        fig.add_trace(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", showlegend=False, hoverinfo="none",
+                                 marker={"size": max(4, step + 1), "opacity": 0}))
+        for m in marks:
+            mx, my = zip(*m.points)
+            fig.add_trace(go.Scatter(x=[x * scale - 0.5 for x in mx], y=[y * scale - 0.5 for y in my], mode="lines",
+                                     showlegend=False, hoverinfo="skip", line={"color": "lime", "width": 3}))
+        if pts:
+            px_, py_ = zip(*pts)
+            fig.add_trace(go.Scatter(x=[x * scale - 0.5 for x in px_], y=[y * scale - 0.5 for y in py_],
+                                     mode="lines+markers", showlegend=False, hoverinfo="skip",
+                                     line={"color": "cyan", "width": 2}))
+        fig.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, height=420, dragmode="zoom", hovermode="closest")
+        fig.update_xaxes(showticklabels=False)
+        fig.update_yaxes(showticklabels=False)
+        st.caption("Click points along the missed crack (zoom with a drag), give its width, then save it. Marks are "
+                   "saved with the verdicts; `segcam finetune` learns from them.")
+        st.plotly_chart(fig, on_select=lambda: _add_point(key, scale), selection_mode="points", key="rv_mark_plot")
+        st.number_input("Width of the crack (photo pixels)", 1.0, 200.0, 3.0, 1.0, key="rv_mark_width")
+        a, b, c = st.columns(3)
+        a.button(f"Save this crack ({len(pts)} points)", key="rv_mark_save", disabled=len(pts) < 2,
+                 on_click=_save_mark, args=(run_dir, name, key))
+        b.button("Clear the points", key="rv_mark_clear", disabled=not pts,
+                 on_click=lambda: st.session_state.update({key: []}))
+        c.button("Remove the last saved mark", key="rv_mark_undo", disabled=not marks,
+                 on_click=lambda: unmark_missed(run_dir, marks[-1].id))
+        st.caption(f"{len(marks)} missed cracks marked on {name}.")

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["CrackViews", "VIEW_PX", "crack_views", "photo_roots", "readable_photo"]
+__all__ = ["CrackViews", "VIEW_PX", "crack_views", "marking_view", "photo_roots", "readable_photo"]
 
 #: The crop's long side is brought up to at least this many pixels (thin cracks are a few pixels wide).
 VIEW_PX = 384
@@ -154,3 +154,32 @@ def _context(run_dir: Path, record: dict[str, Any], shape: tuple[int, int], wind
     p0 = (int(x0 * scale), int(y0 * scale))
     p1 = (max(p0[0] + 3, int(x1 * scale)), max(p0[1] + 3, int(y1 * scale)))
     return cv2.rectangle(np.ascontiguousarray(img), p0, p1, (0, 255, 255), max(2, size[0] // 200))
+
+
+#: Longest side of the picture missed cracks are marked on.
+MARK_PX = 900
+
+
+def marking_view(run_dir: str | Path, record: dict[str, Any], roots: Sequence[Path] = ()) -> tuple[np.ndarray, float]:
+    """The picture a reviewer marks missed cracks on (the photo, else its prediction), and its scale to the photo."""
+    import cv2
+
+    from segcam.app.core import inside
+
+    w, h = int(record.get("width") or 0), int(record.get("height") or 0)
+    found = readable_photo(record, roots)
+    if found is not None:
+        from segcam.data.images import read_image
+        from segcam.survey.batch import TILED_MAX_SIDE
+
+        img = read_image(found, max_side=TILED_MAX_SIDE)
+    else:
+        try:
+            pred = cv2.imread(str(inside(Path(run_dir), str(record.get("prediction") or ""))), cv2.IMREAD_GRAYSCALE)
+        except ValueError:
+            pred = None
+        img = np.full((max(h, 1), max(w, 1), 3), 40, np.uint8) if pred is None else np.repeat(pred[..., None], 3, 2)
+    scale = min(1.0, MARK_PX / max(img.shape[:2]))
+    if scale < 1:
+        img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(img), scale
