@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 BASE = "hrsegnet_b16.deepcrack"
+CRACK_WEIGHT = 3.0
 TOL = 3
 
 
@@ -140,13 +141,14 @@ def _scores(weights: Path | None, pairs: list) -> dict[str, float]:
             "cracks": n_all}
 
 
-def _finetune(run: Path, out: Path, iters: int, threads: int) -> tuple[Path, float]:
+def _finetune(run: Path, out: Path, iters: int, threads: int, lr: float) -> tuple[Path, float]:
     t = time.time()
-    _segcam("finetune", str(run), "--out", str(out), "--iters", str(iters), "--threads", str(threads), threads=threads)
+    _segcam("finetune", str(run), "--out", str(out), "--iters", str(iters), "--threads", str(threads), "--lr", str(lr),
+            "--crack-weight", str(CRACK_WEIGHT), threads=threads)
     return out / "weights.pdparams", (time.time() - t) / 60
 
 
-def _full_mask_finetune(run: Path, pairs: list, out: Path, iters: int, threads: int) -> tuple[Path, float]:
+def _full_mask_finetune(run: Path, pairs: list, out: Path, iters: int, threads: int, lr: float) -> tuple[Path, float]:
     """The upper bound: the same loop on the reviewed photos' ground-truth masks (windows around their cracks)."""
     import paddle
 
@@ -166,7 +168,7 @@ def _full_mask_finetune(run: Path, pairs: list, out: Path, iters: int, threads: 
             for x in range(0, max(1, w - WINDOW_PX // 2), WINDOW_PX // 2):
                 wins.append((rgb[y:y + WINDOW_PX, x:x + WINDOW_PX], gt[y:y + WINDOW_PX, x:x + WINDOW_PX]))
     model = segcam.create_model(BASE)
-    train_on_windows(model, wins, _replay_data("deepcrack:train"), out, iters, 8, 0.001, 0, lambda m: None)
+    train_on_windows(model, wins, _replay_data("deepcrack:train"), out, iters, 8, lr, 0, lambda m: None, CRACK_WEIGHT)
     return out / "weights.pdparams", (time.time() - t) / 60
 
 
@@ -193,6 +195,8 @@ def bench_set(name: str, tmp: Path, args: argparse.Namespace) -> dict:
     conditions = [(f"verdicts {n}", n, False) for n in args.n] + [("verdicts all", None, False),
                                                                   ("verdicts + missed", None, True)]
     for label, n, missed in conditions:
+        if args.conditions and label not in args.conditions:
+            continue
         run = tmp / label.replace(" ", "_").replace("+", "and")
         shutil.copytree(base, run)
         given = _verdicts(run, n, tmp / "v.csv")
@@ -202,10 +206,12 @@ def bench_set(name: str, tmp: Path, args: argparse.Namespace) -> dict:
             for photo, pts, width in _missed_marks(run, reviewed):
                 mark_missed(run, photo, pts, width)
                 marks += 1
-        weights, minutes = _finetune(run, tmp / f"{run.name}_ft", args.iters, args.threads)
+        weights, minutes = _finetune(run, tmp / f"{run.name}_ft", args.iters, args.threads, args.lr)
         res[label] = {"verdicts": given, "missed_marks": marks, "minutes": round(minutes, 2), **_scores(weights, held)}
         print(f"{name}: {label}: {res[label]}", flush=True)
-    weights, minutes = _full_mask_finetune(base, reviewed, tmp / "full_ft", args.iters, args.threads)
+    if args.conditions and "full masks" not in args.conditions:
+        return res
+    weights, minutes = _full_mask_finetune(base, reviewed, tmp / "full_ft", args.iters, args.threads, args.lr)
     res["full masks"] = {"minutes": round(minutes, 2), **_scores(weights, held)}
     print(f"{name}: full masks: {res['full masks']}", flush=True)
     return res
@@ -217,9 +223,15 @@ def main() -> None:
     ap.add_argument("--n", nargs="+", type=int, default=[50, 100, 200])
     ap.add_argument("--iters", type=int, default=150)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=0.001)
+    ap.add_argument("--crack-weight", type=float, default=3.0)
+    ap.add_argument("--conditions", nargs="+", default=None,
+                    help="only these conditions (e.g. 'verdicts 200' 'full masks'); default all")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "adapt.json"))
     args = ap.parse_args()
-    results = {"base": BASE, "iters": args.iters, "threads": args.threads}
+    global CRACK_WEIGHT
+    CRACK_WEIGHT = args.crack_weight
+    results = {"base": BASE, "iters": args.iters, "threads": args.threads, "lr": args.lr, "crack_weight": CRACK_WEIGHT}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets:
             results[name] = bench_set(name, Path(tmp) / name, args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -181,3 +182,55 @@ def chromium_or_skip() -> tuple[str, object]:
             pytest.fail("CI must provide Debian's chromium and the playwright package (see .ci/run)")
         pytest.skip("needs Debian's chromium and playwright (installed by .ci/run)")
     return chromium, sync_playwright
+
+
+@contextlib.contextmanager
+def served_app(cwd: Path, **env: str):
+    """A real Streamlit server of the app's page on a free loopback port (the flags segcam app passes); its URL."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "apps" / "segcam_app.py"),
+                               "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+                               "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"],
+                              env={**os.environ, "SEGCAM_APP_MODEL": "hrsegnet_b16", **env}, cwd=cwd,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                pytest.fail("the Streamlit server did not become healthy within 60 s")
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def examples_survey(tmp_path_factory) -> Path:
+    """``segcam survey`` of the example photos, with their ground truth (read-only: copy it with ``run_copy``)."""
+    from segcam.cli import main
+
+    out = tmp_path_factory.mktemp("examples_survey") / "run"
+    assert main(["survey", "--out", str(out), "--masks", str(EXAMPLE_MASKS), str(EXAMPLES)]) == 0
+    return out
+
+
+@pytest.fixture
+def run_copy(examples_survey, tmp_path) -> Path:
+    """A fresh copy of :func:`examples_survey` (verdicts, reports... are written into it)."""
+    import shutil
+
+    dst = tmp_path / "run"
+    shutil.copytree(examples_survey, dst)
+    return dst

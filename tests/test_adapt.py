@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES
 
 from segcam.adapt.labels import BAND_PX, IGNORE, NEAR_PX, verdict_label
 from segcam.cli import main
@@ -35,18 +33,9 @@ def test_verdict_labels_learn_only_what_the_reviewer_said() -> None:
     assert out[20, 130 - NEAR_PX - 2] == 0
 
 
-@pytest.fixture(scope="module")
-def survey(tmp_path_factory):
-    out = tmp_path_factory.mktemp("adapt") / "run"
-    assert main(["survey", "--out", str(out), "--masks", str(EXAMPLES.parent / "masks"), str(EXAMPLES)]) == 0
-    return out
-
-
 @pytest.fixture
-def run(survey, tmp_path):
-    dst = tmp_path / "run"
-    shutil.copytree(survey, dst)
-    return dst
+def run(run_copy):
+    return run_copy
 
 
 def test_missed_marks_are_checked_saved_undone_and_go_stale(run, tmp_path, capsys) -> None:

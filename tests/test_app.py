@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import re
 import subprocess
 import sys
 import time
-import urllib.request
 
 import numpy as np
 import paddle
@@ -17,7 +15,7 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("streamlit", reason="the app extra is not installed: pip install -e '.[app]'")
-from conftest import CHROMIUM_ARGS, EXAMPLES, ROOT, chromium_or_skip, free_port, listening  # noqa: E402
+from conftest import CHROMIUM_ARGS, EXAMPLES, ROOT, chromium_or_skip, free_port, listening, served_app  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from segcam.cli import main  # noqa: E402
@@ -236,36 +234,9 @@ def test_gt_mask_target_and_pixel_target() -> None:
     assert any("pixel" in c.value for c in at.caption)
 
 
-@contextlib.contextmanager
-def _served_app(tmp_path, **env_extra):
-    """A real Streamlit server of the page on a free loopback port; yields its URL."""
-    port = free_port()
-    env = {**os.environ, "SEGCAM_APP_MODEL": "hrsegnet_b16", **env_extra}
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, "--server.headless", "true",
-                               "--server.port", str(port), "--server.address", "127.0.0.1",
-                               "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"],
-                              env=env, cwd=tmp_path,  # the flags segcam app passes
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                pytest.fail("the Streamlit server did not become healthy within 60 s")
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-
-
 def test_real_browser_renders_the_overlay(tmp_path) -> None:
     chromium, sync_playwright = chromium_or_skip()
-    with _served_app(tmp_path) as url:
+    with served_app(tmp_path) as url:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             try:
@@ -540,7 +511,7 @@ def test_real_browser_component_by_click_state_across_modes_and_overall_progress
     dist = ndimage.distance_transform_edt(second)
     cy, cx = np.unravel_index(int(np.argmax(dist)), dist.shape)  # well inside the second-largest crack
     h, w = pred.shape
-    with _served_app(tmp_path, SEGCAM_APP_RUNS_ROOT=str(tmp_path)) as url, sync_playwright() as pw:
+    with served_app(tmp_path, SEGCAM_APP_RUNS_ROOT=str(tmp_path)) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1100})

@@ -5,28 +5,18 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 
 import numpy as np
 import pytest
-from conftest import CHROMIUM_ARGS, EXAMPLE_MASKS, EXAMPLES, chromium_or_skip
+from conftest import CHROMIUM_ARGS, EXAMPLES, chromium_or_skip
 
 from segcam.cli import main
 from segcam.survey.crackmap import class_labels, parse_width_classes, width_class
 
 
-@pytest.fixture(scope="module")
-def survey(tmp_path_factory):
-    out = tmp_path_factory.mktemp("handover") / "run"
-    assert main(["survey", "--out", str(out), "--masks", str(EXAMPLE_MASKS), str(EXAMPLES)]) == 0
-    return out
-
-
 @pytest.fixture
-def run(survey, tmp_path):
-    dst = tmp_path / "run"
-    shutil.copytree(survey, dst)
-    return dst
+def run(run_copy):
+    return run_copy
 
 
 def _rows(run) -> list[dict[str, str]]:

@@ -2,38 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 
 import numpy as np
 import pytest
 
 pytest.importorskip("streamlit", reason="the app extra is not installed: pip install -e '.[app]'")
-from conftest import CHROMIUM_ARGS, EXAMPLES, ROOT, chromium_or_skip, free_port  # noqa: E402
+from conftest import CHROMIUM_ARGS, EXAMPLES, ROOT, chromium_or_skip, served_app  # noqa: E402
 
-from segcam.cli import main  # noqa: E402
 from segcam.survey.verdicts import JOURNAL, load_review  # noqa: E402
-
-APP = str(ROOT / "segcam" / "app" / "ui.py")
-
-
-@pytest.fixture(scope="module")
-def survey(tmp_path_factory):
-    out = tmp_path_factory.mktemp("review") / "run"
-    assert main(["survey", "--out", str(out), str(EXAMPLES)]) == 0
-    return out
 
 
 @pytest.fixture
-def root(survey, tmp_path):
-    shutil.copytree(survey, tmp_path / "runs" / "run")
+def root(examples_survey, tmp_path):
+    shutil.copytree(examples_survey, tmp_path / "runs" / "run")
     return tmp_path / "runs"
 
 
@@ -56,31 +41,6 @@ def test_crack_views_use_the_photo_only_inside_the_allowed_folders(root) -> None
         crack_views(run, rec, 999, box, roots=[EXAMPLES])
     with pytest.raises(ValueError, match="outside"):
         crack_views(run, {**rec, "crack_file": "../../x.npz"}, c.crack, box)
-
-
-@contextlib.contextmanager
-def _served(root):
-    port = free_port()
-    env = {**os.environ, "SEGCAM_APP_RUNS_ROOT": str(root), "SEGCAM_APP_PHOTOS_ROOTS": str(EXAMPLES)}
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, "--server.headless", "true",
-                               "--server.port", str(port), "--server.address", "127.0.0.1",
-                               "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"],
-                              env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                pytest.fail("the Streamlit server did not become healthy within 60 s")
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
 
 
 def _open_review(page, url: str, total: int) -> None:
@@ -118,7 +78,7 @@ def test_review_five_cracks_by_keyboard_reload_and_they_are_there(root) -> None:
     run = root / "run"
     total = len(load_review(run).cracks)
     order = [c.ident for c in load_review(run).cracks]
-    with _served(root) as url, sync_playwright() as pw:
+    with served_app(root, SEGCAM_APP_RUNS_ROOT=str(root), SEGCAM_APP_PHOTOS_ROOTS=str(EXAMPLES)) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -145,7 +105,7 @@ def test_two_pages_reviewing_at_once_lose_nothing(root) -> None:
     chromium, sync_playwright = chromium_or_skip()
     run = root / "run"
     total = len(load_review(run).cracks)
-    with _served(root) as url, sync_playwright() as pw:
+    with served_app(root, SEGCAM_APP_RUNS_ROOT=str(root), SEGCAM_APP_PHOTOS_ROOTS=str(EXAMPLES)) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             a, b = (browser.new_page(viewport={"width": 1400, "height": 1000}) for _ in range(2))
@@ -200,12 +160,20 @@ def test_marking_a_missed_crack_by_clicking_points(root) -> None:
     run = root / "run"
     total = len(load_review(run).cracks)
     first = load_review(run).cracks[0]
-    with _served(root) as url, sync_playwright() as pw:
+    with served_app(root, SEGCAM_APP_RUNS_ROOT=str(root), SEGCAM_APP_PHOTOS_ROOTS=str(EXAMPLES)) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             _open_review(page, url, total)
-            page.get_by_text("Mark a crack the network missed").click()
+            expander = page.locator("details", has_text="Mark a crack the network missed").first
+            for _ in range(6):  # a click before the page has settled may not open the expander: try again
+                if expander.get_attribute("open") is None:
+                    page.get_by_text("Mark a crack the network missed").click()
+                try:
+                    page.locator(".js-plotly-plot").first.wait_for(timeout=20_000)
+                    break
+                except Exception:  # noqa: BLE001 - Playwright's TimeoutError: click once more
+                    continue
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
             time.sleep(2)
             img = page.locator(".js-plotly-plot .imagelayer image").first

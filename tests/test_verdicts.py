@@ -5,28 +5,16 @@ from __future__ import annotations
 import csv
 import json
 import multiprocessing
-import shutil
 
 import pytest
-from conftest import EXAMPLES
 
 from segcam.cli import main
 from segcam.survey.verdicts import JOURNAL, VerdictError, import_verdicts, load_review, record, summarise
 
 
-@pytest.fixture(scope="module")
-def survey(tmp_path_factory):
-    out = tmp_path_factory.mktemp("verdicts") / "run"
-    assert main(["survey", "--out", str(out), str(EXAMPLES)]) == 0
-    return out
-
-
 @pytest.fixture
-def run(survey, tmp_path):
-    """A fresh copy of the survey run (verdicts are written into it)."""
-    dst = tmp_path / "run"
-    shutil.copytree(survey, dst)
-    return dst
+def run(run_copy):
+    return run_copy
 
 
 def _cracks(run) -> list[tuple[str, int]]:

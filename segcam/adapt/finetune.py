@@ -39,6 +39,8 @@ WINDOW_PX = 384
 HOLDOUT = 0.2
 #: Learning rate of the fine-tune (a tenth of the mix recipe's: the weights are already trained).
 LR = 0.001
+#: Cross-entropy weight of crack pixels (the recall recipe's 3).
+CRACK_WEIGHT = 3.0
 
 
 class FinetuneError(ValueError):
@@ -239,7 +241,7 @@ def _scores(model: Any, run_dir: Path, photos: list[ReviewedPhoto]) -> dict[str,
 
 def finetune(run_dir: str | Path, out: str | Path, iters: int = DEFAULT_ITERS, batch_size: int = 8,
              weights: str | Path | None = None, replay: str | None = None, lr: float = LR, seed: int = 0,
-             log: Callable[[str], None] = lambda m: None) -> FinetuneReport:
+             log: Callable[[str], None] = lambda m: None, crack_weight: float = CRACK_WEIGHT) -> FinetuneReport:
     """Fine-tune the run's network on its verdicts (module docstring); returns the report (already saved).
 
     Args:
@@ -250,6 +252,7 @@ def finetune(run_dir: str | Path, out: str | Path, iters: int = DEFAULT_ITERS, b
         weights: Start from these weights instead of the run's.
         replay: ``mix:train``, a ``NAME:SPLIT`` or ``none`` (default: what the base weights were trained on).
         lr: Peak learning rate.
+        crack_weight: Cross-entropy weight of crack pixels (background 1).
         seed: Seed of the split, the windows' crops and the replay draws.
         log: Called with progress lines.
 
@@ -275,7 +278,7 @@ def finetune(run_dir: str | Path, out: str | Path, iters: int = DEFAULT_ITERS, b
     before = _scores(model, run_dir, hold) if hold else {}
     replay = replay or _default_replay(model.tag)
     t0 = time.time()
-    done = train_on_windows(model, wins, _replay_data(replay), out, iters, batch_size, lr, seed, log)
+    done = train_on_windows(model, wins, _replay_data(replay), out, iters, batch_size, lr, seed, log, crack_weight)
     after = _scores(model, run_dir, hold) if hold else {}
     counts = {"confirmed": sum(len(p.confirmed) for p in photos), "rejected": sum(len(p.rejected) for p in photos),
               "missed": sum(len(p.marks) for p in photos), "photos_train": len(train), "photos_holdout": len(hold)}

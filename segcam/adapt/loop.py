@@ -80,8 +80,12 @@ def _save(out: Path, model: Any, opt: Any, state: dict[str, Any]) -> None:
 
 
 def train_on_windows(model: Any, wins: Sequence[tuple[np.ndarray, np.ndarray]], replay: Any, out: Path, iters: int,
-                     batch_size: int, lr: float, seed: int, log: Callable[[str], None]) -> dict[str, Any]:
+                     batch_size: int, lr: float, seed: int, log: Callable[[str], None],
+                     crack_weight: float = 3.0) -> dict[str, Any]:
     """Fine-tune ``model.network`` in place; writes ``out/weights.pdparams``; returns the final state.
+
+    The loss is class-weighted cross-entropy (``crack_weight`` on crack pixels) plus soft Dice, over the pixels the
+    labels do not ignore.
 
     Raises:
         ValueError: No window to learn from, or a resumable state of another fine-tune in ``out``.
@@ -108,7 +112,7 @@ def train_on_windows(model: Any, wins: Sequence[tuple[np.ndarray, np.ndarray]], 
         opt.set_state_dict(_opt_state_by_structure(net, safe_load(last / "model.pdopt", tensors=True), False))
         state.update(saved, iters=iters)
         log(f"resumed at iteration {state['iter']}")
-    ce, dice = CrossEntropyLoss(weight=[1.0, 3.0]), DiceLoss()
+    ce, dice = CrossEntropyLoss(weight=[1.0, crack_weight]), DiceLoss()
     net.train()
     for layer in net.sublayers():  # batch-norm statistics stay the base weights': a few hundred crops of one survey
         if isinstance(layer, paddle.nn.layer.norm._BatchNormBase):  # would move them far from what the rest expects

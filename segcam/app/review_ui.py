@@ -17,7 +17,7 @@ from segcam.app import core as app_core
 from segcam.app.review_view import crack_views, photo_roots
 from segcam.survey.verdicts import VerdictError, load_review, record
 
-__all__ = ["review_mode"]
+__all__ = ["pick_run_folder", "review_mode"]
 
 KEYS = {"confirmed": "Y", "rejected": "N", "skipped": "S", "undo": "U"}
 
@@ -64,16 +64,25 @@ def _undo(run_dir: Path) -> None:
     st.session_state[_pos_key(run_dir)] = next((i for i, c in enumerate(state.cracks) if c.ident == (name, crack)), None)
 
 
-def _pick_run(root: Path) -> Path | None:
+def pick_run_folder(root: Path, prefix: str, hint: str) -> str:
+    """A run folder under ``root``: picked from the list of runs or typed (widget keys ``{prefix}_pick/_folder``)."""
     runs = app_core.list_runs(root)
     if runs:
-        picked = st.selectbox(f"Runs under {root}", ["", *runs], key="rv_pick",
+        picked = st.selectbox(f"Runs under {root}", ["", *runs], key=f"{prefix}_pick",
                               format_func=lambda r: r or "(choose a run, or type its folder below)")
-        if picked and st.session_state.get("rv_folder") != picked:
-            st.session_state["rv_folder"] = picked
-    folder = st.text_input(f"Run folder (the --out of segcam survey or explain), relative to {root}", key="rv_folder")
+        if picked and st.session_state.get(f"{prefix}_folder") != picked:
+            st.session_state[f"{prefix}_folder"] = picked
+    folder = st.text_input(f"Run folder (the --out of segcam survey or explain), relative to {root}",
+                           key=f"{prefix}_folder")
     if not folder:
-        st.info("Give the folder of a run with per-crack records to review its cracks one at a time.")
+        st.info(hint)
+    return folder
+
+
+def _pick_run(root: Path) -> Path | None:
+    folder = pick_run_folder(root, "rv", "Give the folder of a run with per-crack records to review its cracks one at "
+                                         "a time.")
+    if not folder:
         return None
     try:
         return app_core.inside(root, folder)

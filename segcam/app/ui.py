@@ -476,15 +476,11 @@ def _browse_run() -> None:
         st.info("This app was started without a runs folder: start it with `segcam app --runs-root DIR` to browse "
                 "the segcam explain runs under DIR.")
         return
-    runs = app_core.list_runs(root)
-    if runs:
-        picked = st.selectbox(f"Runs under {root}", ["", *runs], key="run_pick",
-                              format_func=lambda r: r or "(choose a run, or type its folder below)")
-        if picked and st.session_state.get("run_folder") != picked:
-            st.session_state["run_folder"] = picked
-    folder = st.text_input(f"Run folder (the --out of segcam explain), relative to {root}", key="run_folder")
+    from segcam.app.review_ui import pick_run_folder
+
+    folder = pick_run_folder(root, "run", "Give the folder of a segcam explain run to browse its overlays without "
+                                          "recomputing.")
     if not folder:
-        st.info("Give the folder of a segcam explain run to browse its overlays without recomputing.")
         return
     try:
         run = app_core.load_run(folder, root)

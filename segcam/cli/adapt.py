@@ -17,7 +17,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         raise UsageError(f"--iters must be >= 1, got {args.iters}")
     out = args.out or f"{args.run.rstrip('/')}_finetuned"
     try:
-        rep = finetune(args.run, out, iters=args.iters, weights=args.weights, replay=args.replay, seed=args.seed,
+        rep = finetune(args.run, out, iters=args.iters, weights=args.weights, replay=args.replay, seed=args.seed, lr=args.lr,
+                       crack_weight=args.crack_weight,
                        log=lambda msg: print(f"segcam: {msg}", file=sys.stderr))
     except (FinetuneError, VerdictError) as exc:
         raise UsageError(str(exc)) from None
@@ -36,7 +37,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     """Add the 'finetune' command to the ``segcam`` parser."""
-    from segcam.adapt.finetune import DEFAULT_ITERS
+    from segcam.adapt.finetune import CRACK_WEIGHT, DEFAULT_ITERS, LR
 
     p = sub.add_parser("finetune", help="fine-tune a run's network on its verdicts (confirmed, rejected, missed "
                                         "cracks): weights adapted to this survey", formatter_class=fmt)
@@ -46,6 +47,9 @@ def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     p.add_argument("--weights", default=None, help="start from these weights instead of the run's")
     p.add_argument("--replay", default=None, metavar="mix:train|NAME:SPLIT|none",
                    help="data replayed so the network does not forget (default: what the base weights were trained on)")
+    p.add_argument("--lr", type=float, default=LR, help="peak learning rate (SGD with momentum, poly decay)")
+    p.add_argument("--crack-weight", type=float, default=CRACK_WEIGHT,
+                   help="cross-entropy weight of crack pixels (background 1); lower trades recall for fewer false cracks")
     p.add_argument("--threads", type=int, default=2, help="CPU threads")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_finetune)
