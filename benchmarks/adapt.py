@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 BASE = "hrsegnet_b16.deepcrack"
-CRACK_WEIGHT = 3.0
+CRACK_WEIGHT = 0.5
 TOL = 3
 
 
@@ -223,8 +223,8 @@ def main() -> None:
     ap.add_argument("--n", nargs="+", type=int, default=[50, 100, 200])
     ap.add_argument("--iters", type=int, default=150)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--lr", type=float, default=0.001)
-    ap.add_argument("--crack-weight", type=float, default=3.0)
+    ap.add_argument("--lr", type=float, default=0.005)
+    ap.add_argument("--crack-weight", type=float, default=0.5)
     ap.add_argument("--conditions", nargs="+", default=None,
                     help="only these conditions (e.g. 'verdicts 200' 'full masks'); default all")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "adapt.json"))
