@@ -43,7 +43,7 @@ def test_import_applies_verdicts_and_the_summary_counts_them(run, tmp_path, caps
     assert main(["review", str(run), "--summary"]) == 0
     table = dict(line.split() for line in capsys.readouterr().out.splitlines() if not line.startswith(" "))
     assert table == {"cracks": str(len(cracks)), "confirmed": "1", "rejected": "1",
-                     "unreviewed": str(len(cracks) - 2), "skipped": "0"}
+                     "unreviewed": str(len(cracks) - 2), "skipped": "0", "missed": "0"}
     s = summarise(load_review(run))
     assert (s["confirmed"], s["rejected"], s["unreviewed"], s["by_reviewer"]) == (1, 1, len(cracks) - 2, {"ann": 2})
     # the same file again changes nothing and says so
