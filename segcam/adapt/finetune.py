@@ -119,14 +119,19 @@ def reviewed_photos(run_dir: str | Path) -> list[ReviewedPhoto]:
     state = load_review(run_dir)
     marks, _ = load_missed(run_dir)
     man = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    decided: dict[tuple[str, str], list[int]] = {}  # (photo, verdict) -> crack ids, in one pass over the verdicts
+    for (name, crack), v in state.verdicts.items():
+        decided.setdefault((name, v.verdict), []).append(crack)
+    marked: dict[str, list[Any]] = {}
+    for m in marks:
+        marked.setdefault(m.name, []).append(m)
     out = []
     for rec in man.get("images", []):
         if not isinstance(rec, dict) or rec.get("status", "ok") != "ok":
             continue
         name = rec.get("name")
-        conf = tuple(c for (n, c), v in state.verdicts.items() if n == name and v.verdict == "confirmed")
-        rej = tuple(c for (n, c), v in state.verdicts.items() if n == name and v.verdict == "rejected")
-        own = tuple(m for m in marks if m.name == name)
+        conf, rej = tuple(decided.get((name, "confirmed"), ())), tuple(decided.get((name, "rejected"), ()))
+        own = tuple(marked.get(name, ()))
         if conf or rej or own:
             out.append(ReviewedPhoto(name, rec, conf, rej, own))
     return out

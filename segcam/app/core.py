@@ -90,19 +90,17 @@ def crack_table(run_dir: str | Path) -> list[dict[str, Any]]:
     """A run's ``cracks.csv`` rows with their ``verdict``, the review queue first (lowest ``review_rank``), or []."""
     import csv
 
-    from segcam.survey.verdicts import VerdictError, load_review
+    from segcam.survey.verdicts import VerdictError, load_review, verdict_rows
 
     path = Path(run_dir) / "cracks.csv"
     if not path.is_file() or path.is_symlink():
         return []
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = [{k: _typed(v) for k, v in r.items()} for r in csv.DictReader(fh)]
     try:
-        state = load_review(run_dir)
-    except (VerdictError, OSError):
-        state = None
-    for r in rows:
-        r["verdict"] = state.verdict_of(str(r.get("name")), r["crack"]) if state and isinstance(r.get("crack"), int) else ""
+        rows = list(verdict_rows(load_review(run_dir)))  # one read of cracks.csv, with each crack's verdict
+    except (VerdictError, OSError):  # not a table verdicts can be kept for: shown as it is, without verdicts
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = [{**r, "verdict": ""} for r in csv.DictReader(fh)]
+    rows = [{k: _typed(v) for k, v in r.items()} for r in rows]
     return sorted(rows, key=lambda r: r["review_rank"] if isinstance(r.get("review_rank"), int) else 10**9)
 
 

@@ -154,14 +154,18 @@ def _buttons(run_dir: Path, pos: int, c: Any, can_undo: bool) -> None:
                    shortcut=KEYS["undo"], width="stretch")
 
 
-def _pictures(run_dir: Path, rec: dict[str, Any], c: Any) -> None:
+def _photo_of(rec: dict[str, Any]) -> Any:
+    """A record's photo from the page's cache when the app may read it (else None: the run's own pictures serve)."""
     from segcam.app.review_view import readable_photo
 
-    box = [int(c.row[k]) for k in ("x0", "y0", "x1", "y1")]
     found = readable_photo(rec, photo_roots())
+    return _photo(str(found), str(rec.get("source_id"))) if found is not None else None
+
+
+def _pictures(run_dir: Path, rec: dict[str, Any], c: Any) -> None:
+    box = [int(c.row[k]) for k in ("x0", "y0", "x1", "y1")]
     try:
-        photo = _photo(str(found), str(rec.get("source_id"))) if found is not None else None
-        views = crack_views(run_dir, rec, c.crack, box, photo=photo)
+        views = crack_views(run_dir, rec, c.crack, box, photo=_photo_of(rec))
     except (ValueError, OSError) as exc:
         st.error(f"Cannot show this crack: {exc}")
         return
@@ -210,7 +214,7 @@ def _missed_marker(run_dir: Path, run: dict[str, Any], current: str | None) -> N
     with st.expander("Mark a crack the network missed"):
         name = st.selectbox("Photo", names, index=names.index(current) if current in names else 0, key="rv_mark_photo")
         rec = next(r for r in run["images"] if r.get("name") == name)
-        img, scale = marking_view(run_dir, rec, photo_roots())
+        img, scale = marking_view(run_dir, rec, photo=_photo_of(rec))  # the cached photo: no second decode a rerun
         key = f"rv_pts::{run_dir}::{name}"
         pts = st.session_state.get(key) or []
         marks = [m for m in load_missed(run_dir)[0] if m.name == name]

@@ -135,8 +135,6 @@ def _context(run_dir: Path, record: dict[str, Any], shape: tuple[int, int], wind
     """The photo (else the prediction, else grey) downsized, with the crack's window boxed."""
     import cv2
 
-    from segcam.app.core import inside
-
     h, w = shape
     scale = min(1.0, CONTEXT_PX / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -144,10 +142,7 @@ def _context(run_dir: Path, record: dict[str, Any], shape: tuple[int, int], wind
         img = cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
     else:
         img = np.full((size[1], size[0], 3), 40, np.uint8)
-        try:
-            pred = cv2.imread(str(inside(run_dir, str(record.get("prediction") or ""))), cv2.IMREAD_GRAYSCALE)
-        except ValueError:
-            pred = None
+        pred = _prediction(run_dir, record)
         if pred is not None and pred.shape == shape:
             img[cv2.resize(pred, size, interpolation=cv2.INTER_AREA) > 0] = 200
     x0, y0, x1, y1 = window
@@ -160,24 +155,37 @@ def _context(run_dir: Path, record: dict[str, Any], shape: tuple[int, int], wind
 MARK_PX = 900
 
 
-def marking_view(run_dir: str | Path, record: dict[str, Any], roots: Sequence[Path] = ()) -> tuple[np.ndarray, float]:
-    """The picture a reviewer marks missed cracks on (the photo, else its prediction), and its scale to the photo."""
+def _prediction(run_dir: str | Path, record: dict[str, Any]) -> np.ndarray | None:
+    """The run's prediction mask of a photo (read only from inside the run folder), or None."""
     import cv2
 
     from segcam.app.core import inside
 
+    try:
+        return cv2.imread(str(inside(Path(run_dir), str(record.get("prediction") or ""))), cv2.IMREAD_GRAYSCALE)
+    except ValueError:
+        return None
+
+
+def marking_view(run_dir: str | Path, record: dict[str, Any], roots: Sequence[Path] = (),
+                 photo: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """The picture a reviewer marks missed cracks on (the photo, else its prediction), and its scale to the photo.
+
+    ``photo``: the photo already read (RGB), to skip reading it again; else it is read when it is in ``roots``.
+    """
+    import cv2
+
     w, h = int(record.get("width") or 0), int(record.get("height") or 0)
-    found = readable_photo(record, roots)
+    found = readable_photo(record, roots) if photo is None else None
     if found is not None:
         from segcam.data.images import read_image
         from segcam.survey.batch import TILED_MAX_SIDE
 
-        img = read_image(found, max_side=TILED_MAX_SIDE)
+        photo = read_image(found, max_side=TILED_MAX_SIDE)
+    if photo is not None:
+        img = photo
     else:
-        try:
-            pred = cv2.imread(str(inside(Path(run_dir), str(record.get("prediction") or ""))), cv2.IMREAD_GRAYSCALE)
-        except ValueError:
-            pred = None
+        pred = _prediction(run_dir, record)
         img = np.full((max(h, 1), max(w, 1), 3), 40, np.uint8) if pred is None else np.repeat(pred[..., None], 3, 2)
     scale = min(1.0, MARK_PX / max(img.shape[:2]))
     if scale < 1:

@@ -90,10 +90,9 @@ def _background(photo: str | Path | None, identity: str | None, prediction: Path
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     if photo and identity and source_identity(photo) == identity:
         # JPEG decoding at 1/2, 1/4 or 1/8 scale: a 24 MP photo reads in a tenth of the time
-        reduce = next((f for f, flag in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
-                                         (2, cv2.IMREAD_REDUCED_COLOR_2)) if max(h, w) / f >= side), None)
-        img = cv2.imread(str(photo), {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4,
-                                      2: cv2.IMREAD_REDUCED_COLOR_2}.get(reduce, cv2.IMREAD_COLOR))
+        flag = next((flag for f, flag in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                                          (2, cv2.IMREAD_REDUCED_COLOR_2)) if max(h, w) / f >= side), cv2.IMREAD_COLOR)
+        img = cv2.imread(str(photo), flag)
         if img is not None:
             return cv2.cvtColor(cv2.resize(img, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB), "photo"
     grey = np.full((size[1], size[0], 3), 40, np.uint8)

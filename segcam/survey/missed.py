@@ -41,20 +41,21 @@ class MissedMark:
     reviewer: str = ""
 
 
-def _sizes(folder: Path) -> dict[str, tuple[int, int]]:
+def _photos(folder: Path) -> dict[str, tuple[int, int, str]]:
+    """Each surveyed photo's width, height and source identity, from one read of the run's manifest."""
     try:
         man = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {str(r["name"]): (int(r.get("width", 0)), int(r.get("height", 0))) for r in man.get("images", [])
-            if isinstance(r, dict) and "name" in r and r.get("status", "ok") == "ok"}
+    return {str(r["name"]): (int(r.get("width", 0)), int(r.get("height", 0)), str(r.get("source_id", "")))
+            for r in man.get("images", []) if isinstance(r, dict) and "name" in r and r.get("status", "ok") == "ok"}
 
 
-def _check(folder: Path, name: str, points: Sequence[Sequence[float]], width: float,
-           sizes: dict[str, tuple[int, int]]) -> tuple[tuple[tuple[float, float], ...], float]:
-    if name not in sizes:
+def _check(name: str, points: Sequence[Sequence[float]], width: float,
+           photos: dict[str, tuple[int, int, str]]) -> tuple[tuple[tuple[float, float], ...], float]:
+    if name not in photos:
         raise VerdictError(f"photo {name!r} is not a photo of this run (names are cracks.csv's name column)")
-    w, h = sizes[name]
+    w, h, _ = photos[name]
     try:
         pts = tuple((float(x), float(y)) for x, y in points)
         width = float(width)
@@ -69,10 +70,10 @@ def _check(folder: Path, name: str, points: Sequence[Sequence[float]], width: fl
     return pts, width
 
 
-def _event(folder: Path, name: str, pts: Sequence[tuple[float, float]], width: float, reviewer: str,
+def _event(name: str, pts: Sequence[tuple[float, float]], width: float, source_id: str, reviewer: str,
            **extra: Any) -> dict[str, Any]:
     return {"verdict": "missed", "id": uuid.uuid4().hex, "name": name, "points": [list(p) for p in pts],
-            "width": width, "source_id": source_ids(folder).get(name, ""), "reviewer": str(reviewer)[:MAX_TEXT],
+            "width": width, "source_id": source_id, "reviewer": str(reviewer)[:MAX_TEXT],
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
 
 
@@ -84,8 +85,9 @@ def mark_missed(folder: str | Path, name: str, points: Sequence[Sequence[float]]
         VerdictError: An unknown photo, fewer than two points, points outside the photo or a bad width.
     """
     folder = Path(folder)
-    pts, width = _check(folder, name, points, width, _sizes(folder))
-    ev = _event(folder, name, pts, width, reviewer)
+    photos = _photos(folder)
+    pts, width = _check(name, points, width, photos)
+    ev = _event(name, pts, width, photos[name][2], reviewer)
     append_events(folder, [ev])
     return MissedMark(ev["id"], name, pts, width, ev["time"], ev["reviewer"])
 
@@ -133,7 +135,7 @@ def import_missed(folder: str | Path, path: str | Path, reviewer: str = "") -> i
         features = doc["features"] if doc.get("type") == "FeatureCollection" else [doc]
     except (OSError, ValueError, AttributeError, KeyError, TypeError) as exc:
         raise VerdictError(f"{path} is not a GeoJSON FeatureCollection ({exc})") from None
-    sizes, events, errors = _sizes(folder), [], []
+    photos, events, errors = _photos(folder), [], []
     batch = uuid.uuid4().hex
     for i, feat in enumerate(features, 1):
         try:
@@ -143,9 +145,9 @@ def import_missed(folder: str | Path, path: str | Path, reviewer: str = "") -> i
             if any(g.geom_type != "LineString" for g in lines):
                 raise VerdictError(f"a {geom.geom_type}, not a LineString or MultiLineString")
             for line in lines:
-                pts, width = _check(folder, str(props.get("name", "")), [c[:2] for c in line.coords],
-                                    props.get("width", DEFAULT_WIDTH_PX), sizes)
-                events.append(_event(folder, str(props["name"]), pts, width, reviewer, batch=batch, via="import"))
+                name = str(props.get("name", ""))
+                pts, width = _check(name, [c[:2] for c in line.coords], props.get("width", DEFAULT_WIDTH_PX), photos)
+                events.append(_event(name, pts, width, photos[name][2], reviewer, batch=batch, via="import"))
         except VerdictError as exc:
             errors.append(f"feature {i}: {exc}")
         except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.GEOSException) as exc:

@@ -239,10 +239,16 @@ def _queue(run: Any, rows: list[dict[str, Any]], index: list[int], mm: bool) -> 
     return parts
 
 
-def _maps(run: Any, rows: list[dict[str, Any]], images: list[dict[str, Any]], folder: Path, limit: int) -> list[str]:
+def _by_photo(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The crack rows of each photo (photos in first-appearance order)."""
     per: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         per.setdefault(r["name"], []).append(r)
+    return per
+
+
+def _maps(run: Any, rows: list[dict[str, Any]], images: list[dict[str, Any]], folder: Path, limit: int) -> list[str]:
+    per = _by_photo(rows)
     recs = {str(rec.get("name")): rec for rec in images}
     order = sorted(per, key=lambda n: (-sum(r["verdict"] == "confirmed" for r in per[n]),
                                        -sum(r["verdict"] == "unreviewed" for r in per[n]), n))
@@ -344,9 +350,7 @@ def _facts(man: dict[str, Any], images: list[dict[str, Any]], failed: list[dict[
 
 def _per_image(rows: list[dict[str, Any]], images: list[dict[str, Any]], mm: bool) -> list[str]:
     unit = "mm" if mm else "px"
-    per: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        per.setdefault(r["name"], []).append(r)
+    per = _by_photo(rows)
     parts = [f"<h2 id='images'>Per image</h2><details><summary>{len(images)} images</summary><div class='wide'><table>"
              f"<tr><th class='l'>image</th><th>cracks</th><th>confirmed</th><th>total length ({unit})</th>"
              f"<th>max width ({unit})</th></tr>"]

@@ -185,7 +185,11 @@ def load_review(folder: str | Path) -> ReviewState:
         VerdictError: As :func:`read_run_cracks`.
     """
     folder = Path(folder)
-    cracks = read_run_cracks(folder)
+    return _replay(folder, read_run_cracks(folder))
+
+
+def _replay(folder: Path, cracks: list[RunCrack]) -> ReviewState:
+    """:func:`load_review` for cracks already read (a verdict just appended needs only the journal again)."""
     current = {c.ident: c for c in cracks}
     events, bad = read_events(folder)
     stacks: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -266,12 +270,12 @@ def record(folder: str | Path, name: str, crack: int, verdict: str, reviewer: st
     folder = Path(folder)
     if verdict not in _EVENTS:
         raise VerdictError(f"verdict {verdict!r} is not one of {', '.join(_EVENTS)}")
-    crack_of = {c.ident: c for c in read_run_cracks(folder)}
-    c = crack_of.get((str(name), int(crack)))
+    cracks = read_run_cracks(folder)
+    c = next((c for c in cracks if c.ident == (str(name), int(crack))), None)
     if c is None:
         raise VerdictError(f"{folder} has no crack {crack} of photo {name!r} (names and ids are cracks.csv's)")
     append_events(folder, [_event(c, verdict, reviewer, note)])
-    state = load_review(folder)
+    state = _replay(folder, cracks)
     write_verdicts_csv(state)
     return state
 
@@ -307,6 +311,7 @@ def _parse_rows(path: Path, known: dict[tuple[str, int], RunCrack]) -> tuple[dic
     reader.fieldnames = fields
     rows: dict[tuple[str, int], tuple[int, str]] = {}
     errors, dups = [], 0
+    photos = {n for n, _ in known}
     for row in reader:
         line = reader.line_num
         name, crack_s, verdict = (str(row.get(k) or "").strip() for k in ("name", "crack", "verdict"))
@@ -328,8 +333,8 @@ def _parse_rows(path: Path, known: dict[tuple[str, int], RunCrack]) -> tuple[dic
             errors.append(f"line {line}: crack {crack_s!r} is not a crack id (a whole number from cracks.csv)")
             continue
         if ident not in known:
-            where = "has no such crack" if any(n == name for n, _ in known) else "is not a photo of this run"
-            errors.append(f"line {line}: photo {name!r} {where}" + (f" (crack {ident[1]})" if where[0] == "h" else ""))
+            errors.append(f"line {line}: photo {name!r} has no such crack (crack {ident[1]})" if name in photos
+                          else f"line {line}: photo {name!r} is not a photo of this run")
             continue
         if ident in rows:
             first, before = rows[ident]
@@ -368,7 +373,7 @@ def import_verdicts(folder: str | Path, path: str | Path, reviewer: str = "") ->
               for ident, (_, verdict) in rows.items() if state.verdict_of(*ident) != verdict]
     if events:
         append_events(folder, [*events, {"batch_end": batch, "count": len(events)}])
-    state = load_review(folder)
+    state = _replay(folder, state.cracks)
     write_verdicts_csv(state)
     return state, {"applied": len(events), "duplicates": dups, "unchanged": len(rows) - len(events)}
 
