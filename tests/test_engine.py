@@ -106,10 +106,33 @@ def test_no_hooks_left_after_success_and_after_exception(b16, crack_rgb) -> None
 
         wrap = Wrap()
         wrap.eval()
+        flags = [p.stop_gradient for p in wrap.parameters()]
         try:
             segcam.explain(wrap, crack_rgb, "multi", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
         finally:
             assert count_hooks(wrap) == 0
+            assert [p.stop_gradient for p in wrap.parameters()] == flags == [False, False]  # unfrozen again
+
+
+def test_backward_graph_starts_at_the_explained_layers(b16, crack_rgb) -> None:
+    """Layers before the first explained one record no graph (their outputs stop gradients), the rest do."""
+    seen = {}
+
+    def spy(name):
+        return lambda layer, inputs, output: seen.__setitem__(name, output.stop_gradient)
+
+    handles = [b16.network.stage2.register_forward_post_hook(spy("stage2")),
+               b16.network.seg3.register_forward_post_hook(spy("seg3"))]
+    try:
+        segcam.explain(b16, crack_rgb, ["seg2"])
+        assert seen == {"stage2": True, "seg3": False}
+        segcam.explain(b16, crack_rgb, ["stage1", "seg2"])  # the earliest explained layer is where it starts
+        assert seen == {"stage2": False, "seg3": False}
+        segcam.explain(b16, crack_rgb, ["seg2"], method="seg_score_cam", batch_size=64)  # no gradients at all
+        assert seen == {"stage2": True, "seg3": True}
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def test_several_layers_in_one_call_equal_separate_calls(b16, crack_rgb) -> None:

@@ -15,6 +15,10 @@ def test_heatmap_uses_the_named_colormap() -> None:
         expected = np.rint(matplotlib.colormaps[name](cam)[..., :3] * 255).astype(np.uint8)
         np.testing.assert_array_equal(heatmap(cam, name), expected)
     assert not np.array_equal(heatmap(cam, "inferno"), heatmap(cam, "jet"))
+    tall = np.random.default_rng(1).random((1100, 5))  # more rows than one block of the lookup
+    tall[7, 2], tall[1099, 4] = 1.0, 1.0 + 5e-7  # the top bin, and rounding just above 1
+    expected = np.rint(matplotlib.colormaps["inferno"](np.minimum(tall, 1.0))[..., :3] * 255).astype(np.uint8)
+    np.testing.assert_array_equal(heatmap(tall), expected)
 
 
 def test_alpha_extremes_and_blend() -> None:
@@ -67,8 +71,13 @@ def test_bad_maps_and_images() -> None:
     img = np.zeros((2, 2, 3), np.uint8)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         overlay(img, np.full((2, 2), 3.0))
-    with pytest.raises(ValueError, match="NaN"):
-        overlay(img, np.full((2, 2), np.nan))
+    for bad in (np.nan, np.inf, -np.inf):
+        cam = np.zeros((2, 2))
+        cam[1, 0] = bad
+        with pytest.raises(ValueError, match="NaN"):
+            overlay(img, cam)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        heatmap(np.full((2, 2), -0.1))
     with pytest.raises(ValueError, match="size"):
         overlay(img, np.zeros((3, 3)))
     with pytest.raises(ValueError, match="float image"):

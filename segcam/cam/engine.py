@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import paddle
 
-from segcam.cam.hooks import ActivationCapture, ensure_dygraph
+from segcam.cam.hooks import ActivationCapture, ensure_dygraph, frozen_parameters
 from segcam.cam.layers import resolve_layers
 from segcam.cam.methods import get_method
 from segcam.cam.methods.base import BaseCAM
@@ -185,11 +184,12 @@ def explain(model: Any, images: np.ndarray | Sequence[np.ndarray], layers: str |
         net_batch = np.stack([cv2.resize(im, size_in, interpolation=cv2.INTER_LINEAR) for im in batch])
         check_input_size(model, net_batch.shape[1:3])
     x = paddle.to_tensor(normalize(net_batch, mean, std))
-    x.stop_gradient = not cam_method.uses_gradients  # builds the graph even if every parameter is frozen
-    graph = contextlib.nullcontext() if cam_method.uses_gradients else paddle.no_grad()
+    # gradient methods: the backward graph starts at the explained layers (frozen parameters, captured
+    # activations as leaves), so the layers before them keep no tensors for it (a 1024 px tile's memory)
+    graph = frozen_parameters(net) if cam_method.uses_gradients else paddle.no_grad()
     size = (batch.shape[1], batch.shape[2])
     indices = {r.name: r.index for r in resolved if r.index is not None}
-    with ActivationCapture(by_name, indices) as cap, graph:
+    with ActivationCapture(by_name, indices, leaves=cam_method.uses_gradients) as cap, graph:
         logits = main_logits(net(x), size)
     cap.check_single_calls()
     logits_np = logits.detach().numpy()

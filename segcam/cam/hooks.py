@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from types import TracebackType
+from typing import Iterator
 
 import paddle
 
-__all__ = ["ActivationCapture", "LayerOutputError", "count_hooks", "ensure_dygraph"]
+__all__ = ["ActivationCapture", "LayerOutputError", "count_hooks", "ensure_dygraph", "frozen_parameters"]
 
 
 def ensure_dygraph() -> None:
@@ -17,6 +19,24 @@ def ensure_dygraph() -> None:
     """
     if not paddle.in_dynamic_mode():
         paddle.disable_static()
+
+
+@contextlib.contextmanager
+def frozen_parameters(net: paddle.nn.Layer) -> Iterator[None]:
+    """Within the block no parameter of ``net`` asks for a gradient; each one's own setting comes back after.
+
+    With frozen parameters and an input that stops gradients, a forward records no backward graph for the
+    layers before the first captured activation (see :class:`ActivationCapture`'s ``leaves``), so it keeps
+    none of their intermediate tensors.
+    """
+    params = [p for p in net.parameters() if not p.stop_gradient]
+    try:
+        for p in params:
+            p.stop_gradient = True
+        yield
+    finally:
+        for p in params:
+            p.stop_gradient = False
 
 
 class LayerOutputError(ValueError):
@@ -33,6 +53,9 @@ class ActivationCapture:
     Args:
         layers: Dotted name -> layer.
         indices: Name -> element index, for layers whose output is a tuple/list (``backbone[3]``).
+        leaves: Make each captured output that records no gradient a leaf that does, so that a forward
+            under :func:`frozen_parameters` builds the backward graph from the captured layers on only
+            (gradients with respect to them are the same; the layers before keep no tensors for it).
 
     Example:
         >>> with ActivationCapture({"head": net.head}) as cap:
@@ -40,8 +63,10 @@ class ActivationCapture:
         >>> cap.activations["head"].shape
     """
 
-    def __init__(self, layers: dict[str, paddle.nn.Layer], indices: dict[str, int] | None = None) -> None:
+    def __init__(self, layers: dict[str, paddle.nn.Layer], indices: dict[str, int] | None = None,
+                 leaves: bool = False) -> None:
         self.layers = dict(layers)
+        self.leaves = leaves
         self.indices = dict(indices or {})
         self.activations: dict[str, paddle.Tensor] = {}
         self.calls: dict[str, int] = {}
@@ -64,6 +89,8 @@ class ActivationCapture:
                     f"layer {name!r} returns a {kind}, not one tensor; pick one element, e.g. {name}[0], or one of "
                     "its sublayers (segcam layers --model ...)"
                 )
+            if self.leaves and output.stop_gradient:
+                output.stop_gradient = False
             self.activations[name] = output
 
         return hook

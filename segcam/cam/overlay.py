@@ -64,15 +64,17 @@ def check_overlay_mode(mode: str) -> str:
 
 
 def _unit(cam: np.ndarray) -> np.ndarray:
+    """The map as float32 (no copy when it is one), checked to lie in [0, 1] (up to 1 + 1e-6)."""
     cam = np.asarray(cam, dtype=np.float32)
     if cam.ndim != 2:
         raise ValueError(f"a CAM must be a 2-D H x W array, got shape {cam.shape}")
-    if not np.isfinite(cam).all():
+    lo, hi = float(cam.min(initial=0.0)), float(cam.max(initial=0.0))
+    if not (np.isfinite(lo) and np.isfinite(hi)):  # NaN and infinities propagate into min and max
         raise ValueError("the CAM contains NaN or infinite values")
-    if cam.min() < 0 or cam.max() > 1.0 + 1e-6:
-        raise ValueError(f"the CAM must be normalised to [0, 1] (got {cam.min():.3g}..{cam.max():.3g}); "
+    if lo < 0 or hi > 1.0 + 1e-6:
+        raise ValueError(f"the CAM must be normalised to [0, 1] (got {lo:.3g}..{hi:.3g}); "
                          "use LayerMap.normalized or divide by its maximum")
-    return np.clip(cam, 0.0, 1.0)
+    return cam
 
 
 def _lut(cmap: str) -> tuple[np.ndarray, int]:
@@ -87,12 +89,15 @@ def heatmap(cam: np.ndarray, cmap: str = DEFAULT_CMAP) -> np.ndarray:
     """Colour a [0, 1] map with a matplotlib colormap; returns H x W x 3 uint8 RGB.
 
     Indexes the colormap's own table as matplotlib does (``int(x * N)``, the top bin for 1.0), without its
-    float64 RGBA intermediate: 3 bytes per pixel instead of 35, which matters for a 24-megapixel map.
+    float64 RGBA intermediate, and in row blocks: 3 bytes per pixel instead of 35, which matters for a
+    24-megapixel map.
     """
     unit = _unit(cam)
     lut, n = _lut(cmap)
-    idx = np.minimum((unit * np.float32(n)).astype(np.intp), n - 1)
-    return lut[idx]
+    out = np.empty((*unit.shape, 3), np.uint8)
+    for r in range(0, unit.shape[0], _ROWS):  # row blocks: the float and index temporaries of one block only
+        out[r:r + _ROWS] = lut[np.minimum((unit[r:r + _ROWS] * np.float32(n)).astype(np.intp), n - 1)]
+    return out
 
 
 def overlay(image: np.ndarray, cam: np.ndarray, cmap: str = DEFAULT_CMAP, alpha: float | None = None,
@@ -140,7 +145,7 @@ def overlay(image: np.ndarray, cam: np.ndarray, cmap: str = DEFAULT_CMAP, alpha:
         return cv2.addWeighted(img, 1.0 - alpha, heat, alpha, 0.0)
     out = np.empty_like(img)
     for r in range(0, img.shape[0], _ROWS):  # row blocks: float32 temporaries of one block only
-        w = (unit[r:r + _ROWS] * np.float32(alpha))[..., None]
+        w = (np.minimum(unit[r:r + _ROWS], np.float32(1)) * np.float32(alpha))[..., None]
         block = img[r:r + _ROWS].astype(np.float32)
         out[r:r + _ROWS] = np.rint(block + w * (heat[r:r + _ROWS].astype(np.float32) - block)).astype(np.uint8)
     return out

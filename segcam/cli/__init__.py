@@ -53,7 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     import signal
 
+    from segcam.utils.memory import keep_freed_memory
+
     _no_huge_pages()
+    keep_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
     if threading_main():

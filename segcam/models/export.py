@@ -96,23 +96,34 @@ class Predictor:
         """Logits N x C x H x W for normalised input of the exported size."""
         return self.run(x)[0]
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
+    def run(self, x: np.ndarray, release: bool = False) -> list[np.ndarray]:
         """Every output for normalised input of the exported size.
 
         The logits, then (an evidence export) the activations of the layers in ``meta["layers"]`` and their
-        LayerCAM maps of the predicted ``meta["category"]``.
+        LayerCAM maps of the predicted ``meta["category"]``. ``release``: give the runtime's working memory
+        back after this run (the last tile of a photo: the next stage needs the memory, and the next photo's
+        first tile takes it again).
         """
         x = np.ascontiguousarray(x, dtype=np.float32)
         if tuple(x.shape[2:]) != self.size:
             raise ExportError(f"this export takes {self.size[0]}x{self.size[1]} (H x W) input, got {x.shape[2]}x{x.shape[3]}")
         if self.format == "onnx":
-            return self.session.run(None, {self.input_name: x})
+            options = None
+            if release:
+                import onnxruntime as ort
+
+                options = ort.RunOptions()
+                options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "gpu:0" if self.device == "gpu" else "cpu:0")
+            return self.session.run(None, {self.input_name: x}, options)
         p = self.predictor
         h = p.get_input_handle(p.get_input_names()[0])
         h.reshape(list(x.shape))
         h.copy_from_cpu(x)
         p.run()
-        return [p.get_output_handle(name).copy_to_cpu() for name in p.get_output_names()]
+        outs = [p.get_output_handle(name).copy_to_cpu() for name in p.get_output_names()]
+        if release:
+            p.try_shrink_memory()
+        return outs
 
     def predict_rgb(self, rgb: np.ndarray) -> np.ndarray:
         """Logits for one H x W x 3 uint8 image of the exported size."""

@@ -197,8 +197,12 @@ class ExplainJob:
         Raises:
             segcam.data.images.ImageError, FileNotFoundError, ValueError: A bad image or mask (the batch records it).
         """
+        from segcam.utils.memory import release_freed_memory
+
         image, passed, photo = _compute(self, path, name, warn)
-        return image, compute_cracks(self, passed, path, warn=warn, photo=photo)
+        cracks = compute_cracks(self, passed, path, warn=warn, photo=photo)
+        release_freed_memory()  # the records' windows: the writer's images come next
+        return image, cracks
 
     def write(self, computed: Any, path: str | Path, out: Path, identity: str | None = None) -> dict[str, Any]:
         """Write what :meth:`compute` returned; returns the photo's manifest record (see :func:`write_image`)."""

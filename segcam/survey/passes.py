@@ -204,6 +204,7 @@ def photo_pass(model: Any, rgb: np.ndarray, category: int, layers: Sequence[str]
     """
     from segcam.cam.scores import class_mask
     from segcam.data.images import normalize
+    from segcam.utils.memory import release_freed_memory
 
     multiple = _lcm(int(getattr(model, "size_multiple", 1)), int(getattr(model, "onnx_size_multiple", 1)))
     height, width = rgb.shape[:2]
@@ -215,7 +216,7 @@ def photo_pass(model: Any, rgb: np.ndarray, category: int, layers: Sequence[str]
     for k, t in enumerate(tiles):
         crop = _crop(rgb, t)
         pred = predictor((t.h, t.w))
-        outs = pred.run(normalize(crop, pred.mean, pred.std))
+        outs = pred.run(normalize(crop, pred.mean, pred.std), release=k == len(tiles) - 1)
         if k == 0:
             exported = pred.meta.get("outputs") == "evidence"
             if exported:  # logits, each layer's activations, then each layer's map
@@ -227,6 +228,7 @@ def photo_pass(model: Any, rgb: np.ndarray, category: int, layers: Sequence[str]
             grids[name].add(t, out[0] if out.ndim == 4 else out, overlap)
         if progress is not None:
             progress(k + 1, total)
+    release_freed_memory()  # the tiles' buffers: the photo-sized stages that follow need the room
     full = grids["logits"].result()
     target = class_mask(full, category)
     target[height:], target[:, width:] = False, False  # the canvas's padding is no crack of the photo

@@ -81,8 +81,8 @@ class DygraphPredictor:
     def __init__(self, model: Any) -> None:
         self.model, self.mean, self.std = model, model.mean, model.std
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        """The main logits of normalised N x 3 x H x W input, at its size."""
+    def run(self, x: np.ndarray, release: bool = False) -> list[np.ndarray]:
+        """The main logits of normalised N x 3 x H x W input, at its size (``release``: as for exports)."""
         import paddle
 
         from segcam.cam.scores import main_logits

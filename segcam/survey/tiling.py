@@ -34,6 +34,7 @@ import paddle
 
 from segcam.cam.result import ImageExplanation, LayerMap
 from segcam.cam.targets import MaskTarget, PredictedTarget, Target
+from segcam.utils.memory import release_freed_memory
 
 __all__ = ["blend_window", "explain_tiled", "fixed_size_forward", "predict_tiled", "tile_starts", "tiles"]
 
@@ -237,6 +238,7 @@ def explain_tiled(model: Any, rgb: np.ndarray, layers: Sequence[str], target: Ta
                     acc[key][y0:y0 + h, x0:x0 + w] += m.upsampled * win
         if progress is not None:
             progress(len(wins) + k + 1, total)
+    release_freed_memory()  # the tiles' tensors, before the photo-sized maps below are made
     maps = {}
     for key, a in acc.items():
         a /= wsum

@@ -113,18 +113,18 @@ def save_npz(path: str | Path, **arrays: np.ndarray) -> Path:
     Unlike ``np.savez_compressed``, every zip entry carries a fixed date (1980-01-01), so the same arrays
     give the same bytes whenever they are written (a resumed or Ray run is byte-identical to a plain one).
     """
-    import io
     import zipfile
 
     def write(p: Path) -> None:
         with zipfile.ZipFile(p, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
             for key, arr in arrays.items():
-                buf = io.BytesIO()
-                np.lib.format.write_array(buf, np.asanyarray(arr), allow_pickle=False)
                 info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = 0o644 << 16
-                zf.writestr(info, buf.getvalue())
+                # streamed into the entry: no in-memory copy of a 24-megapixel map (two, with getvalue)
+                arr = np.asanyarray(arr)
+                with zf.open(info, "w", force_zip64=arr.nbytes + 4096 >= zipfile.ZIP64_LIMIT) as entry:
+                    np.lib.format.write_array(entry, arr, allow_pickle=False)
 
     return atomic_write(path, write)
 
