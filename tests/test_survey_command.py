@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -227,6 +228,42 @@ def test_ray_survey_writes_what_the_local_one_writes(tmp_path) -> None:
     run_explain(job, images, tmp_path / "ray", engine=partial(ray_loop, opts=RayOptions(workers=2, batch_size=2)))
     local, ray_rows = (tmp_path / "local" / "cracks.csv").read_bytes(), (tmp_path / "ray" / "cracks.csv").read_bytes()
     assert local == ray_rows and local.count(b"\n") > 1
+
+
+def _peak_rss_gb(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
+    """Run ``cmd``; its own peak resident memory (wait4's rusage of that child) and its stderr."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    err = proc.stderr.read().decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, err[-2000:]
+    assert "could not be exported" not in err, err[-2000:]  # the export's path, not the dygraph fallback
+    return usage.ru_maxrss / 1024 ** 2, err
+
+
+def test_a_6000x4000_photo_stays_under_2_gb(tmp_path) -> None:
+    """Peak resident memory of ``segcam survey`` and ``segcam explain --tile 1024`` on a 24 MP photo.
+
+    Not a timing test: ``benchmarks/bench_survey_sizes.py`` measures the times (and these peaks) as ratios.
+    """
+    from PIL import Image
+
+    frames = [np.asarray(Image.open(p).convert("RGB").resize((544, 384))) for p in sorted(EXAMPLES.glob("*.jpg"))]
+    rows = [np.concatenate([frames[(r + c) % len(frames)] for c in range(12)], axis=1) for r in range(11)]
+    photo = tmp_path / "survey_6000x4000.png"
+    Image.fromarray(np.concatenate(rows, axis=0)[:4000, :6000]).save(photo, compress_level=1)
+    warm = tmp_path / "warm.png"  # builds the 1024 px exports first: the commands' own memory is what is measured
+    Image.fromarray(np.concatenate(rows, axis=0)[:1100, :1100]).save(warm)
+    env = {**os.environ, "GLOG_minloglevel": "2", "SEGCAM_CACHE": str(tmp_path / "cache")}
+    explain = [sys.executable, "-m", "segcam", "explain", "--model", "hrsegnet_b16", "--tile", "1024"]
+    for cmd in (_survey_cmd(tmp_path / "warm", [str(warm)], tmp_path / "cache"),
+                [*explain, "--out", str(tmp_path / "warm_explain"), str(warm)]):
+        subprocess.run(cmd, check=True, capture_output=True, timeout=600, env=env)
+    survey_gb, err = _peak_rss_gb(_survey_cmd(tmp_path / "out", [str(photo)], tmp_path / "cache"), env)
+    assert survey_gb < 2.0, f"survey: peak RSS {survey_gb:.2f} GB; {err[-1500:]}"
+    assert len(_rows(tmp_path / "out")) > 50
+    explain_gb, err = _peak_rss_gb([*explain, "--out", str(tmp_path / "explain"), str(photo)], env)
+    assert explain_gb < 2.0, f"explain --tile 1024: peak RSS {explain_gb:.2f} GB; {err[-1500:]}"
+    assert (tmp_path / "explain" / "survey_6000x4000__seg_head__overlay.jpg").is_file()
 
 
 def test_a_network_without_an_evidence_export_is_surveyed_through_explain(tmp_path) -> None:

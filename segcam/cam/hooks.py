@@ -53,9 +53,10 @@ class ActivationCapture:
     Args:
         layers: Dotted name -> layer.
         indices: Name -> element index, for layers whose output is a tuple/list (``backbone[3]``).
-        leaves: Make each captured output that records no gradient a leaf that does, so that a forward
-            under :func:`frozen_parameters` builds the backward graph from the captured layers on only
-            (gradients with respect to them are the same; the layers before keep no tensors for it).
+        leaves: Make each captured layer's float inputs that record no gradient leaves that do, so that a
+            forward under :func:`frozen_parameters` builds the backward graph from the captured layers' inputs on
+            only: gradients with respect to their outputs are the same (paths inside a layer, such as a backbone
+            whose later stages use an output it returns, are kept), and the layers before keep no tensors for it.
 
     Example:
         >>> with ActivationCapture({"head": net.head}) as cap:
@@ -89,15 +90,25 @@ class ActivationCapture:
                     f"layer {name!r} returns a {kind}, not one tensor; pick one element, e.g. {name}[0], or one of "
                     "its sublayers (segcam layers --model ...)"
                 )
-            if self.leaves and output.stop_gradient:
-                output.stop_gradient = False
             self.activations[name] = output
 
         return hook
 
+    @staticmethod
+    def _make_leaves(layer: paddle.nn.Layer, inputs: object) -> None:
+        stack = [inputs]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, (list, tuple)):
+                stack.extend(item)
+            elif isinstance(item, paddle.Tensor) and item.stop_gradient and item.is_floating_point():
+                item.stop_gradient = False
+
     def __enter__(self) -> ActivationCapture:
         try:
             for name, layer in self.layers.items():
+                if self.leaves:
+                    self._handles.append(layer.register_forward_pre_hook(self._make_leaves))
                 self._handles.append(layer.register_forward_post_hook(self._hook(name)))
         except BaseException:
             self.remove()

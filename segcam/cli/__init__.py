@@ -30,20 +30,6 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise _Terminated()
 
 
-def _no_huge_pages() -> None:
-    """Ask numpy not to back new arrays with transparent huge pages.
-
-    A survey's photo-sized accumulators and masks are written sparsely (near cracks, tile by tile); with 2 MB
-    pages every sparse write makes a whole huge page resident, and a 24 MP survey's peak memory then depends
-    on how many huge pages the kernel has free (1.7 GB or 2.3 GB for the same photo).
-    """
-    import numpy as np
-
-    setter = getattr(np.core.multiarray, "_set_madvise_hugepage", None)
-    if setter is not None:
-        setter(False)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code.
 
@@ -53,9 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     import signal
 
-    from segcam.utils.memory import keep_freed_memory
+    from segcam.utils.memory import keep_freed_memory, no_huge_pages
 
-    _no_huge_pages()
+    no_huge_pages()
     keep_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)

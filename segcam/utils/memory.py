@@ -18,12 +18,13 @@ import ctypes
 import ctypes.util
 import functools
 
-__all__ = ["keep_freed_memory", "release_freed_memory"]
+__all__ = ["keep_freed_memory", "no_huge_pages", "release_freed_memory"]
 
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
+_PR_SET_THP_DISABLE = 41  # prctl.h
 #: Blocks up to this size come from the heap: every tensor of a 1024 px tile (glibc's own dynamic threshold
 #: stops at this value on 64-bit systems); photo-sized arrays above it are mapped and unmapped whole.
 MMAP_THRESHOLD = 32 * 1024 * 1024
@@ -55,6 +56,23 @@ def keep_freed_memory() -> bool:
         return False
     return all([lib.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD), lib.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
                 lib.mallopt(_M_TOP_PAD, TOP_PAD)])
+
+
+def no_huge_pages() -> None:
+    """No transparent huge pages for this process and its children (Linux), nor for numpy's arrays.
+
+    A survey's photo-sized accumulators and masks are written sparsely (near cracks, tile by tile); with 2 MB
+    pages every sparse write makes a whole huge page resident, and a 24 MP survey's peak memory then depends
+    on how many huge pages the kernel has free (1.7 GB or 2.3 GB for the same photo).
+    """
+    import numpy as np
+
+    setter = getattr(np.core.multiarray, "_set_madvise_hugepage", None)
+    if setter is not None:
+        setter(False)
+    lib = _glibc()
+    if lib is not None and hasattr(lib, "prctl"):
+        lib.prctl(_PR_SET_THP_DISABLE, 1, 0, 0, 0)  # refused on old kernels: numpy's setting still holds
 
 
 def release_freed_memory() -> bool:
