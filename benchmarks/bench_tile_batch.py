@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import paddle
+from bench_survey_sizes import mosaic  # a sibling script (run from benchmarks/ or as benchmarks/...)
 
 import segcam
 from segcam.utils.memory import keep_freed_memory
-
-from bench_survey_sizes import mosaic  # noqa: I001 - a sibling script
 
 
 def main() -> None:
