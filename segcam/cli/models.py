@@ -1,4 +1,4 @@
-"""``segcam models`` and ``segcam layers``: what the zoo holds and what a network's layers are."""
+"""``segcam models``, ``segcam weights`` and ``segcam layers``: the zoo, where its weights are, a network's layers."""
 
 from __future__ import annotations
 
@@ -43,11 +43,50 @@ def cmd_layers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    from segcam.models import store
+    from segcam.models.zoo import get_model_spec, list_models
+
+    every = [f"{n}.{t}" for n in list_models() for t in get_model_spec(n).tags]
+    if args.action == "list":
+        if args.names or args.all:
+            raise UsageError("`segcam weights list` takes no names; `segcam weights get NAME.TAG` fetches")
+        print(f"{'weights':<28} {'where':<10} path")
+        for name_tag in every:
+            path = store.find_weights(name_tag)
+            where = ("missing" if path is None else "cache" if store.PRETRAINED_DIR not in path.parents else
+                     "wheel" if name_tag in store.IN_WHEEL else "checkout")
+            print(f"{name_tag:<28} {where:<10} {path or '-> segcam weights get ' + name_tag}")
+        return 0
+    wanted = every if args.all else args.names
+    if not wanted:
+        raise UsageError("name the weights to fetch (NAME.TAG, as `segcam weights list` shows them) or pass --all")
+    unknown = [n for n in wanted if n not in every]
+    if unknown:
+        raise UsageError(f"no model card for {', '.join(unknown)}; `segcam weights list` shows the tags")
+    for name_tag in wanted:
+        path = store.fetch(name_tag, url=args.url, force=args.force)
+        print(f"{name_tag}: {path}")
+    return 0
+
+
 def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     """Add the 'models', 'layers' commands to the ``segcam`` parser."""
     p = sub.add_parser("models", help="list the zoo models", formatter_class=fmt)
     p.add_argument("pattern", nargs="?", default=None, help="a substring (b48) or a shell wildcard ('hrsegnet_*')")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("weights", formatter_class=fmt,
+                       help="list the trained weights and where they are; fetch those the wheel leaves out",
+                       description="`segcam weights list`; `segcam weights get NAME.TAG [...] [--url URL]`: download "
+                                   "once, check against the card's sha256, cache (segcam never downloads on its own).")
+    p.add_argument("action", choices=["list", "get"])
+    p.add_argument("names", nargs="*", metavar="NAME.TAG", help="weights to fetch, e.g. hrsegnet_b48.deepcrack")
+    p.add_argument("--all", action="store_true", help="fetch every tag that is not here yet")
+    p.add_argument("--url", default=None,
+                   help="base URL of the weights files (else $SEGCAM_WEIGHTS_URL, else [weights] base_url in segcam.ini)")
+    p.add_argument("--force", action="store_true", help="download again even if a checked copy is here")
+    p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("layers", help="list a model's layers, aliases and output shapes", formatter_class=fmt)
     add_model_args(p)

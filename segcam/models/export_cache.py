@@ -23,16 +23,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from segcam.models.export import ExportError, Predictor, export_model
+from segcam.models.store import cache_root
 
 __all__ = ["cache_root", "cached_predictor", "export_key"]
-
-
-def cache_root() -> Path:
-    """The cache folder: ``$SEGCAM_CACHE``, else ``$XDG_CACHE_HOME/segcam``, else ``~/.cache/segcam``."""
-    if os.environ.get("SEGCAM_CACHE"):
-        return Path(os.environ["SEGCAM_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "segcam"
 
 
 def export_key(model: Any, size: tuple[int, int], outputs: str, fmt: str = "onnx", category: int = 1) -> dict[str, Any]:

@@ -16,13 +16,13 @@ from typing import Any, Callable
 import paddle
 
 from segcam.cam.hooks import ensure_dygraph
+from segcam.models.store import PRETRAINED_DIR, WeightsMissingError, card, find_weights, known_tags, missing_message
 from segcam.models.weights import LoadReport, load_weights
 from segcam.utils.registry import Registry
 
 __all__ = ["DEFAULT_TAG_ORDER", "ModelSpec", "ZooModel", "create_model", "get_model_spec", "list_models",
            "load_paddleseg", "rebuild_model", "split_tag"]
 
-PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 #: Which shipped weights a bare model name loads, in order of preference: the crack-general weights
 #: trained on every set (``mix``), else the DeepCrack-only ones. ``NAME.TAG`` picks one explicitly.
 DEFAULT_TAG_ORDER = ("mix", "deepcrack")
@@ -57,11 +57,26 @@ class ModelSpec:
 
     @property
     def tags(self) -> dict[str, Path]:
-        """Shipped weights by tag (``{"mix": .../hrsegnet_b48.mix.pdparams, "deepcrack": ...}``), default first."""
-        found = {p.name[len(self.name) + 1:-len(".pdparams")]: p
-                 for p in PRETRAINED_DIR.glob(f"{self.name}.*.pdparams")}
-        order = [t for t in DEFAULT_TAG_ORDER if t in found] + sorted(t for t in found if t not in DEFAULT_TAG_ORDER)
-        return {t: found[t] for t in order}
+        """Trained weights by tag, default first: every tag with a model card, and where its file is.
+
+        The file beside the card (a checkout, or the wheel's :data:`segcam.models.store.IN_WHEEL`), else the
+        fetched copy in the cache (:mod:`segcam.models.store`); where neither exists, the path a checkout keeps
+        it at (:meth:`weights_path` then says how to get it).
+        """
+        tags = known_tags(self.name)
+        order = [t for t in DEFAULT_TAG_ORDER if t in tags] + [t for t in tags if t not in DEFAULT_TAG_ORDER]
+        return {t: find_weights(f"{self.name}.{t}") or PRETRAINED_DIR / f"{self.name}.{t}.pdparams" for t in order}
+
+    def weights_path(self, tag: str) -> Path:
+        """The weights file of one tag.
+
+        Raises:
+            WeightsMissingError: Not installed (a wheel without them, not fetched); the message names the command.
+        """
+        path = find_weights(f"{self.name}.{tag}")
+        if path is None:
+            raise WeightsMissingError(missing_message(f"{self.name}.{tag}"))
+        return path
 
     @property
     def default_tag(self) -> str | None:
@@ -76,10 +91,7 @@ class ModelSpec:
 
     def tag_info(self, tag: str) -> dict[str, Any]:
         """The model card JSON of one tag (training data, metrics), ``{}`` if it has none."""
-        import json
-
-        card = PRETRAINED_DIR / f"{self.name}.{tag}.json"
-        return json.loads(card.read_text()) if card.is_file() else {}
+        return card(f"{self.name}.{tag}")
 
 
 @dataclass
@@ -283,7 +295,7 @@ def create_model(name: str, weights: str | Path | None = None, strict: bool = Tr
     network = spec.build(2)
     if weights is None:
         tag = tag or spec.default_tag
-        weights = spec.tags[tag] if tag else None
+        weights = spec.weights_path(tag) if tag else None
     elif str(weights) == "random":
         weights = None
     zm = _finish(spec.name, network, dict(spec.aliases), spec.mean, spec.std, weights, strict)
