@@ -123,7 +123,7 @@ def test_base_url_from_argument_environment_or_config_file(wheel_like, monkeypat
     assert hashlib.sha256(path.read_bytes()).hexdigest() == store.card(TAG)["weights_sha256"]
 
 
-def test_a_failed_download_keeps_the_cached_copy(wheel_like) -> None:
+def test_a_failed_download_keeps_the_cached_copy(wheel_like, capsys) -> None:
     served = _serve_dir(wheel_like)
     good = store.fetch(TAG, url=served.as_uri())
     with _Server(wheel_like / "served") as server:
@@ -131,6 +131,11 @@ def test_a_failed_download_keeps_the_cached_copy(wheel_like) -> None:
     with pytest.raises(OSError):
         store.fetch(TAG, url=dead, force=True, timeout=5)  # the server is gone: connection refused
     assert good.is_file() and segcam.create_model(TAG).weights == str(good)
+    # the command says which tag failed and goes on with the next one (here: already in the wheel)
+    assert main(["weights", "get", "hrsegnet_b48.deepcrack", "hrsegnet_b16.mix", "--url", dead]) == 1
+    err = capsys.readouterr()
+    assert f"hrsegnet_b48.deepcrack: not fetched from {dead}" in err.err and "hrsegnet_b16.mix:" in err.out
+    assert good.is_file()
 
 
 def test_every_card_has_its_weights_in_the_checkout_with_the_cards_sha256() -> None:

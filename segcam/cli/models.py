@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from segcam.cli.common import UsageError, add_model_args, load_model
@@ -19,9 +20,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         spec = get_model_spec(name)
         default = f"tag {spec.default_tag}" if spec.default_tag else "random init"
         print(f"{name:<24} {default:<18} {spec.aliases['seg_head']:<14} {spec.description}")
-        for tag in spec.tags:
+        for tag, path in spec.tags.items():
             info = spec.tag_info(tag)
-            flag = "shipped, default" if tag == spec.default_tag else "shipped"
+            flag = "default" if tag == spec.default_tag else ""
+            flag += "" if path.is_file() else (", " if flag else "") + "weights get"
             print(f"{'  ' + name + '.' + tag:<24} {flag:<18} {'':<14} {info.get('train_data', '?')}")
     return 0
 
@@ -64,10 +66,17 @@ def cmd_weights(args: argparse.Namespace) -> int:
     unknown = [n for n in wanted if n not in every]
     if unknown:
         raise UsageError(f"no model card for {', '.join(unknown)}; `segcam weights list` shows the tags")
+    base = store.base_url(args.url)  # a missing or bad base URL stops before any download
+    failed = 0
     for name_tag in wanted:
-        path = store.fetch(name_tag, url=args.url, force=args.force)
+        try:
+            path = store.fetch(name_tag, url=base, force=args.force)
+        except (OSError, ValueError) as exc:  # the next tag still gets its chance
+            failed += 1
+            print(f"segcam: {name_tag}: not fetched from {base}: {exc}", file=sys.stderr)
+            continue
         print(f"{name_tag}: {path}")
-    return 0
+    return 1 if failed else 0
 
 
 def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
