@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from segcam.models.export import ExportError, Predictor, export_model
 from segcam.models.store import cache_root
+from segcam.models.weights import sha256_file
 
 __all__ = ["cache_root", "cached_predictor", "export_key"]
 
@@ -50,14 +51,6 @@ def _digest(key: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _writable(folder: Path) -> bool:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -78,7 +71,7 @@ def _valid(folder: Path, key: dict[str, Any]) -> str | None:
     if meta.get("cache_key") != key:
         return "it was built for other weights or another version"
     model_file = folder / ("model.onnx" if key["format"] == "onnx" else "model.pdiparams")
-    if not model_file.is_file() or _file_sha256(model_file) != meta.get("file_sha256"):
+    if not model_file.is_file() or sha256_file(model_file) != meta.get("file_sha256"):
         return f"{model_file.name} is missing or does not match its recorded sha256"
     return None
 
@@ -175,7 +168,7 @@ def _build(model: Any, folder: Path, size: tuple[int, int], outputs: str, fmt: s
         meta_path = built / "segcam_export.json"
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         model_file = built / ("model.onnx" if fmt == "onnx" else "model.pdiparams")
-        meta.update(cache_key=key, file_sha256=_file_sha256(model_file))
+        meta.update(cache_key=key, file_sha256=sha256_file(model_file))
         meta_path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
         if folder.exists():  # the stale one (or one another process just built): ours replaces it
             shutil.rmtree(folder, ignore_errors=True)

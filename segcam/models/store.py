@@ -29,6 +29,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
+from segcam.models.weights import sha256_file
+
 __all__ = ["IN_WHEEL", "PRETRAINED_DIR", "WeightsMissingError", "base_url", "cache_root", "card", "fetch",
            "find_weights", "known_tags"]
 
@@ -139,7 +141,7 @@ def fetch(name_tag: str, url: str | None = None, force: bool = False, timeout: f
     if here.is_file() and not force:
         return here
     dest = _cached(name_tag, sha)
-    if dest.is_file() and not force and _sha256(dest) == sha:
+    if dest.is_file() and not force and sha256_file(dest) == sha:
         return dest
     source = f"{base_url(url)}/{name_tag}.pdparams"
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -163,11 +165,3 @@ def fetch(name_tag: str, url: str | None = None, force: bool = False, timeout: f
         if os.path.exists(tmp):
             os.unlink(tmp)
     return dest
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
