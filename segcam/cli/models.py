@@ -80,7 +80,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
-    """Add the 'models', 'layers' commands to the ``segcam`` parser."""
+    """Add the 'models', 'weights' and 'layers' commands to the ``segcam`` parser."""
     p = sub.add_parser("models", help="list the zoo models", formatter_class=fmt)
     p.add_argument("pattern", nargs="?", default=None, help="a substring (b48) or a shell wildcard ('hrsegnet_*')")
     p.set_defaults(func=cmd_models)
