@@ -27,7 +27,7 @@ import tempfile
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from segcam.models.weights import sha256_file
 
@@ -114,8 +114,7 @@ def base_url(url: str | None = None) -> str:
     return url.rstrip("/")
 
 
-def fetch(name_tag: str, url: str | None = None, force: bool = False, timeout: float = 60.0,
-          progress: Callable[[int, int | None], None] | None = None) -> Path:
+def fetch(name_tag: str, url: str | None = None, force: bool = False, timeout: float = 60.0) -> Path:
     """Download ``NAME.TAG``'s weights once, check them against the card's sha256 and cache them.
 
     Args:
@@ -123,7 +122,6 @@ def fetch(name_tag: str, url: str | None = None, force: bool = False, timeout: f
         url: Base URL (see :func:`base_url`).
         force: Download again even if a checked copy is cached.
         timeout: Seconds to wait for the server.
-        progress: Called with (bytes so far, total bytes or None).
 
     Returns:
         The weights file: the package's or checkout's own when it has them (nothing is downloaded), else the cached one.
@@ -149,14 +147,9 @@ def fetch(name_tag: str, url: str | None = None, force: bool = False, timeout: f
     try:
         digest = hashlib.sha256()
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(source, timeout=timeout) as response:  # noqa: S310 - scheme checked
-            total = int(response.headers.get("Content-Length") or 0) or None
-            done = 0
             while chunk := response.read(1 << 20):
                 out.write(chunk)
                 digest.update(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
         if digest.hexdigest() != sha:
             raise ValueError(f"{source}: the downloaded file's sha256 {digest.hexdigest()[:16]}... is not the card's "
                              f"{sha[:16]}...; nothing was kept (a wrong base URL, or a file of other weights)")
